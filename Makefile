@@ -1,0 +1,25 @@
+# Two commands matter: `make demo` (the main job on a local EC2 endpoint) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: setup
+	$(PY) tools/demo.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) dist lib .pytest_cache .hypothesis
