@@ -902,10 +902,13 @@ def _ensure_logging() -> None:
 
 
 def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: one scheduling run. Returns the summary."""
+    """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
     _ensure_logging()
-    settings = Settings.from_env()
-    now = reference_time(event)
+    return run(Settings.from_env(), reference_time(event))
+
+
+def run(settings: Settings, now: datetime) -> dict[str, Any]:
+    """One scheduling run at `now` in every region; raise RunError after the summary if a region failed."""
     resolver = ScheduleResolver(settings)
     due_cache: dict[Schedule, Due] = {}
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
