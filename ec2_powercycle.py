@@ -811,12 +811,11 @@ def run_region(
     now: datetime,
     resolver: ScheduleResolver,
     due_cache: dict[Schedule, Due],
-    client_factory: Callable[[str], Any] = ec2_client,
 ) -> RegionResult:
     """Read, decide and act in one region; never raises."""
     result = RegionResult(region)
     try:
-        ec2 = client_factory(region)
+        ec2 = ec2_client(region)
         to_act = plan_region(tagged_instances(ec2, settings.tag), settings, now, resolver, result, due_cache)
     except (ClientError, BotoCoreError) as err:
         result.failed = True

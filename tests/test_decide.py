@@ -1,0 +1,291 @@
+"""Deciding what to do at a time: pure functions, time passed in, no AWS."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ec2_powercycle import (
+    Action,
+    Decision,
+    Due,
+    Outcome,
+    Schedule,
+    decide,
+    due_action,
+    guard_reason,
+    latest_fire,
+    parse_schedule_json,
+    wall_to_instant,
+    zone,
+)
+
+WINDOW = timedelta(minutes=15)
+OFFICE = Schedule(start=("0 8 * * 1-5",), stop=("55 17 * * 1-5",), tz="UTC")
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# 2026-11-23 is a Monday.
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-11-23T08:00:00", Action.START),  # exactly at t: this run
+        ("2026-11-23T08:07:00", Action.START),
+        ("2026-11-23T08:14:59", Action.START),
+        ("2026-11-23T08:15:00", None),  # exactly at t - W: the previous run's
+        ("2026-11-23T07:59:59", None),
+        ("2026-11-23T18:00:00", Action.STOP),
+        ("2026-11-22T08:05:00", None),  # Sunday
+        ("2026-11-23T12:00:00", None),
+    ],
+)
+def test_window_is_open_below_and_closed_above(now: str, expected: Action | None) -> None:
+    assert due_action(OFFICE, utc(now), WINDOW).action is expected
+
+
+def test_the_later_of_start_and_stop_in_the_window_wins() -> None:
+    schedule = Schedule(start=("0 8 * * *",), stop=("10 8 * * *",))
+    due = due_action(schedule, utc("2026-11-23T08:14:00"), WINDOW)
+    assert (due.action, due.at) == (Action.STOP, utc("2026-11-23T08:10:00"))
+    schedule = Schedule(start=("10 8 * * *",), stop=("0 8 * * *",))
+    assert due_action(schedule, utc("2026-11-23T08:14:00"), WINDOW).action is Action.START
+
+
+def test_equal_start_and_stop_is_a_conflict() -> None:
+    schedule = Schedule(start=("0 8 * * *",), stop=("0 8 * * 1-5",))
+    due = due_action(schedule, utc("2026-11-23T08:05:00"), WINDOW)
+    assert due.conflict and due.action is None
+    decision = decide(due, "running")
+    assert decision.outcome is Outcome.ERROR
+    assert "schedule conflict: start and stop both due at 2026-11-23T08:00:00Z" in decision.reason
+
+
+def test_the_latest_of_several_expressions_counts() -> None:
+    schedule = Schedule(start=("0 8 * * *", "5 8 * * *"), stop=("3 8 * * *",))
+    due = due_action(schedule, utc("2026-11-23T08:10:00"), WINDOW)
+    assert (due.action, due.at) == (Action.START, utc("2026-11-23T08:05:00"))
+
+
+def test_enforce_holds_the_state_of_the_most_recent_time_without_lower_bound() -> None:
+    schedule = Schedule(start=("0 8 * * 1-5",), stop=("55 17 * * 1-5",), enforce=True)
+    assert due_action(schedule, utc("2026-11-23T12:00:00"), WINDOW).action is Action.START
+    assert due_action(schedule, utc("2026-11-23T23:00:00"), WINDOW).action is Action.STOP
+    # Sunday noon: the last time was Friday's stop.
+    due = due_action(schedule, utc("2026-11-22T12:00:00"), WINDOW)
+    assert (due.action, due.at) == (Action.STOP, utc("2026-11-20T17:55:00"))
+
+
+def test_a_naive_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        due_action(OFFICE, datetime(2026, 11, 23, 8), WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "outcome", "call"),
+    [
+        (Action.START, "stopped", Outcome.ACT, Action.START),
+        (Action.START, "running", Outcome.SKIP, None),
+        (Action.START, "pending", Outcome.SKIP, None),
+        (Action.START, "stopping", Outcome.SKIP, None),
+        (Action.STOP, "running", Outcome.ACT, Action.STOP),
+        (Action.STOP, "pending", Outcome.ACT, Action.STOP),
+        (Action.STOP, "stopped", Outcome.SKIP, None),
+        (Action.STOP, "stopping", Outcome.SKIP, None),
+    ],
+)
+def test_only_changes_are_made(action: Action, state: str, outcome: Outcome, call: Action | None) -> None:
+    decision = decide(Due(action, utc("2026-11-23T08:00:00")), state)
+    assert (decision.outcome, decision.action) == (outcome, call)
+    if outcome is Outcome.SKIP:
+        assert decision.reason == f"{action.value} due at 2026-11-23T08:00:00Z but instance is {state}"
+
+
+def test_enforced_schedules_do_not_note_instances_already_in_place() -> None:
+    assert decide(Due(Action.START, utc("2026-11-23T08:00:00"), enforced=True), "running") == Decision(
+        Outcome.IDLE, None, "already running"
+    )
+    assert decide(Due(Action.STOP, utc("2026-11-23T08:00:00"), enforced=True), "stopped").outcome is Outcome.IDLE
+    assert decide(Due(None), "running").outcome is Outcome.IDLE
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [
+        ({"environment": "p"}, "protected environment 'p'"),
+        ({"environment": "P"}, "protected environment 'P'"),
+        ({"Environment": "p"}, "protected environment 'p'"),
+        ({"ENVIRONMENT": " P "}, "protected environment ' P '"),
+        ({"environment": "prod"}, None),
+        ({"environment": "dev"}, None),
+        ({"aws:autoscaling:groupName": "web-asg"}, "in Auto Scaling group 'web-asg'"),
+        ({}, None),
+    ],
+)
+def test_guards(tags: dict[str, str], reason: str | None) -> None:
+    assert guard_reason(tags, frozenset({"p"})) == reason
+
+
+# --- Daylight saving -------------------------------------------------------------
+
+LONDON_EIGHT = Schedule(start=("0 8 * * *",), tz="Europe/London")
+
+
+@pytest.mark.parametrize(
+    ("day", "expected_utc"),
+    [
+        ("2026-03-28", "2026-03-28T08:00:00"),  # Saturday, GMT
+        ("2026-03-29", "2026-03-29T07:00:00"),  # clocks went forward at 01:00 UTC
+        ("2026-03-30", "2026-03-30T07:00:00"),
+        ("2026-10-24", "2026-10-24T07:00:00"),  # BST
+        ("2026-10-25", "2026-10-25T08:00:00"),  # clocks went back at 01:00 UTC
+        ("2026-10-26", "2026-10-26T08:00:00"),
+    ],
+)
+def test_local_eight_oclock_across_dst_acts_once_per_day(day: str, expected_utc: str) -> None:
+    hits = _ticks_that_act(LONDON_EIGHT, utc(f"{day}T00:07:00"), hours=24)
+    assert hits == [(utc(expected_utc), Action.START)]
+
+
+def test_a_time_in_the_skipped_hour_fires_when_the_clocks_jump() -> None:
+    schedule = Schedule(start=("30 1 * * *",), tz="Europe/London")
+    # 2026-03-29 01:00 UTC: 01:00 GMT becomes 02:00 BST; 01:30 local never happens.
+    assert latest_fire("30 1 * * *", "Europe/London", utc("2026-03-29T01:10:00")) == utc("2026-03-29T01:00:00")
+    hits = _ticks_that_act(schedule, utc("2026-03-28T12:07:00"), hours=48)
+    assert [at for at, _ in hits] == [utc("2026-03-29T01:00:00"), utc("2026-03-30T00:30:00")]
+
+
+def test_a_time_in_the_repeated_hour_fires_once_at_its_first_occurrence() -> None:
+    schedule = Schedule(stop=("30 1 * * *",), tz="Europe/London")
+    # 2026-10-25: 01:30 BST (00:30 UTC) and 01:30 GMT (01:30 UTC) both read 01:30.
+    hits = _ticks_that_act(schedule, utc("2026-10-24T12:07:00"), hours=48)
+    assert [at for at, _ in hits] == [utc("2026-10-25T00:30:00"), utc("2026-10-26T01:30:00")]
+    assert latest_fire("30 1 * * *", "Europe/London", utc("2026-10-25T01:45:00")) == utc("2026-10-25T00:30:00")
+
+
+def test_new_york_spring_gap() -> None:
+    tz = zone("America/New_York")
+    assert wall_to_instant(datetime(2026, 3, 8, 2, 30), tz) == utc("2026-03-08T07:00:00")
+    assert wall_to_instant(datetime(2026, 3, 8, 1, 30), tz) == utc("2026-03-08T06:30:00")
+    assert wall_to_instant(datetime(2026, 11, 1, 1, 30), tz) == utc("2026-11-01T05:30:00")
+
+
+def test_lord_howe_half_hour_shift() -> None:
+    # Australia/Lord_Howe moves its clocks by 30 minutes: 02:00 -> 02:30 on 2026-10-04.
+    tz = zone("Australia/Lord_Howe")
+    jump = wall_to_instant(datetime(2026, 10, 4, 2, 15), tz)
+    assert jump == wall_to_instant(datetime(2026, 10, 4, 2, 30), tz)
+    assert jump.astimezone(tz).strftime("%H:%M") == "02:30"
+
+
+# --- Consecutive runs see every time exactly once --------------------------------
+
+
+def _ticks_that_act(schedule: Schedule, first: datetime, hours: int, window: timedelta = WINDOW) -> list:
+    hits = []
+    tick = first
+    while tick < first + timedelta(hours=hours):
+        due = due_action(schedule, tick, window)
+        if due.action is not None:
+            hits.append((due.at, due.action))
+        tick += window
+    return hits
+
+
+def test_a_simulated_week_of_ticks_at_an_odd_offset_acts_once_per_scheduled_time() -> None:
+    schedule = parse_schedule_json(
+        '{"start": ["0 8 * * MON-FRI", "30 9 * * SAT"], "stop": "55 17 * * 1-5", "tz": "Europe/Berlin"}', "UTC"
+    )
+    hits = _ticks_that_act(schedule, utc("2026-11-22T23:07:23"), hours=24 * 7)
+    starts = [at for at, action in hits if action is Action.START]
+    stops = [at for at, action in hits if action is Action.STOP]
+    # Berlin is UTC+1 in late November: 08:00 local is 07:00 UTC.
+    assert starts == [utc(f"2026-11-{day}T07:00:00") for day in (23, 24, 25, 26, 27)] + [utc("2026-11-28T08:30:00")]
+    assert stops == [utc(f"2026-11-{day}T16:55:00") for day in (23, 24, 25, 26, 27)]
+
+
+CRON_FIELD = st.one_of(
+    st.integers(0, 59).map(str),
+    st.integers(5, 30).map(lambda step: f"*/{step}"),
+    st.lists(st.integers(0, 59), min_size=1, max_size=3, unique=True).map(lambda ms: ",".join(map(str, ms))),
+)
+HOUR_FIELD = st.one_of(st.just("*"), st.integers(0, 23).map(str), st.integers(1, 12).map(lambda step: f"*/{step}"))
+DOW_FIELD = st.sampled_from(["*", "1-5", "MON-FRI", "SAT,SUN", "0", "3"])
+ZONES = st.sampled_from(["UTC", "Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"])
+
+
+@st.composite
+def cron(draw: st.DrawFn) -> str:
+    return f"{draw(CRON_FIELD)} {draw(HOUR_FIELD)} * * {draw(DOW_FIELD)}"
+
+
+def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, until: datetime) -> set[datetime]:
+    """An independent oracle: test every minute of (after, until] against the wall clock.
+
+    A minute fires if its first-occurrence wall time matches, or if the clocks
+    jumped forward at it and any skipped wall time matches.
+    """
+    tz = zone(tz_name)
+    fired = set()
+    minute = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while minute <= until:
+        local = minute.astimezone(tz)
+        walls = [] if local.fold else [local.replace(tzinfo=None)]
+        gap = local.utcoffset() - (minute - timedelta(minutes=1)).astimezone(tz).utcoffset()
+        skipped = local.replace(tzinfo=None) - gap
+        while skipped < local.replace(tzinfo=None):
+            walls.append(skipped)
+            skipped += timedelta(minutes=1)
+        if any(croniter.match(expression, wall) for wall in walls):
+            fired.add(minute)
+        minute += timedelta(minutes=1)
+    return fired
+
+
+DAYS_BEFORE_CHANGES = {
+    "Europe/London": ("2026-03-28", "2026-10-24"),
+    "America/New_York": ("2026-03-07", "2026-10-31"),
+    "Australia/Lord_Howe": ("2026-10-03", "2026-04-04"),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    expression=cron(),
+    tz=ZONES,
+    offset_seconds=st.integers(0, 24 * 3600),
+    window_minutes=st.sampled_from([5, 15, 60]),
+    autumn=st.booleans(),
+)
+def test_consecutive_windows_see_every_scheduled_time_exactly_once(
+    expression: str, tz: str, offset_seconds: int, window_minutes: int, autumn: bool
+) -> None:
+    window = timedelta(minutes=window_minutes)
+    # 30 hours that contain the zone's clock change of spring (forward) or autumn (back).
+    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
+    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
+    ticks = [first + window * k for k in range(int(timedelta(hours=30) / window) + 1)]
+    seen: list[datetime] = []
+    for tick in ticks[1:]:
+        moment = latest_fire(expression, tz, tick)
+        while moment > tick - window:
+            seen.append(moment)
+            moment = latest_fire(expression, tz, moment - timedelta(seconds=1))
+    assert len(seen) == len(set(seen)), "a scheduled time was seen by two runs"
+    assert set(seen) == _fire_times_by_brute_force(expression, tz, ticks[0], ticks[-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(expression=cron(), tz=ZONES, offset_seconds=st.integers(0, 7 * 24 * 3600))
+def test_a_window_acts_on_its_latest_time(expression: str, tz: str, offset_seconds: int) -> None:
+    now = utc("2026-03-01T00:00:00") + timedelta(seconds=offset_seconds)
+    due = due_action(Schedule(start=(expression,), tz=tz), now, WINDOW)
+    latest = latest_fire(expression, tz, now)
+    assert latest <= now
+    assert (due.action is Action.START) == (latest > now - WINDOW)
