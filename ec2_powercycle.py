@@ -5,6 +5,18 @@ every 15 minutes. It also runs locally::
 
     python -c "from ec2_powercycle import *; handler()"
 
+and as a command line (``python ec2_powercycle.py COMMAND --help``)::
+
+    python ec2_powercycle.py check VALUE     # validate a tag value, show its next times
+    python ec2_powercycle.py plan            # what the schedules will do, and a week timeline
+    python ec2_powercycle.py run --at TIME   # one handler run (--dry-run, --json)
+
+``plan`` and ``run`` take ``--region`` (repeatable), ``--endpoint-url`` and
+``--tag``; ``check`` needs no credentials. Exit codes: 0 fine, 1 an invalid
+schedule or errors in a plan or run, 2 a usage or set-up problem. The
+timeline shows, per hour, the state set by the latest start or stop at or
+before it (as with ``enforce``; see ``running_hours``).
+
 The tag
 =======
 An instance opts in with a tag (key ``ec2Powercycle`` unless
@@ -119,7 +131,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -132,6 +144,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from croniter import CroniterError, croniter
 
 __all__ = ["handler"]
+__version__ = "1.0.0"  # names the deployment zip: dist/ec2-powercycle-<version>.zip (package.sh)
 
 logger = logging.getLogger("ec2_powercycle")
 
@@ -157,7 +170,7 @@ AUTOSCALING_TAG = "aws:autoscaling:groupName"
 
 DESCRIBE_PAGE_SIZE = 1000
 ACTION_BATCH_SIZE = 100
-EC2_MAX_ATTEMPTS = 8
+EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled run within a Lambda timeout
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
@@ -208,7 +221,14 @@ class ScheduleError(PowercycleError):
 
 
 class RunError(PowercycleError):
-    """A region could not be handled; raised after every other region finished."""
+    """A region could not be handled; raised after every other region finished.
+
+    `summary` is the run's summary (the command line prints it), or None.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 # --- Data types -----------------------------------------------------------------
@@ -264,8 +284,12 @@ class Settings:
     url_allow: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every setting once; a bad one raises ConfigError naming it."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
+        """Read and check every setting once; a bad one raises ConfigError naming it.
+
+        With require_regions false (commands that touch no region, such as
+        `check`) a missing region gives no regions instead of an error.
+        """
         env = os.environ if environ is None else environ
         tag = env.get(TAG_SETTING, DEFAULT_TAG).strip()
         if not tag or len(tag) > 128:
@@ -283,7 +307,7 @@ class Settings:
                 value.lower()
                 for value in _split_list(env.get(PROTECTED_SETTING, DEFAULT_PROTECTED_ENVIRONMENTS))
             ),
-            regions=_parse_regions(env),
+            regions=_parse_regions(env) if require_regions or _region_given(env) else (),
             dry_run=parse_bool(env.get(DRY_RUN_SETTING, ""), DRY_RUN_SETTING),
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
         )
@@ -329,6 +353,10 @@ def _parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
     if not _REGION_PATTERN.match(own):
         raise ConfigError(f"AWS_REGION/AWS_DEFAULT_REGION is not a region name: {own!r}")
     return (own,)
+
+
+def _region_given(env: Mapping[str, str]) -> bool:
+    return bool(env.get(REGIONS_SETTING, "").strip() or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
 
 
 def _parse_allow_prefix(prefix: str) -> str:
@@ -448,6 +476,26 @@ def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
             return instant
 
 
+def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
+    """The earliest instant strictly after `after` at which the expression fires in zone tz_name.
+
+    The mirror of `latest_fire` (so latest_fire(e, z, t) <= t < next_fire(e, z, t)):
+    croniter walks wall-clock times forward and each is mapped to an instant with
+    `wall_to_instant`, the same daylight-saving rule, so the first one after
+    `after` is the next. In the second pass of a repeated hour the walk skips the
+    wall times whose first occurrence has already gone by.
+    """
+    if after.tzinfo is None:
+        raise ValueError("after must be timezone-aware")
+    tz = zone(tz_name)
+    wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    walker = croniter(expression, wall)
+    while True:
+        instant = wall_to_instant(walker.get_next(datetime), tz)
+        if instant > after:
+            return instant
+
+
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     """The UTC instant of a naive wall-clock time in tz.
 
@@ -496,6 +544,29 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     if stop is None or (start is not None and start > stop):
         return Due(Action.START, start, enforced=enforced)
     return Due(Action.STOP, stop, enforced=enforced)
+
+
+def running_hours(schedule: Schedule, start: datetime, hours: int) -> list[bool]:
+    """Whether the schedule keeps instances running at each of `hours` hourly instants from `start`.
+
+    The state at an instant is set by the latest start or stop at or before it,
+    however long ago: what `due_action` says with enforce on, whatever the
+    schedule's own enforce. So a start-only schedule is running throughout and a
+    stop-only one stopped. Where the latest start and stop fall at the same time
+    (a conflict: nothing is done) an hour keeps the previous hour's state, and
+    when nothing is known yet, the first hour, it counts as stopped.
+    """
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    enforced = replace(schedule, enforce=True)
+    states: list[bool] = []
+    running = False
+    for index in range(hours):
+        due = due_action(enforced, start + timedelta(hours=index), timedelta(0))  # enforce: window unused
+        if due.action is not None:
+            running = due.action is Action.START
+        states.append(running)
+    return states
 
 
 def decide(due: Due, state: str) -> Decision:
@@ -703,16 +774,15 @@ class RegionResult:
         self.errors.append({"instance_id": instance_id, "region": self.region, "error": error})
 
 
-def ec2_client(region: str) -> Any:
+def ec2_client(region: str, session: Any) -> Any:
     """An EC2 client with botocore's standard retry mode (throttling included)."""
     config = Config(
         region_name=region,
-        retries={"mode": "standard", "max_attempts": EC2_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS},
         connect_timeout=10,
         read_timeout=60,
     )
-    # A session per client: boto3's default session is not safe to share between threads.
-    return boto3.session.Session().client("ec2", config=config)
+    return session.client("ec2", config=config)
 
 
 def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
@@ -723,7 +793,7 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
             {"Name": "tag-key", "Values": [tag]},
             {"Name": "instance-state-name", "Values": list(READ_STATES)},
         ],
-        PaginationConfig={"PageSize": DESCRIBE_PAGE_SIZE},
+        PaginationConfig={"PageSize": DESCRIBE_PAGE_SIZE},  # read at call time: tests shrink it
     )
     for page in pages:
         for reservation in page.get("Reservations", ()):
@@ -807,6 +877,7 @@ def _aws_message(err: ClientError) -> str:
 
 def run_region(
     region: str,
+    ec2: Any,
     settings: Settings,
     now: datetime,
     resolver: ScheduleResolver,
@@ -815,7 +886,6 @@ def run_region(
     """Read, decide and act in one region; never raises."""
     result = RegionResult(region)
     try:
-        ec2 = ec2_client(region)
         to_act = plan_region(tagged_instances(ec2, settings.tag), settings, now, resolver, result, due_cache)
     except (ClientError, BotoCoreError) as err:
         result.failed = True
@@ -910,13 +980,674 @@ def run(settings: Settings, now: datetime) -> dict[str, Any]:
     """One scheduling run at `now` in every region; raise RunError after the summary if a region failed."""
     resolver = ScheduleResolver(settings)
     due_cache: dict[Schedule, Due] = {}
+    # Clients are made here, one session for all: sessions are not thread-safe, clients are.
+    session = boto3.session.Session()
+    clients = {region: ec2_client(region, session) for region in settings.regions}
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
         results = list(
-            pool.map(lambda region: run_region(region, settings, now, resolver, due_cache), settings.regions)
+            pool.map(
+                lambda region: run_region(region, clients[region], settings, now, resolver, due_cache),
+                settings.regions,
+            )
         )
     summary = summarise(now, settings, results)
     log_summary(summary)
     failed = [result.region for result in results if result.failed]
     if failed:
-        raise RunError(f"could not read instances in {', '.join(failed)}; see the summary's errors")
+        raise RunError(f"could not read instances in {', '.join(failed)}; see the summary's errors", summary)
     return summary
+
+
+# --- Command line ---------------------------------------------------------------
+#
+# `python ec2_powercycle.py check|plan|run ...`. Only a run as a program uses it:
+# argparse and cron-descriptor are imported inside, so the Lambda never loads them.
+
+CLI_EPILOG = """\
+the tag:
+  key ec2Powercycle (EC2_POWERCYCLE_TAG), value a JSON schedule such as
+    {"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}
+  or the https:// URL of such a document. start, stop: a 5-field cron expression
+  (minute hour day-of-month month day-of-week) or a list of them; either may be
+  absent. tz: an IANA zone (default EC2_POWERCYCLE_TIMEZONE, else UTC).
+  enforce: true holds the scheduled state every run (default false: each start
+  and stop acts once, manual changes are respected).
+
+exit codes: 0 fine; 1 invalid schedule, or errors in a plan or run;
+  2 usage or set-up problem (bad option or setting, no region, unknown region,
+  no credentials).
+"""
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_SETUP = 2
+TIMELINE_HOURS = 7 * 24
+TIMELINE_MAX_HOURS = 31 * 24
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One tagged instance as `plan` shows it."""
+
+    instance_id: str
+    region: str
+    name: str
+    state: str
+    source: str  # "inline" or "url"
+    schedule: Schedule | None
+    untouched: str | None  # why the scheduler will not touch it, or None
+    next_start: datetime | None = None
+    next_stop: datetime | None = None
+    now: Decision | None = None  # what a run at the plan's time would do
+
+
+@dataclass(frozen=True)
+class Style:
+    """ANSI colour on a terminal (unless NO_COLOR is set), plain text elsewhere."""
+
+    colour: bool = False
+    running: str = "#"
+    stopped: str = "."
+
+    @classmethod
+    def for_stream(cls, stream: Any) -> Style:
+        colour = stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        try:
+            "█·".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return cls(colour)
+        return cls(colour, "█", "·")
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour and text else text
+
+    def bold(self, text: str) -> str:
+        return self.paint(text, "1")
+
+    def good(self, text: str) -> str:
+        return self.paint(text, "32")
+
+    def warn(self, text: str) -> str:
+        return self.paint(text, "33")
+
+    def bad(self, text: str) -> str:
+        return self.paint(text, "31")
+
+
+def upcoming_times(schedule: Schedule, after: datetime, count: int) -> list[tuple[datetime, Action]]:
+    """The next `count` start times and next `count` stop times after `after`, in time order."""
+    found: list[tuple[datetime, Action]] = []
+    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
+        times: set[datetime] = set()
+        for expression in expressions:
+            moment = after
+            for _ in range(count):
+                moment = next_fire(expression, schedule.tz, moment)
+                times.add(moment)
+        found.extend((moment, action) for moment in sorted(times)[:count])
+    return sorted(found)
+
+
+def schedule_document(schedule: Schedule) -> dict[str, Any]:
+    """A Schedule as JSON data (lists of expressions, zone, enforce)."""
+    return {"start": list(schedule.start), "stop": list(schedule.stop), "tz": schedule.tz, "enforce": schedule.enforce}
+
+
+def describe_cron(expression: str) -> str | None:
+    """The expression in plain words ("At 08:00, Monday through Friday"), or None without cron-descriptor."""
+    try:
+        from cron_descriptor import ExpressionDescriptor, Options
+    except ImportError:
+        return None
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(ExpressionDescriptor(expression, options).get_description())
+    except Exception:  # its own parser may refuse what croniter accepts: the words are a nicety
+        return None
+
+
+def plan_entry(
+    instance: dict[str, Any], region: str, settings: Settings, now: datetime, resolver: ScheduleResolver
+) -> PlanEntry:
+    """What the scheduler makes of one instance: the same guards, resolver and decision as a run."""
+    tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+    value = tags.get(settings.tag, "")
+    base = {
+        "instance_id": instance["InstanceId"],
+        "region": region,
+        "name": tags.get("Name", ""),
+        "state": instance["State"]["Name"],
+        "source": "url" if is_url(value) else "inline",
+    }
+    reason = guard_reason(tags, settings.protected_environments)
+    if reason:
+        return PlanEntry(**base, schedule=None, untouched=reason)
+    schedule = resolver.resolve(value)
+    if isinstance(schedule, ScheduleError):
+        return PlanEntry(**base, schedule=None, untouched=f"bad schedule in tag {settings.tag!r}: {schedule}")
+    return PlanEntry(
+        **base,
+        schedule=schedule,
+        untouched=None,
+        next_start=min((next_fire(e, schedule.tz, now) for e in schedule.start), default=None),
+        next_stop=min((next_fire(e, schedule.tz, now) for e in schedule.stop), default=None),
+        now=decide(due_action(schedule, now, settings.window), base["state"]),
+    )
+
+
+def timeline_start(now: datetime, tz_name: str) -> datetime:
+    """The start of the hour containing `now` on the clocks of zone tz_name."""
+    local = now.astimezone(zone(tz_name))
+    return now - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+
+
+def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name: str) -> dict[str, Any]:
+    """One row per distinct schedule of the instances it will act on: running hours and stopped share."""
+    users: dict[Schedule, list[str]] = {}
+    for entry in entries:
+        if entry.schedule is not None:
+            users.setdefault(entry.schedule, []).append(entry.instance_id)
+    rows = []
+    ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
+    for number, (schedule, instance_ids) in enumerate(ranked, 1):
+        running = running_hours(schedule, start, hours)
+        stopped = running.count(False)
+        rows.append(
+            {
+                "id": f"S{number}",
+                "schedule": schedule_document(schedule),
+                "instances": len(instance_ids),
+                "instance_ids": instance_ids,
+                "running": running,
+                "stopped_hours": stopped,
+                "stopped_share": round(stopped / hours, 4),
+            }
+        )
+    return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
+
+
+def plan_data(
+    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """The plan as JSON data (`plan --json`)."""
+    return {
+        "time": _iso(now),
+        "tag": settings.tag,
+        "regions": list(settings.regions),
+        "instances": [
+            {
+                "instance_id": entry.instance_id,
+                "region": entry.region,
+                "name": entry.name,
+                "state": entry.state,
+                "source": entry.source,
+                "schedule": None if entry.schedule is None else schedule_document(entry.schedule),
+                "touched": entry.untouched is None,
+                "reason": entry.untouched,
+                "next_start": _iso(entry.next_start) or None,
+                "next_stop": _iso(entry.next_stop) or None,
+                "now": None if entry.now is None else {"outcome": entry.now.outcome.value, "reason": entry.now.reason},
+            }
+            for entry in entries
+        ],
+        "timeline": timeline,
+        "errors": problems,
+    }
+
+
+# Text output (pure: data in, lines out).
+
+
+def _when(moment: datetime, tz_name: str) -> str:
+    return moment.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _until(moment: datetime, now: datetime) -> str:
+    minutes = int((moment - now).total_seconds() // 60)
+    if minutes < 1:
+        return "in <1m"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"in {days}d {hours}h" if hours else f"in {days}d"
+    if hours:
+        return f"in {hours}h {minutes}m" if minutes else f"in {hours}h"
+    return f"in {minutes}m"
+
+
+def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = None) -> list[str]:
+    """Left-aligned columns two spaces apart; paint[i] colours column i after padding."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        if paint:
+            cells = [colour(cell) for colour, cell in zip(paint, cells, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _schedule_words(schedule: Schedule) -> str:
+    pairs = (("start", schedule.start), ("stop", schedule.stop))
+    parts = [f"{key} {' or '.join(expressions)}" for key, expressions in pairs if expressions]
+    return ", ".join(parts) + f" ({schedule.tz}{', enforce' if schedule.enforce else ''})"
+
+
+def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
+    source = "a URL" if is_url(value) else "inline JSON"
+    lines = [f"{style.good('valid')} schedule ({source})", f"  zone     {schedule.tz}"]
+    if schedule.enforce:
+        lines.append("  enforce  true: the latest start or stop is held every run; manual changes are undone")
+    else:
+        lines.append("  enforce  false: each start and stop acts once; manual changes are respected")
+    width = max(len(expression) for expression in (*schedule.start, *schedule.stop))
+    for key, expressions in (("start", schedule.start), ("stop", schedule.stop)):
+        if not expressions:
+            lines.append(f"  {key:<7}  none")
+        for expression in expressions:
+            words = describe_cron(expression)
+            lines.append(f"  {key:<7}  {expression:<{width}}  {words or ''}".rstrip())
+    lines.append("")
+    lines.append(f"next times after {_utc(now)}:")
+    rows = [
+        [action.value, _when(moment, schedule.tz), _utc(moment), _until(moment, now)]
+        for moment, action in upcoming_times(schedule, now, count)
+    ]
+    lines.extend("  " + line for line in _table(rows))
+    return "\n".join(lines)
+
+
+def format_plan(
+    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], style: Style
+) -> str:
+    regions = ", ".join(settings.regions)
+    lines = [style.bold(f"Plan at {_utc(now)}: {len(entries)} instances tagged {settings.tag} in {regions}")]
+    many_regions = len(settings.regions) > 1
+    header = ["NAME", "INSTANCE", *(["REGION"] if many_regions else []), "STATE", "SCHEDULE", "ZONE"]
+    header += ["NEXT START", "NEXT STOP"]
+    rows = [header]
+    for entry in entries:
+        schedule = entry.schedule
+        times = [
+            "-"
+            if schedule is None
+            else "none"
+            if moment is None
+            else f"{_when(moment, schedule.tz)} ({_until(moment, now)})"
+            for moment in (entry.next_start, entry.next_stop)
+        ]
+        zone_name = "-" if schedule is None else schedule.tz
+        region = [entry.region] if many_regions else []
+        rows.append([entry.name or "-", entry.instance_id, *region, entry.state, entry.source, zone_name, *times])
+    table = _table(rows) if entries else []
+    if table:
+        lines.extend(["", style.bold(table[0])])
+    for entry, line in zip(entries, table[1:], strict=True):
+        lines.append(line)
+        if entry.untouched:
+            lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
+        elif entry.now is not None and entry.now.outcome is not Outcome.IDLE:
+            mark = style.bad if entry.now.outcome is Outcome.ERROR else style.good
+            lines.append("    " + mark(f"a run now: {entry.now.reason}"))
+    lines.append("")
+    lines.extend(format_timeline(timeline, style))
+    return "\n".join(lines)
+
+
+def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
+    rows = timeline["schedules"]
+    if not rows:
+        return ["No schedule to show: no instance the scheduler will act on."]
+    start = datetime.fromisoformat(timeline["start"].replace("Z", "+00:00"))
+    tz = zone(timeline["zone"])
+    hours = timeline["hours"]
+    lines = [
+        style.bold(
+            f"Timeline from {_when(start, timeline['zone'])}, one column per hour "
+            f"({style.running} running, {style.stopped} stopped)"
+        )
+    ]
+    labels = [f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}" for row in rows]
+    margin = max(len(label) for label in labels) + 2
+    ruler = [" "] * hours
+    free = 0
+    for index in range(hours):
+        local = (start + timedelta(hours=index)).astimezone(tz)
+        if (index == 0 or local.hour == 0) and index >= free:
+            text = local.strftime("%a %d")
+            ruler[index : index + len(text)] = text
+            free = index + len(text) + 1
+    lines.append(" " * margin + "".join(ruler[:hours]).rstrip())
+    for label, row in zip(labels, rows, strict=True):
+        shading = "".join(
+            style.good(style.running) if running else style.stopped for running in row["running"]
+        )
+        share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
+        lines.append(f"{label.ljust(margin)}{shading}  {share}")
+    lines.append("")
+    for row in rows:
+        schedule = row["schedule"]
+        document = Schedule(tuple(schedule["start"]), tuple(schedule["stop"]), schedule["tz"], schedule["enforce"])
+        lines.append(f"{row['id']}  {_schedule_words(document)}")
+    return lines
+
+
+def format_run(summary: dict[str, Any], names: Mapping[str, str], style: Style) -> str:
+    start = datetime.fromisoformat(summary["window_start"].replace("Z", "+00:00"))
+    now = datetime.fromisoformat(summary["time"].replace("Z", "+00:00"))
+    dry = " (dry run: nothing changed)" if summary["dry_run"] else ""
+    lines = [
+        style.bold(
+            f"Run at {_utc(now)}, window {start:%H:%M} to {now:%H:%M} UTC, {', '.join(summary['regions'])}: "
+            f"{summary['instances']} tagged instances{dry}"
+        )
+    ]
+    many_regions = len(summary["regions"]) > 1
+    rows: list[list[str]] = []
+    paint: list[Callable[[str], str]] = []
+
+    def add(what: str, colour: Callable[[str], str], instance_id: str | None, region: str, note: str) -> None:
+        row = [what, names.get(instance_id or "", "-") or "-", instance_id or "-"]
+        rows.append([*row, *([region] if many_regions else []), note])
+        paint.append(colour)
+
+    unchanged = "dry run: left as it is" if summary["dry_run"] else ""
+    for instance_id in summary["started"]:
+        add("started", style.good, instance_id, "", unchanged)
+    for instance_id in summary["stopped"]:
+        add("stopped", style.good, instance_id, "", unchanged)
+    for entry in summary["skipped"]:
+        add("skipped", style.warn, entry["instance_id"], entry["region"], entry["reason"])
+    for entry in summary["errors"]:
+        add("failed", style.bad, entry["instance_id"], entry["region"], entry["error"])
+    if rows:
+        header = ["WHAT", "NAME", "INSTANCE", *(["REGION"] if many_regions else []), "NOTE"]
+        table = _table([header, *rows])
+        lines.append(style.bold(table[0]))
+        lines.extend(colour(line) for colour, line in zip(paint, table[1:], strict=True))
+    else:
+        lines.append("nothing due")
+    counts = [(len(summary["started"]), "started"), (len(summary["stopped"]), "stopped")]
+    counts += [(len(summary["skipped"]), "skipped"), (len(summary["errors"]), "failed")]
+    lines.append(", ".join(f"{number} {word}" for number, word in counts))
+    return "\n".join(lines)
+
+
+# Edges of the command line: settings, AWS set-up, commands.
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _cli_time(text: str | None) -> datetime:
+    try:
+        return reference_time({"time": text})
+    except ConfigError as err:
+        raise ConfigError(f"--at: {err}") from err
+
+
+def _cli_settings(args: Any, *, aws: bool) -> Settings:
+    """Settings.from_env with the command's flags on top; for AWS commands, checked regions and credentials."""
+    settings = Settings.from_env(require_regions=False)
+    changes: dict[str, Any] = {}
+    if getattr(args, "tag", None) is not None:
+        tag = args.tag.strip()
+        if not tag or len(tag) > 128:
+            raise ConfigError(f"--tag must be a tag key of 1 to 128 characters, got {args.tag!r}")
+        changes["tag"] = tag
+    if getattr(args, "dry_run", False):
+        changes["dry_run"] = True
+    if aws:
+        if args.endpoint_url:
+            parts = urlsplit(args.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"--endpoint-url must be an http(s) URL, got {args.endpoint_url!r}")
+            os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client made from here on
+        session = boto3.session.Session()
+        changes["regions"] = _cli_regions(args.region or list(settings.regions), session)
+        if session.get_credentials() is None:
+            raise ConfigError(
+                "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or run where a role provides them"
+            )
+    return replace(settings, **changes)
+
+
+def _cli_regions(requested: list[str], session: Any) -> tuple[str, ...]:
+    regions = [name.strip() for item in requested for name in item.split(",") if name.strip()]
+    if not regions and session.region_name:
+        regions = [session.region_name]  # the profile's region in ~/.aws/config
+    if not regions:
+        raise ConfigError(f"no region: pass --region, or set {REGIONS_SETTING}, AWS_REGION or AWS_DEFAULT_REGION")
+    known = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("ec2", partition)
+    }
+    for name in regions:
+        if name not in known:
+            raise ConfigError(f"unknown region {name!r}; expected an EC2 region name such as 'eu-west-1'")
+    return tuple(dict.fromkeys(regions))
+
+
+def _check_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=False)
+    now = _cli_time(args.at)
+    value = sys.stdin.read() if args.value == "-" else args.value
+    schedule = ScheduleResolver(settings).resolve(value)
+    if isinstance(schedule, ScheduleError):
+        if args.json:
+            _print_json({"valid": False, "error": str(schedule)})
+        else:
+            print(f"{style.bad('invalid')}: {schedule}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        expressions = [*schedule.start, *schedule.stop]
+        _print_json(
+            {
+                "valid": True,
+                "source": "url" if is_url(value) else "inline",
+                "schedule": schedule_document(schedule),
+                "words": {expression: describe_cron(expression) for expression in expressions},
+                "after": _iso(now),
+                "next": [
+                    {
+                        "action": action.value,
+                        "time": _iso(moment),
+                        "local": moment.astimezone(zone(schedule.tz)).isoformat(),
+                    }
+                    for moment, action in upcoming_times(schedule, now, args.count)
+                ],
+            }
+        )
+    elif not args.quiet:
+        print(format_check(schedule, value, now, args.count, style))
+    return EXIT_OK
+
+
+def _read_region(region: str, ec2: Any, settings: Settings) -> list[dict[str, Any]] | str:
+    """The tagged instances of a region (the handler's paging and filters), or why they cannot be read."""
+    try:
+        return list(tagged_instances(ec2, settings.tag))
+    except (ClientError, BotoCoreError) as err:
+        return f"cannot read instances in {region}: {_describe_error(err)}"
+
+
+def _plan_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=True)
+    now = _cli_time(args.at)
+    tz_name = args.tz or settings.timezone
+    try:
+        zone(tz_name)
+    except ScheduleError as err:
+        raise ConfigError(f"--tz: {err}") from err
+    resolver = ScheduleResolver(settings)
+    session = boto3.session.Session()  # as in run(): one session, a client per region, used by one thread each
+    clients = {region: ec2_client(region, session) for region in settings.regions}
+    with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
+        read = list(
+            pool.map(lambda region: (region, _read_region(region, clients[region], settings)), settings.regions)
+        )
+    problems = [instances for _, instances in read if isinstance(instances, str)]
+    entries = sorted(
+        (
+            plan_entry(instance, region, settings, now, resolver)
+            for region, instances in read
+            if not isinstance(instances, str)
+            for instance in instances
+        ),
+        key=lambda entry: (entry.region, entry.name, entry.instance_id),
+    )
+    timeline = plan_timeline(entries, timeline_start(now, tz_name), args.hours, tz_name)
+    if args.json:
+        _print_json(plan_data(entries, settings, now, timeline, problems))
+    elif len(problems) < len(read):
+        print(format_plan(entries, settings, now, timeline, style))
+    for problem in problems:
+        print(f"ec2_powercycle: error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _instance_names(regions: list[str], settings: Settings) -> dict[str, str]:
+    names: dict[str, str] = {}
+    session = boto3.session.Session()
+    for region in regions:
+        instances = _read_region(region, ec2_client(region, session), settings)
+        for instance in instances if isinstance(instances, list) else ():
+            tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+            names[instance["InstanceId"]] = tags.get("Name", "")
+    return names
+
+
+def _run_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=True)
+    now = _cli_time(args.at)
+    failure = None
+    try:
+        summary = run(settings, now)
+    except RunError as err:
+        if err.summary is None:
+            raise
+        summary, failure = err.summary, str(err)
+    if args.json:
+        _print_json(summary)
+    else:
+        failed_regions = {entry["region"] for entry in summary["errors"] if entry["instance_id"] is None}
+        readable = [region for region in summary["regions"] if region not in failed_regions]
+        print(format_run(summary, _instance_names(readable, settings), style))
+    if failure:
+        print(f"ec2_powercycle: error: {failure}", file=sys.stderr)
+    return EXIT_PROBLEMS if summary["errors"] else EXIT_OK
+
+
+def _cli_parser() -> Any:
+    import argparse
+
+    def hours(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= TIMELINE_MAX_HOURS:
+            raise argparse.ArgumentTypeError(f"expected a whole number of hours from 1 to {TIMELINE_MAX_HOURS}")
+        return int(text)
+
+    def count(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= 100:
+            raise argparse.ArgumentTypeError("expected a whole number from 1 to 100")
+        return int(text)
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON data instead of text")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what the scheduler does to stderr")
+    at = argparse.ArgumentParser(add_help=False)
+    at.add_argument("--at", metavar="TIME", help="the reference time, ISO 8601 such as 2026-11-23T08:00:00Z (now)")
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument(
+        "--region",
+        action="append",
+        metavar="R",
+        help=f"a region to read (repeatable; default {REGIONS_SETTING}, AWS_REGION or the profile's region)",
+    )
+    aws.add_argument("--endpoint-url", metavar="URL", help="another EC2 endpoint, such as a local emulator")
+    aws.add_argument("--tag", metavar="KEY", help=f"the tag key (default {TAG_SETTING}, else {DEFAULT_TAG})")
+
+    parser = argparse.ArgumentParser(
+        prog="ec2_powercycle.py",
+        description="Start and stop EC2 instances on cron schedules in a tag: "
+        "check a tag value, plan what the schedules will do, run the scheduler once.",
+        epilog=CLI_EPILOG,
+        formatter_class=formatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, parents: list[Any], summary: str, description: str) -> Any:
+        sub = commands.add_parser(
+            name, parents=parents, help=summary, description=description, epilog=CLI_EPILOG, formatter_class=formatter
+        )
+        return sub
+
+    check = command(
+        "check",
+        [common, at],
+        "validate a tag value and show its next start and stop times",
+        "Validate a tag value exactly as the scheduler does (same errors); when valid, show each "
+        "cron expression in words and the next start and stop times in the schedule's zone and UTC.",
+    )
+    check.add_argument("value", metavar="VALUE", help="the tag value: inline JSON or a URL; - reads standard input")
+    check.add_argument("--count", type=count, default=3, help="how many next start and stop times to show (3)")
+    check.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid: the exit code tells")
+    check.set_defaults(command=_check_command)
+
+    plan = command(
+        "plan",
+        [common, at, aws],
+        "show what the schedules will do to the tagged instances, and a week timeline",
+        "Read the tagged instances as a run does and show, per instance, its schedule, the next start "
+        "and stop, and why it will not be touched; then a timeline, one row per distinct schedule, "
+        "shaded where the schedule keeps instances running (the state set by the latest start or stop "
+        "at or before each hour).",
+    )
+    plan.add_argument("--hours", type=hours, default=TIMELINE_HOURS, help="timeline length in hours (168, a week)")
+    plan.add_argument("--tz", metavar="ZONE", help=f"time zone of the timeline (default {TIMEZONE_SETTING}, else UTC)")
+    plan.set_defaults(command=_plan_command)
+
+    run_parser = command(
+        "run",
+        [common, at, aws],
+        "run the scheduler once, as the Lambda function does",
+        "One scheduling run at TIME through the handler's code: starts and stops what is due and "
+        "prints what was started, stopped, skipped and failed (--json: the summary the handler returns).",
+    )
+    run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    run_parser.set_defaults(command=_run_command)
+    return parser
+
+
+def _cli_logging(verbose: bool) -> None:
+    if verbose:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.CRITICAL)  # the command prints what matters
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `check`, `plan` and `run` (see `--help`). Returns the exit code."""
+    args = _cli_parser().parse_args(argv)
+    _cli_logging(args.verbose)
+    try:
+        return args.command(args, Style.for_stream(sys.stdout))
+    except (ConfigError, BotoCoreError) as err:
+        print(f"ec2_powercycle: error: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

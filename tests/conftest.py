@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
+
+# moto loads thousands of AMIs into every new EC2 backend unless told not to: a second a test.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 import boto3
 import pytest
@@ -15,14 +19,13 @@ import ec2_powercycle
 
 REGION = "eu-west-1"
 TAG = ec2_powercycle.DEFAULT_TAG
+IMAGE_ID = "ami-12c6146b"  # any ID works in moto; looking one up costs a second per test
 OFFICE_HOURS = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts with dummy credentials, one region and no settings of ours."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("EC2_POWERCYCLE_", "AWS_")):
             monkeypatch.delenv(name)
@@ -48,7 +51,6 @@ class Fleet:
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
-        self._images: dict[str, str] = {}
 
     def client(self, region: str = REGION) -> Any:
         if region not in self._clients:
@@ -66,8 +68,6 @@ class Fleet:
     ) -> list[str]:
         """Launch `count` instances (one reservation) with the tag set to `schedule`."""
         ec2 = self.client(region)
-        if region not in self._images:
-            self._images[region] = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         all_tags = dict(tags or {})
         if schedule is not None:
             all_tags[TAG] = schedule
@@ -78,7 +78,7 @@ class Fleet:
             ]
         if disable_api_stop:
             extra["DisableApiStop"] = True
-        reply = ec2.run_instances(ImageId=self._images[region], MinCount=count, MaxCount=count, **extra)
+        reply = ec2.run_instances(ImageId=IMAGE_ID, MinCount=count, MaxCount=count, **extra)
         ids = [instance["InstanceId"] for instance in reply["Instances"]]
         if state == "stopped":
             ec2.stop_instances(InstanceIds=ids)
@@ -126,12 +126,12 @@ class ApiRecorder:
         self._injectors.append(injector)
 
     def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-call.ec2.*", self._record)
+        client.meta.events.register("before-parameter-build.ec2.*", self._record)
         client.meta.events.register("before-send.ec2.*", self._send)
         return client
 
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self.calls.append((model.name, json.loads(json.dumps(params.get("body", {}), default=str))))
+        self.calls.append((model.name, json.loads(json.dumps(params, default=str))))
 
     def _send(self, request: Any, **_: Any) -> AWSResponse | None:
         from urllib.parse import parse_qs
@@ -142,6 +142,9 @@ class ApiRecorder:
         for injector in self._injectors:
             failure = injector(action, form)
             if failure:
+                # botocore asks every before-send handler; moto's in-process stubber would still
+                # carry the request out unless it no longer recognises it as an AWS request.
+                request.url = "http://injected.invalid/"
                 status, code, message = failure
                 body = (
                     f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
@@ -165,8 +168,26 @@ class _Raw:
 def api(monkeypatch: pytest.MonkeyPatch, aws: None) -> ApiRecorder:
     recorder = ApiRecorder()
     real_factory = ec2_powercycle.ec2_client
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", lambda region: recorder.attach(real_factory(region)))
+    monkeypatch.setattr(
+        ec2_powercycle, "ec2_client", lambda region, session: recorder.attach(real_factory(region, session))
+    )
     return recorder
+
+
+@pytest.fixture
+def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """botocore's retry delays, recorded and not slept, so retry tests take no wall time."""
+    from botocore.retries import standard
+
+    delays: list[float] = []
+    real_delay = standard.ExponentialBackoff.delay_amount
+
+    def record(self: Any, context: Any) -> float:
+        delays.append(real_delay(self, context))
+        return 0.0
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", record)
+    return delays
 
 
 def instance_ids_in(form: dict[str, list[str]]) -> list[str]:

@@ -1,0 +1,473 @@
+"""The handler against moto's EC2: instance states, calls that reached the endpoint, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+import time_machine
+from conftest import OFFICE_HOURS, ApiRecorder, Fleet, instance_ids_in
+
+import ec2_powercycle
+from ec2_powercycle import ConfigError, RunError, handler
+
+MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
+MONDAY_1807 = {"time": "2026-11-23T18:07:00Z"}
+MONDAY_NOON = {"time": "2026-11-23T12:00:00Z"}
+
+
+def test_from_import_star_exports_handler() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from ec2_powercycle import *", namespace)
+    assert namespace["handler"] is handler
+
+
+def test_starts_at_start_time_and_stops_at_stop_time(fleet: Fleet, api: ApiRecorder) -> None:
+    [office] = fleet.launch(OFFICE_HOURS, state="stopped")
+    summary = handler(MONDAY_0807)
+    assert summary["started"] == [office]
+    assert fleet.state(office) == "running"
+    summary = handler(MONDAY_1807)
+    assert summary["stopped"] == [office]
+    assert fleet.state(office) == "stopped"
+    assert api.operations("StartInstances") == ["StartInstances"]
+    assert api.operations("StopInstances") == ["StopInstances"]
+
+
+def test_summary_shape(fleet: Fleet, api: ApiRecorder) -> None:
+    fleet.launch(OFFICE_HOURS, state="stopped")
+    summary = handler(MONDAY_0807)
+    assert summary["time"] == "2026-11-23T08:07:00Z"
+    assert summary["window_start"] == "2026-11-23T07:52:00Z"
+    assert summary["window_end"] == "2026-11-23T08:07:00Z"
+    assert summary["dry_run"] is False
+    assert set(summary) >= {"time", "window_start", "window_end", "dry_run", "started", "stopped", "skipped", "errors"}
+    json.dumps(summary)
+
+
+def test_nothing_happens_outside_the_window(fleet: Fleet, api: ApiRecorder) -> None:
+    [running] = fleet.launch(OFFICE_HOURS)
+    [stopped] = fleet.launch(OFFICE_HOURS, state="stopped")
+    summary = handler(MONDAY_NOON)
+    assert (summary["started"], summary["stopped"], summary["skipped"], summary["errors"]) == ([], [], [], [])
+    assert fleet.states() == {running: "running", stopped: "stopped"}
+    assert api.operations() == ["DescribeInstances"]
+
+
+def test_a_manual_change_is_respected_without_enforce_and_undone_with_it(fleet: Fleet, api: ApiRecorder) -> None:
+    [respected] = fleet.launch(OFFICE_HOURS, state="stopped")
+    [enforced] = fleet.launch('{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "enforce": true}', state="stopped")
+    summary = handler(MONDAY_NOON)
+    assert summary["started"] == [enforced]
+    assert fleet.states() == {respected: "stopped", enforced: "running"}
+    # Holding the state is quiet: the next run has nothing to note.
+    assert handler(MONDAY_NOON)["skipped"] == []
+
+
+def test_instances_already_in_place_are_noted(fleet: Fleet, api: ApiRecorder) -> None:
+    [already] = fleet.launch(OFFICE_HOURS, state="running")
+    summary = handler(MONDAY_0807)
+    assert summary["skipped"] == [
+        {
+            "instance_id": already,
+            "region": "eu-west-1",
+            "reason": "start due at 2026-11-23T08:00:00Z but instance is running",
+        }
+    ]
+    assert api.operations("StartInstances") == []
+
+
+def test_start_only_and_stop_only_schedules(fleet: Fleet, api: ApiRecorder) -> None:
+    [start_only] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    [stop_only] = fleet.launch('{"stop": "0 8 * * *"}')
+    summary = handler(MONDAY_0807)
+    assert (summary["started"], summary["stopped"]) == ([start_only], [stop_only])
+
+
+def test_schedule_in_a_time_zone(fleet: Fleet, api: ApiRecorder) -> None:
+    [tokyo] = fleet.launch('{"start": "0 9 * * *", "tz": "Asia/Tokyo"}', state="stopped")
+    assert handler(MONDAY_0807)["started"] == []
+    assert handler({"time": "2026-11-23T00:00:00Z"})["started"] == [tokyo]
+
+
+def test_default_time_zone_setting(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [instance] = fleet.launch('{"start": "0 9 * * *"}', state="stopped")
+    monkeypatch.setenv("EC2_POWERCYCLE_TIMEZONE", "Europe/Paris")
+    assert handler(MONDAY_0807)["started"] == [instance]
+
+
+def test_window_setting(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [instance] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    monkeypatch.setenv("EC2_POWERCYCLE_WINDOW_MINUTES", "5")
+    summary = handler(MONDAY_0807)
+    assert (summary["window_start"], summary["started"]) == ("2026-11-23T08:02:00Z", [])
+    monkeypatch.setenv("EC2_POWERCYCLE_WINDOW_MINUTES", "10")
+    assert handler(MONDAY_0807)["started"] == [instance]
+
+
+def test_tag_key_setting(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [default_key] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    [custom_key] = fleet.launch(None, state="stopped", tags={"power-schedule": '{"start": "0 8 * * *"}'})
+    monkeypatch.setenv("EC2_POWERCYCLE_TAG", "power-schedule")
+    assert handler(MONDAY_0807)["started"] == [custom_key]
+    assert fleet.state(default_key) == "stopped"
+    [describe] = api.params("DescribeInstances")
+    assert {"Name": "tag-key", "Values": ["power-schedule"]} in describe["Filters"]
+
+
+def test_untagged_instances_are_not_even_read(fleet: Fleet, api: ApiRecorder) -> None:
+    [untagged] = fleet.launch(None, state="stopped")
+    fleet.launch(OFFICE_HOURS, state="stopped")
+    summary = handler(MONDAY_0807)
+    assert untagged not in summary["started"] and summary["instances"] == 1
+    [describe] = api.params("DescribeInstances")
+    assert describe["Filters"] == [
+        {"Name": "tag-key", "Values": ["ec2Powercycle"]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+    ]
+    assert describe["MaxResults"] == 1000
+
+
+def test_terminated_instances_are_never_touched(fleet: Fleet, api: ApiRecorder) -> None:
+    [gone] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    fleet.client().terminate_instances(InstanceIds=[gone])
+    summary = handler(MONDAY_0807)
+    assert summary["started"] == [] and summary["instances"] == 0
+    assert fleet.state(gone) == "terminated"
+
+
+# --- Guards ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["p", "P", " p"])
+def test_protected_environment_is_never_touched(fleet: Fleet, api: ApiRecorder, environment: str) -> None:
+    [production] = fleet.launch('{"stop": "0 8 * * *"}', tags={"environment": environment})
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == []
+    assert summary["skipped"] == [
+        {"instance_id": production, "region": "eu-west-1", "reason": f"protected environment {environment!r}"}
+    ]
+    assert fleet.state(production) == "running"
+    assert api.operations("StopInstances") == []
+
+
+def test_protected_values_setting(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [prod] = fleet.launch('{"stop": "0 8 * * *"}', tags={"Environment": "Production"})
+    [p] = fleet.launch('{"stop": "0 8 * * *"}', tags={"environment": "p"})
+    monkeypatch.setenv("EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS", "production,live")
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [p]
+    assert fleet.states() == {prod: "running", p: "stopped"}
+
+
+def test_auto_scaling_members_are_never_touched(fleet: Fleet, api: ApiRecorder) -> None:
+    [member] = fleet.launch('{"stop": "0 8 * * *"}', tags={"aws:autoscaling:groupName": "web"})
+    summary = handler(MONDAY_0807)
+    assert summary["skipped"] == [
+        {"instance_id": member, "region": "eu-west-1", "reason": "in Auto Scaling group 'web'"}
+    ]
+    assert fleet.state(member) == "running"
+
+
+# --- Bad input: a clear error for that instance, nothing else lost ------------------
+
+BAD_VALUES = [
+    ("", "empty schedule"),
+    ("stop at six", "not valid JSON"),
+    ('["0 8 * * *"]', "must be a JSON object"),
+    ('{"tz": "UTC"}', "needs a 'start' or 'stop' key"),
+    ('{"stat": "0 8 * * *"}', "unknown key 'stat'"),
+    ('{"stop": 8}', "'stop' must be a cron string"),
+    ('{"stop": "0 8 * * *", "enforce": "yes"}', "'enforce' must be true or false"),
+    ('{"stop": "61 8 * * *"}', "invalid cron '61 8 * * *'"),
+    ('{"stop": "0 8 * *"}', "4 fields, expected 5"),
+    ('{"stop": "0 0 8 * * *"}', "6 fields, expected 5"),
+    ('{"stop": "0 8 * * *", "tz": "Nowhere/City"}', "unknown time zone 'Nowhere/City'"),
+    ('{"start": "0 8 * * *", "stop": "0 8 * * *"}', "schedule conflict"),
+]
+
+
+@pytest.mark.parametrize(("value", "message"), BAD_VALUES)
+def test_a_bad_tag_is_reported_and_the_rest_proceed(fleet: Fleet, api: ApiRecorder, value: str, message: str) -> None:
+    [good_before] = fleet.launch('{"stop": "0 8 * * *"}')
+    [bad] = fleet.launch(value)
+    [good_after] = fleet.launch('{"stop": "0 8 * * *"}')
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted([good_before, good_after])
+    [error] = summary["errors"]
+    assert error["instance_id"] == bad and message in error["error"]
+    assert fleet.state(bad) == "running"
+
+
+def test_every_bad_tag_at_once(fleet: Fleet, api: ApiRecorder) -> None:
+    bad = {fleet.launch(value)[0]: message for value, message in BAD_VALUES}
+    [good] = fleet.launch('{"stop": "0 8 * * *"}')
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [good]
+    assert {entry["instance_id"]: entry["error"] for entry in summary["errors"]}.keys() == bad.keys()
+    for entry in summary["errors"]:
+        assert bad[entry["instance_id"]] in entry["error"]
+
+
+# --- Dry run ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["true", "1", "YES"])
+def test_dry_run_changes_nothing_and_lists_what_would_happen(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    [to_start] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    [to_stop] = fleet.launch('{"stop": "0 8 * * *"}')
+    monkeypatch.setenv("EC2_POWERCYCLE_DRY_RUN", value)
+    summary = handler(MONDAY_0807)
+    assert (summary["dry_run"], summary["started"], summary["stopped"]) == (True, [to_start], [to_stop])
+    assert fleet.states() == {to_start: "stopped", to_stop: "running"}
+    assert api.operations() == ["DescribeInstances"]
+
+
+@pytest.mark.parametrize("value", ["ture", "on", "dry"])
+def test_a_mistyped_dry_run_fails_the_run_before_anything_is_touched(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    [instance] = fleet.launch('{"stop": "0 8 * * *"}')
+    monkeypatch.setenv("EC2_POWERCYCLE_DRY_RUN", value)
+    with pytest.raises(ConfigError, match="EC2_POWERCYCLE_DRY_RUN"):
+        handler(MONDAY_0807)
+    assert api.operations() == []
+    assert fleet.state(instance) == "running"
+
+
+def test_bad_settings_touch_nothing(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet.launch('{"stop": "0 8 * * *"}')
+    monkeypatch.setenv("EC2_POWERCYCLE_WINDOW_MINUTES", "0")
+    with pytest.raises(ConfigError, match="EC2_POWERCYCLE_WINDOW_MINUTES"):
+        handler(MONDAY_0807)
+    assert api.operations() == []
+
+
+# --- Reference time --------------------------------------------------------------
+
+
+def test_a_late_invocation_acts_as_the_on_time_one(fleet: Fleet, api: ApiRecorder) -> None:
+    [instance] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    with time_machine.travel("2026-11-23T09:30:00Z", tick=False):
+        summary = handler(MONDAY_0807)
+    assert summary["started"] == [instance]
+
+
+def test_without_an_event_the_clock_is_the_reference(fleet: Fleet, api: ApiRecorder) -> None:
+    [instance] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    with time_machine.travel("2026-11-23T08:03:30Z", tick=False):
+        summary = handler()
+    assert (summary["time"], summary["started"]) == ("2026-11-23T08:03:30Z", [instance])
+
+
+@pytest.mark.parametrize("event", [{"time": "yesterday"}, {"time": "2026-11-23T08:00:00"}])
+def test_a_bad_event_time_fails_the_run(fleet: Fleet, api: ApiRecorder, event: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="event time"):
+        handler(event)
+    assert api.operations() == []
+
+
+def test_event_time_with_offset(fleet: Fleet, api: ApiRecorder) -> None:
+    [instance] = fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    assert handler({"time": "2026-11-23T09:07:00+01:00"})["started"] == [instance]
+
+
+# --- Batching, paging and failure isolation ---------------------------------------
+
+
+def test_every_page_is_read(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto pages by reservation: 12 single-instance reservations at 5 a page make 3 pages.
+    monkeypatch.setattr(ec2_powercycle, "DESCRIBE_PAGE_SIZE", 5)
+    ids = [fleet.launch('{"start": "0 8 * * *"}', state="stopped")[0] for _ in range(12)]
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["started"]) == sorted(ids)
+    describes = api.params("DescribeInstances")
+    assert len(describes) == 3
+    assert [bool(params.get("NextToken")) for params in describes] == [False, True, True]
+    assert set(fleet.states().values()) == {"running"}
+
+
+def test_actions_are_batched(fleet: Fleet, api: ApiRecorder) -> None:
+    ids = fleet.launch('{"stop": "0 8 * * *"}', count=250)
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted(ids)
+    sizes = [len(params["InstanceIds"]) for params in api.params("StopInstances")]
+    assert sizes == [100, 100, 50]
+
+
+def test_a_stop_protected_instance_does_not_sink_its_batch(fleet: Fleet, api: ApiRecorder) -> None:
+    first = fleet.launch('{"stop": "0 8 * * *"}', count=40)
+    [protected] = fleet.launch('{"stop": "0 8 * * *"}', disable_api_stop=True)
+    rest = fleet.launch('{"stop": "0 8 * * *"}', count=40)
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted(first + rest)
+    [error] = summary["errors"]
+    assert error["instance_id"] == protected and "stop failed: OperationNotPermitted" in error["error"]
+    states = fleet.states()
+    assert states.pop(protected) == "running"
+    assert set(states.values()) == {"stopped"}
+    # One batch, then halves down to the offender: 1 + 2 * ceil(log2(81)) calls at most.
+    assert len(api.operations("StopInstances")) <= 1 + 2 * 7
+
+
+def _fail_for(ids: set[str], code: str, action: str = "StopInstances"):
+    def injector(request_action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+        if request_action == action and ids & set(instance_ids_in(form)):
+            return 400, code, "injected"
+        return None
+
+    return injector
+
+
+@pytest.mark.parametrize(
+    "code", ["IncorrectInstanceState", "UnsupportedOperation", "InvalidInstanceID.NotFound", "UnauthorizedOperation"]
+)
+def test_each_instance_error_is_isolated_and_reported_with_its_code(
+    fleet: Fleet, api: ApiRecorder, code: str
+) -> None:
+    ids = fleet.launch('{"stop": "0 8 * * *"}', count=30)
+    bad = {ids[3], ids[17]}
+    api.inject(_fail_for(bad, code))
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted(set(ids) - bad)
+    assert {entry["instance_id"] for entry in summary["errors"]} == bad
+    assert all(f"stop failed: {code}: injected" in entry["error"] for entry in summary["errors"])
+    states = fleet.states()
+    assert {states[i] for i in bad} == {"running"}
+
+
+def test_insufficient_capacity_on_start_is_reported(fleet: Fleet, api: ApiRecorder) -> None:
+    ids = fleet.launch('{"start": "0 8 * * *"}', state="stopped", count=5)
+    api.inject(_fail_for({ids[0]}, "InsufficientInstanceCapacity", "StartInstances"))
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["started"]) == sorted(ids[1:])
+    [error] = summary["errors"]
+    assert error["instance_id"] == ids[0]
+    assert error["error"].startswith("start failed: InsufficientInstanceCapacity")
+
+
+def test_throttling_is_retried_by_botocore(fleet: Fleet, api: ApiRecorder, backoff: list[float]) -> None:
+    ids = fleet.launch('{"stop": "0 8 * * *"}', count=5)
+    failures = iter([True, True, False] * 3)
+
+    def throttle(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+        return (503, "RequestLimitExceeded", "Request limit exceeded.") if next(failures, False) else None
+
+    api.inject(throttle)
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted(ids) and summary["errors"] == []
+    assert api.http_attempts.count("DescribeInstances") == 3
+    assert api.operations() == ["DescribeInstances", "StopInstances"]
+    assert len(backoff) >= 2
+
+
+def test_throttling_beyond_the_retry_budget_fails_the_batch_without_bisecting(
+    fleet: Fleet, api: ApiRecorder, backoff: list[float]
+) -> None:
+    ids = fleet.launch('{"stop": "0 8 * * *"}', count=8)
+    api.inject(lambda action, form: (503, "RequestLimitExceeded", "slow down") if action == "StopInstances" else None)
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == []
+    assert sorted(entry["instance_id"] for entry in summary["errors"]) == sorted(ids)
+    assert api.operations("StopInstances") == ["StopInstances"]
+    assert api.http_attempts.count("StopInstances") == ec2_powercycle.EC2_MAX_ATTEMPTS
+
+
+def test_a_thousand_instances_in_one_run(fleet: Fleet, api: ApiRecorder) -> None:
+    to_stop = []
+    for _ in range(10):
+        to_stop += fleet.launch('{"stop": "0 8 * * 1-5"}', count=100)
+    to_start = fleet.launch('{"start": "0 8 * * 1-5"}', count=100, state="stopped")
+    summary = handler(MONDAY_0807)
+    assert summary["instances"] == 1100
+    assert sorted(summary["stopped"]) == sorted(to_stop)
+    assert sorted(summary["started"]) == sorted(to_start)
+    assert len(api.operations("StopInstances")) == 10
+    assert len(api.operations("StartInstances")) == 1
+
+
+# --- Regions ---------------------------------------------------------------------
+
+
+def test_two_regions(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    [ireland] = fleet.launch('{"stop": "0 8 * * *"}', region="eu-west-1")
+    [virginia] = fleet.launch('{"stop": "0 8 * * *"}', region="us-east-1")
+    [bad] = fleet.launch('{"stop": "nope"}', region="us-east-1")
+    monkeypatch.setenv("EC2_POWERCYCLE_REGIONS", "eu-west-1,us-east-1")
+    summary = handler(MONDAY_0807)
+    assert sorted(summary["stopped"]) == sorted([ireland, virginia])
+    assert summary["errors"][0]["instance_id"] == bad and summary["errors"][0]["region"] == "us-east-1"
+    assert fleet.state(ireland, "eu-west-1") == "stopped"
+    assert fleet.state(virginia, "us-east-1") == "stopped"
+
+
+def test_a_failing_region_does_not_stop_the_others_and_fails_the_run_at_the_end(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    [ireland] = fleet.launch('{"stop": "0 8 * * *"}', region="eu-west-1")
+    fleet.launch('{"stop": "0 8 * * *"}', region="us-east-1")
+    monkeypatch.setenv("EC2_POWERCYCLE_REGIONS", "us-east-1,eu-west-1")
+
+    def region_down(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+        return (403, "UnauthorizedOperation", "not allowed") if action == "DescribeInstances" else None
+
+    real_factory = ec2_powercycle.ec2_client
+
+    def factory(region: str, session: Any) -> Any:
+        client = real_factory(region, session)
+        if region == "us-east-1":
+            recorder = ApiRecorder()
+            recorder.inject(region_down)
+            recorder.attach(client)
+        return client
+
+    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    with caplog.at_level(logging.INFO, logger="ec2_powercycle"), pytest.raises(RunError, match="us-east-1"):
+        handler(MONDAY_0807)
+    assert fleet.state(ireland, "eu-west-1") == "stopped"
+    summary = json.loads([r.getMessage() for r in caplog.records if r.getMessage().startswith("{")][-1])
+    assert summary["stopped"] == [ireland]
+    assert summary["errors"] == [
+        {
+            "instance_id": None,
+            "region": "us-east-1",
+            "error": "cannot read instances in us-east-1: UnauthorizedOperation: not allowed",
+        }
+    ]
+
+
+# --- Logging ---------------------------------------------------------------------
+
+
+def test_the_summary_is_logged_as_one_json_line(
+    fleet: Fleet, api: ApiRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    [instance] = fleet.launch('{"stop": "0 8 * * *"}')
+    fleet.launch('{"stat": "0 8 * * *"}')
+    with caplog.at_level(logging.INFO, logger="ec2_powercycle"):
+        summary = handler(MONDAY_0807)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("{")]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert json.loads(lines[0]) == summary
+    assert any(record.levelno == logging.WARNING and "1 errors" in record.getMessage() for record in caplog.records)
+    assert summary["stopped"] == [instance]
+
+
+def test_a_huge_summary_is_cut_to_fit_a_log_event(caplog: pytest.LogCaptureFixture) -> None:
+    summary = {
+        "time": "t",
+        "errors": [{"instance_id": f"i-{n:017x}", "error": "x" * 100} for n in range(5000)],
+        "started": [],
+        "stopped": [],
+        "skipped": [],
+    }
+    with caplog.at_level(logging.INFO, logger="ec2_powercycle"):
+        ec2_powercycle.log_summary(summary)
+    [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("{")]
+    logged = json.loads(line)
+    assert len(line) < ec2_powercycle.SUMMARY_LOG_MAX_CHARS
+    assert logged["truncated"] is True and logged["errors_count"] == 5000 and len(logged["errors"]) == 100
