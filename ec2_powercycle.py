@@ -666,6 +666,8 @@ def fetch_schedule_text(url: str) -> str:
     """GET a schedule document: timeouts, a total deadline, a size cap while reading, no redirects."""
     import requests  # only runs that use URL schedules pay for importing requests
 
+    # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
     deadline = time.monotonic() + URL_DEADLINE_SECONDS
     shown = redact_url(url)
     with requests.Session() as session:
@@ -684,7 +686,8 @@ def fetch_schedule_text(url: str) -> str:
                 if declared.isdigit() and int(declared) > URL_MAX_BYTES:
                     raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
                 body = bytearray()
-                for chunk in response.iter_content(chunk_size=8192):
+                # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+                while chunk := response.raw.read1(8192, decode_content=True):
                     body += chunk
                     if len(body) > URL_MAX_BYTES:
                         raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
