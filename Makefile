@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean package bench
 
 setup: $(VENV)/.installed
 
@@ -23,3 +23,9 @@ test: lint
 
 clean:
 	rm -rf $(VENV) dist lib .pytest_cache .hypothesis
+
+package: setup
+	PYTHON=$(PY) ./package.sh
+
+bench: setup
+	$(PY) bench/run.py

@@ -157,11 +157,17 @@ PROTECTED_SETTING = "EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS"
 REGIONS_SETTING = "EC2_POWERCYCLE_REGIONS"
 DRY_RUN_SETTING = "EC2_POWERCYCLE_DRY_RUN"
 URL_ALLOW_SETTING = "EC2_POWERCYCLE_URL_ALLOW"
+ROLE_ARNS_SETTING = "EC2_POWERCYCLE_ROLE_ARNS"
+EXTERNAL_ID_SETTING = "EC2_POWERCYCLE_EXTERNAL_ID"
+OWN_ACCOUNT_SETTING = "EC2_POWERCYCLE_OWN_ACCOUNT"
+MAX_WORKERS_SETTING = "EC2_POWERCYCLE_MAX_WORKERS"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_PROTECTED_ENVIRONMENTS = "p"
+DEFAULT_MAX_WORKERS = 8
+OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is not known
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -170,6 +176,7 @@ AUTOSCALING_TAG = "aws:autoscaling:groupName"
 
 DESCRIBE_PAGE_SIZE = 1000
 ACTION_BATCH_SIZE = 100
+ASSUMED_ROLE_SECONDS = 900  # the shortest STS allows; a run ends within Lambda's 15 minutes
 EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled run within a Lambda timeout
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
@@ -201,6 +208,7 @@ BATCH_WIDE_ERRORS = frozenset(
     }
 )
 _REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -220,8 +228,12 @@ class ScheduleError(PowercycleError):
     """One instance's schedule is wrong: that instance is reported and left alone."""
 
 
+class RoleError(PowercycleError):
+    """A role in another account could not be assumed: its targets fail, the others go on."""
+
+
 class RunError(PowercycleError):
-    """A region could not be handled; raised after every other region finished.
+    """A target (account and region) could not be handled; raised after every other target finished.
 
     `summary` is the run's summary (the command line prints it), or None.
     """
@@ -282,6 +294,10 @@ class Settings:
     regions: tuple[str, ...] = ()
     dry_run: bool = False
     url_allow: tuple[str, ...] = ()
+    role_arns: tuple[str, ...] = ()
+    external_id: str | None = None
+    own_account: bool = True
+    max_workers: int = DEFAULT_MAX_WORKERS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -310,6 +326,7 @@ class Settings:
             regions=_parse_regions(env) if require_regions or _region_given(env) else (),
             dry_run=parse_bool(env.get(DRY_RUN_SETTING, ""), DRY_RUN_SETTING),
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
+            **_parse_accounts(env),
         )
 
 
@@ -328,12 +345,37 @@ def parse_bool(value: str, name: str) -> bool:
 
 
 def _parse_window(value: str | None) -> int:
+    return _parse_positive(value, DEFAULT_WINDOW_MINUTES, WINDOW_SETTING, "minutes")
+
+
+def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
     if value is None or not value.strip():
-        return DEFAULT_WINDOW_MINUTES
+        return default
     text = value.strip()
     if not text.isdigit() or int(text) <= 0:
-        raise ConfigError(f"{WINDOW_SETTING} must be a positive whole number of minutes, got {value!r}")
+        raise ConfigError(f"{name} must be a positive whole number of {unit}, got {value!r}")
     return int(text)
+
+
+def _parse_accounts(env: Mapping[str, str]) -> dict[str, Any]:
+    role_arns = tuple(dict.fromkeys(_split_list(env.get(ROLE_ARNS_SETTING, ""))))
+    for arn in role_arns:
+        if not _ROLE_ARN_PATTERN.match(arn):
+            raise ConfigError(
+                f"{ROLE_ARNS_SETTING} must be comma-separated IAM role ARNs such as "
+                f"'arn:aws:iam::123456789012:role/ec2-powercycle', got {arn!r}"
+            )
+    own_account = parse_bool(env.get(OWN_ACCOUNT_SETTING, "true"), OWN_ACCOUNT_SETTING)
+    if not own_account and not role_arns:
+        raise ConfigError(f"{OWN_ACCOUNT_SETTING} is false and {ROLE_ARNS_SETTING} is empty: no account to schedule")
+    return {
+        "role_arns": role_arns,
+        "external_id": env.get(EXTERNAL_ID_SETTING, "").strip() or None,
+        "own_account": own_account,
+        "max_workers": _parse_positive(
+            env.get(MAX_WORKERS_SETTING), DEFAULT_MAX_WORKERS, MAX_WORKERS_SETTING, "workers"
+        ),
+    }
 
 
 def _parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -760,9 +802,21 @@ class ScheduleResolver:
 # --- EC2 (edge: AWS) ------------------------------------------------------------
 
 
-@dataclass
-class RegionResult:
+@dataclass(frozen=True)
+class Target:
+    """One account and region to schedule; role_arn None is the function's own account."""
+
+    account: str
     region: str
+    role_arn: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.account}/{self.region}"
+
+
+@dataclass
+class TargetResult:
+    target: Target
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -771,21 +825,67 @@ class RegionResult:
     failed: bool = False
 
     def skip(self, instance_id: str, reason: str) -> None:
-        self.skipped.append({"instance_id": instance_id, "region": self.region, "reason": reason})
+        self.skipped.append({"instance_id": instance_id, **self._where(), "reason": reason})
 
     def error(self, instance_id: str | None, error: str) -> None:
-        self.errors.append({"instance_id": instance_id, "region": self.region, "error": error})
+        self.errors.append({"instance_id": instance_id, **self._where(), "error": error})
+
+    def fail(self, problem: str) -> TargetResult:
+        """The target could not be read: reported with instance_id null; the run will raise."""
+        self.failed = True
+        self.error(None, f"{self.target}: {problem}")
+        logger.error("%s: %s", self.target, problem)
+        return self
+
+    def _where(self) -> dict[str, str]:
+        return {"account": self.target.account, "region": self.target.region}
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            **self._where(),
+            "instances": self.instances,
+            "started": self.started,
+            "stopped": self.stopped,
+            "skipped": len(self.skipped),
+            "errors": len(self.errors),
+        }
 
 
-def ec2_client(region: str, session: Any) -> Any:
-    """An EC2 client with botocore's standard retry mode (throttling included)."""
+def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
+    """An EC2 client with botocore's standard retry mode (throttling included).
+
+    `credentials` (an assumed role's) make a client for another account from the
+    same session, so the service model is loaded once however many accounts.
+    """
     config = Config(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS},
         connect_timeout=10,
         read_timeout=60,
     )
-    return session.client("ec2", config=config)
+    keys = (
+        {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials["SessionToken"],
+        }
+        if credentials
+        else {}
+    )
+    return session.client("ec2", config=config, **keys)
+
+
+def assume_role(session: Any, role_arn: str, settings: Settings) -> dict[str, str]:
+    """Temporary credentials for a role in another account (STS AssumeRole)."""
+    sts = session.client(
+        "sts",
+        region_name=settings.regions[0],
+        config=Config(retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS}),
+    )
+    name = re.sub(r"[^\w+=,.@-]", "-", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "ec2-powercycle"))[:64]
+    extra = {"ExternalId": settings.external_id} if settings.external_id else {}
+    reply = sts.assume_role(RoleArn=role_arn, RoleSessionName=name, DurationSeconds=ASSUMED_ROLE_SECONDS, **extra)
+    return reply["Credentials"]
 
 
 def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
@@ -808,7 +908,7 @@ def plan_region(
     settings: Settings,
     now: datetime,
     resolver: ScheduleResolver,
-    result: RegionResult,
+    result: TargetResult,
     due_cache: dict[Schedule, Due],
 ) -> dict[Action, list[str]]:
     """Decide every instance; note skips and errors in result; return the IDs to act on."""
@@ -839,7 +939,7 @@ def plan_region(
     return to_act
 
 
-def act(ec2: Any, action: Action, instance_ids: list[str], result: RegionResult) -> list[str]:
+def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult) -> list[str]:
     """Start or stop the instances in batches; return the IDs the API accepted.
 
     A failed batch is split in halves until the instances at fault are alone, so
@@ -878,29 +978,67 @@ def _aws_message(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Message", "")).strip()
 
 
-def run_region(
-    region: str,
-    ec2: Any,
+class Clients:
+    """EC2 clients for targets: made under a lock (a boto3 session is not thread-safe), each role assumed once."""
+
+    def __init__(self, session: Any, settings: Settings) -> None:
+        self._session = session
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._credentials: dict[str, dict[str, str] | str] = {}
+
+    def ec2(self, target: Target) -> Any:
+        with self._lock:
+            credentials = None
+            if target.role_arn:
+                credentials = self._credentials.get(target.role_arn)
+                if credentials is None:
+                    credentials = self._assume(target.role_arn)
+                if isinstance(credentials, str):
+                    raise RoleError(credentials)
+            return ec2_client(target.region, self._session, credentials)
+
+    def _assume(self, role_arn: str) -> dict[str, str] | str:
+        try:
+            result: dict[str, str] | str = assume_role(self._session, role_arn, self._settings)
+        except (ClientError, BotoCoreError) as err:
+            result = f"cannot assume role {role_arn}: {_describe_error(err)}"
+        self._credentials[role_arn] = result
+        return result
+
+
+def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
+    """Every account and region pair to schedule: the own account (unless turned off), then each role's."""
+    accounts: list[tuple[str, str | None]] = [(own_account, None)] if settings.own_account else []
+    accounts += [(arn.split(":")[4], arn) for arn in settings.role_arns]  # role ARNs were checked at start-up
+    return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
+
+
+def run_target(
+    target: Target,
+    clients: Clients,
     settings: Settings,
     now: datetime,
     resolver: ScheduleResolver,
     due_cache: dict[Schedule, Due],
-) -> RegionResult:
-    """Read, decide and act in one region; never raises."""
-    result = RegionResult(region)
+) -> TargetResult:
+    """Read, decide and act in one account and region; never raises."""
+    result = TargetResult(target)
     try:
+        ec2 = clients.ec2(target)
         to_act = plan_region(tagged_instances(ec2, settings.tag), settings, now, resolver, result, due_cache)
-    except (ClientError, BotoCoreError) as err:
-        result.failed = True
-        result.error(None, f"cannot read instances in {region}: {_describe_error(err)}")
-        logger.error("region %s: cannot read instances: %s", region, _describe_error(err))
-        return result
+    except (ClientError, BotoCoreError, RoleError) as err:
+        problem = str(err) if isinstance(err, RoleError) else f"cannot read instances: {_describe_error(err)}"
+        return result.fail(problem)
+    except Exception as err:  # a bug must not cost the other targets their run; it still fails the run
+        logger.exception("%s: unexpected error", target)
+        return result.fail(f"unexpected error: {type(err).__name__}: {err}")
     for action, ids in to_act.items():
         done = ids if settings.dry_run else act(ec2, action, ids, result)
         (result.started if action is Action.START else result.stopped).extend(done)
     logger.info(
-        "region %s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
-        region,
+        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
+        target,
         result.instances,
         len(result.started),
         len(result.stopped),
@@ -934,13 +1072,15 @@ def reference_time(event: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-def summarise(now: datetime, settings: Settings, results: list[RegionResult]) -> dict[str, Any]:
+def summarise(now: datetime, settings: Settings, results: list[TargetResult]) -> dict[str, Any]:
     return {
         "time": _iso(now),
         "window_start": _iso(now - settings.window),
         "window_end": _iso(now),
         "dry_run": settings.dry_run,
-        "regions": [result.region for result in results],
+        "regions": list(dict.fromkeys(result.target.region for result in results)),
+        "accounts": list(dict.fromkeys(result.target.account for result in results)),
+        "targets": [result.totals() for result in results],
         "instances": sum(result.instances for result in results),
         "started": [i for result in results for i in result.started],
         "stopped": [i for result in results for i in result.stopped],
@@ -958,6 +1098,10 @@ def log_summary(summary: dict[str, Any]) -> None:
             items = summary[key]
             shortened[key] = items[:100]
             shortened[f"{key}_count"] = len(items)
+        shortened["targets"] = [
+            {**totals, "started": len(totals["started"]), "stopped": len(totals["stopped"])}
+            for totals in summary.get("targets", ())
+        ]
         shortened["truncated"] = True
         line = json.dumps(shortened, default=str)
     logger.info("%s", line)
@@ -976,28 +1120,36 @@ def _ensure_logging() -> None:
 def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
     _ensure_logging()
-    return run(Settings.from_env(), reference_time(event))
+    return run(Settings.from_env(), reference_time(event), own_account_id(context))
 
 
-def run(settings: Settings, now: datetime) -> dict[str, Any]:
-    """One scheduling run at `now` in every region; raise RunError after the summary if a region failed."""
+def own_account_id(context: Any) -> str:
+    """The function's account, from the Lambda context's function ARN; OWN_ACCOUNT when run elsewhere."""
+    arn = str(getattr(context, "invoked_function_arn", "") or "")
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 and parts[4].isdigit() else OWN_ACCOUNT
+
+
+def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, session: Any = None) -> dict[str, Any]:
+    """One scheduling run at `now` for every account and region.
+
+    Targets run concurrently in a pool of settings.max_workers; a failed target
+    is reported and the others go on; RunError is raised after the summary.
+    `session` (a boto3 Session) is for callers that bring their own.
+    """
     resolver = ScheduleResolver(settings)
     due_cache: dict[Schedule, Due] = {}
-    # Clients are made here, one session for all: sessions are not thread-safe, clients are.
-    session = boto3.session.Session()
-    clients = {region: ec2_client(region, session) for region in settings.regions}
-    with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
+    clients = Clients(session or boto3.session.Session(), settings)
+    targets = targets_of(settings, own_account)
+    with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(targets))) as pool:
         results = list(
-            pool.map(
-                lambda region: run_region(region, clients[region], settings, now, resolver, due_cache),
-                settings.regions,
-            )
+            pool.map(lambda target: run_target(target, clients, settings, now, resolver, due_cache), targets)
         )
     summary = summarise(now, settings, results)
     log_summary(summary)
-    failed = [result.region for result in results if result.failed]
+    failed = [str(result.target) for result in results if result.failed]
     if failed:
-        raise RunError(f"could not read instances in {', '.join(failed)}; see the summary's errors", summary)
+        raise RunError(f"could not handle {', '.join(failed)}; see the summary's errors", summary)
     return summary
 
 
@@ -1235,13 +1387,14 @@ def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = Non
     return lines
 
 
-def _schedule_words(schedule: Schedule) -> str:
-    pairs = (("start", schedule.start), ("stop", schedule.stop))
-    parts = [f"{key} {' or '.join(expressions)}" for key, expressions in pairs if expressions]
-    return ", ".join(parts) + f" ({schedule.tz}{', enforce' if schedule.enforce else ''})"
+def _schedule_words(document: dict[str, Any]) -> str:
+    """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London)"."""
+    parts = [f"{key} {' or '.join(document[key])}" for key in ("start", "stop") if document[key]]
+    return ", ".join(parts) + f" ({document['tz']}{', enforce' if document['enforce'] else ''})"
 
 
 def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
+    """A valid schedule: zone, enforce, each expression in words, the next times in its zone and UTC."""
     source = "a URL" if is_url(value) else "inline JSON"
     lines = [f"{style.good('valid')} schedule ({source})", f"  zone     {schedule.tz}"]
     if schedule.enforce:
@@ -1268,6 +1421,7 @@ def format_check(schedule: Schedule, value: str, now: datetime, count: int, styl
 def format_plan(
     entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], style: Style
 ) -> str:
+    """The instance table (with why an instance is left alone) followed by the timeline."""
     regions = ", ".join(settings.regions)
     lines = [style.bold(f"Plan at {_utc(now)}: {len(entries)} instances tagged {settings.tag} in {regions}")]
     many_regions = len(settings.regions) > 1
@@ -1295,7 +1449,7 @@ def format_plan(
         if entry.untouched:
             lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
         elif entry.now is not None and entry.now.outcome is not Outcome.IDLE:
-            mark = style.bad if entry.now.outcome is Outcome.ERROR else style.good
+            mark = {Outcome.ACT: style.good, Outcome.SKIP: style.warn}.get(entry.now.outcome, style.bad)
             lines.append("    " + mark(f"a run now: {entry.now.reason}"))
     lines.append("")
     lines.extend(format_timeline(timeline, style))
@@ -1303,6 +1457,7 @@ def format_plan(
 
 
 def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
+    """A day ruler, one shaded row per schedule with its stopped share, then what each row's schedule is."""
     rows = timeline["schedules"]
     if not rows:
         return ["No schedule to show: no instance the scheduler will act on."]
@@ -1333,14 +1488,12 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
         share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
         lines.append(f"{label.ljust(margin)}{shading}  {share}")
     lines.append("")
-    for row in rows:
-        schedule = row["schedule"]
-        document = Schedule(tuple(schedule["start"]), tuple(schedule["stop"]), schedule["tz"], schedule["enforce"])
-        lines.append(f"{row['id']}  {_schedule_words(document)}")
+    lines.extend(f"{row['id']}  {_schedule_words(row['schedule'])}" for row in rows)
     return lines
 
 
-def format_run(summary: dict[str, Any], names: Mapping[str, str], style: Style) -> str:
+def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], style: Style) -> str:
+    """The run summary as a table; labels maps instance IDs to (Name tag, region) where known."""
     start = datetime.fromisoformat(summary["window_start"].replace("Z", "+00:00"))
     now = datetime.fromisoformat(summary["time"].replace("Z", "+00:00"))
     dry = " (dry run: nothing changed)" if summary["dry_run"] else ""
@@ -1355,8 +1508,9 @@ def format_run(summary: dict[str, Any], names: Mapping[str, str], style: Style) 
     paint: list[Callable[[str], str]] = []
 
     def add(what: str, colour: Callable[[str], str], instance_id: str | None, region: str, note: str) -> None:
-        row = [what, names.get(instance_id or "", "-") or "-", instance_id or "-"]
-        rows.append([*row, *([region] if many_regions else []), note])
+        name, known_region = labels.get(instance_id or "", ("", ""))
+        row = [what, name or "-", instance_id or "-"]
+        rows.append([*row, *([region or known_region or "-"] if many_regions else []), note])
         paint.append(colour)
 
     unchanged = "dry run: left as it is" if summary["dry_run"] else ""
@@ -1517,15 +1671,16 @@ def _plan_command(args: Any, style: Style) -> int:
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
-def _instance_names(regions: list[str], settings: Settings) -> dict[str, str]:
-    names: dict[str, str] = {}
+def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[str, str]]:
+    """Instance ID -> (Name tag, region) of the tagged instances, for the run table; best effort."""
+    labels: dict[str, tuple[str, str]] = {}
     session = boto3.session.Session()
     for region in regions:
         instances = _read_region(region, ec2_client(region, session), settings)
         for instance in instances if isinstance(instances, list) else ():
             tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
-            names[instance["InstanceId"]] = tags.get("Name", "")
-    return names
+            labels[instance["InstanceId"]] = (tags.get("Name", ""), region)
+    return labels
 
 
 def _run_command(args: Any, style: Style) -> int:
@@ -1543,7 +1698,7 @@ def _run_command(args: Any, style: Style) -> int:
     else:
         failed_regions = {entry["region"] for entry in summary["errors"] if entry["instance_id"] is None}
         readable = [region for region in summary["regions"] if region not in failed_regions]
-        print(format_run(summary, _instance_names(readable, settings), style))
+        print(format_run(summary, _instance_labels(readable, settings), style))
     if failure:
         print(f"ec2_powercycle: error: {failure}", file=sys.stderr)
     return EXIT_PROBLEMS if summary["errors"] else EXIT_OK

@@ -169,7 +169,9 @@ def api(monkeypatch: pytest.MonkeyPatch, aws: None) -> ApiRecorder:
     recorder = ApiRecorder()
     real_factory = ec2_powercycle.ec2_client
     monkeypatch.setattr(
-        ec2_powercycle, "ec2_client", lambda region, session: recorder.attach(real_factory(region, session))
+        ec2_powercycle,
+        "ec2_client",
+        lambda region, session, credentials=None: recorder.attach(real_factory(region, session, credentials)),
     )
     return recorder
 

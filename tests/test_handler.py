@@ -72,6 +72,7 @@ def test_instances_already_in_place_are_noted(fleet: Fleet, api: ApiRecorder) ->
     assert summary["skipped"] == [
         {
             "instance_id": already,
+            "account": "own",
             "region": "eu-west-1",
             "reason": "start due at 2026-11-23T08:00:00Z but instance is running",
         }
@@ -147,7 +148,12 @@ def test_protected_environment_is_never_touched(fleet: Fleet, api: ApiRecorder, 
     summary = handler(MONDAY_0807)
     assert summary["stopped"] == []
     assert summary["skipped"] == [
-        {"instance_id": production, "region": "eu-west-1", "reason": f"protected environment {environment!r}"}
+        {
+            "instance_id": production,
+            "account": "own",
+            "region": "eu-west-1",
+            "reason": f"protected environment {environment!r}",
+        }
     ]
     assert fleet.state(production) == "running"
     assert api.operations("StopInstances") == []
@@ -166,7 +172,7 @@ def test_auto_scaling_members_are_never_touched(fleet: Fleet, api: ApiRecorder) 
     [member] = fleet.launch('{"stop": "0 8 * * *"}', tags={"aws:autoscaling:groupName": "web"})
     summary = handler(MONDAY_0807)
     assert summary["skipped"] == [
-        {"instance_id": member, "region": "eu-west-1", "reason": "in Auto Scaling group 'web'"}
+        {"instance_id": member, "account": "own", "region": "eu-west-1", "reason": "in Auto Scaling group 'web'"}
     ]
     assert fleet.state(member) == "running"
 
@@ -417,8 +423,8 @@ def test_a_failing_region_does_not_stop_the_others_and_fails_the_run_at_the_end(
 
     real_factory = ec2_powercycle.ec2_client
 
-    def factory(region: str, session: Any) -> Any:
-        client = real_factory(region, session)
+    def factory(region: str, session: Any, credentials: Any = None) -> Any:
+        client = real_factory(region, session, credentials)
         if region == "us-east-1":
             recorder = ApiRecorder()
             recorder.inject(region_down)
@@ -434,8 +440,9 @@ def test_a_failing_region_does_not_stop_the_others_and_fails_the_run_at_the_end(
     assert summary["errors"] == [
         {
             "instance_id": None,
+            "account": "own",
             "region": "us-east-1",
-            "error": "cannot read instances in us-east-1: UnauthorizedOperation: not allowed",
+            "error": "own/us-east-1: cannot read instances: UnauthorizedOperation: not allowed",
         }
     ]
 

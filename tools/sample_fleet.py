@@ -29,9 +29,12 @@ def sample_instances(schedule_url: str) -> list[dict[str, Any]]:
     ]
 
 
-def seed(ec2: Any, schedule_url: str) -> dict[str, str]:
-    """Launch the sample fleet through an EC2 client; return name -> instance ID."""
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+def seed(ec2: Any, schedule_url: str, image_id: str | None = None) -> dict[str, str]:
+    """Launch the sample fleet through an EC2 client; return name -> instance ID.
+
+    Any image ID works on moto; passing one saves the look-up (about a second).
+    """
+    image_id = image_id or ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     ids: dict[str, str] = {}
     for spec in sample_instances(schedule_url):
         tags = [{"Key": "Name", "Value": spec["name"]}, {"Key": TAG, "Value": spec["schedule"]}]

@@ -1,0 +1,1 @@
+"""Benchmarks of ec2-powercycle: see bench/run.py."""

@@ -1,0 +1,212 @@
+"""One measured client run, in a fresh process started by bench/run.py.
+
+    python bench/client.py floor    # the floor: a bare boto3 loop paging DescribeInstances
+    python bench/client.py handler --time 2026-11-23T08:07:00Z
+    python bench/client.py profile --time ... --out profile.txt
+    python bench/client.py imports  # import times of boto3 and of ec2_powercycle after it
+
+The endpoint comes from AWS_ENDPOINT_URL (and settings from EC2_POWERCYCLE_*),
+as in Lambda. Imports are done before the clock starts (import time is measured
+on its own); the timed part of both runs includes creating the EC2 client.
+Prints one JSON line: wall and CPU seconds of the timed part, peak RSS (KiB) of
+the process, and what the run saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/run.py measures a snapshot of ec2_powercycle.py taken when it starts (others may edit the tree meanwhile).
+MODULE_DIR = os.environ.get("BENCH_MODULE_DIR") or str(ROOT)
+
+
+def _rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def floor_run(tag: str, page_size: int, states: list[str]) -> dict[str, Any]:
+    """Only what any scheduler must do: page through the tagged instances once."""
+    import boto3
+
+    baseline = _rss_kib()
+    wall, cpu = time.perf_counter(), time.process_time()
+    ec2 = boto3.session.Session().client("ec2")
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "tag-key", "Values": [tag]}, {"Name": "instance-state-name", "Values": states}],
+        PaginationConfig={"PageSize": page_size},
+    )
+    instances = 0
+    for page in pages:
+        for reservation in page["Reservations"]:
+            instances += len(reservation["Instances"])
+    return {
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+        "rss_kib": _rss_kib(),
+        "baseline_rss_kib": baseline,
+        "instances": instances,
+    }
+
+
+def handler_run(event_time: str) -> dict[str, Any]:
+    sys.path.insert(0, MODULE_DIR)
+    import ec2_powercycle
+
+    baseline = _rss_kib()
+    wall, cpu = time.perf_counter(), time.process_time()
+    summary = ec2_powercycle.handler({"time": event_time})
+    result = {
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+        "rss_kib": _rss_kib(),
+        "baseline_rss_kib": baseline,
+        "instances": summary["instances"],
+        "started": len(summary["started"]),
+        "stopped": len(summary["stopped"]),
+        "skipped": len(summary["skipped"]),
+        "errors": len(summary["errors"]),
+        "error_samples": [entry["error"] for entry in summary["errors"][:3]],
+    }
+    return result
+
+
+CATEGORIES = (
+    ("/croniter/", "croniter"),
+    ("/dateutil/", "dateutil (botocore timestamps, croniter)"),
+    ("/botocore/parsers.py", "botocore response parsing"),
+    ("xml/etree", "botocore response parsing"),
+    ("/botocore/", "botocore request, signing, hooks"),
+    ("/urllib3/", "HTTP (urllib3, http.client, socket)"),
+    ("http/client", "HTTP (urllib3, http.client, socket)"),
+    ("socket.py", "HTTP (urllib3, http.client, socket)"),
+    ("ssl.py", "HTTP (urllib3, http.client, socket)"),
+    ("/requests/", "schedule URL fetching (requests)"),
+    ("ec2_powercycle.py", "ec2_powercycle own code"),
+    ("zoneinfo", "zoneinfo"),
+    ("/json/", "json"),
+    ("/logging/", "logging"),
+    ("/re/", "re (regex compile)"),
+    ("sre_", "re (regex compile)"),
+)
+
+
+def category(filename: str, function: str) -> str:
+    """A coarse owner of a profiled function, by the file it lives in."""
+    if filename == "~":
+        return "builtins"
+    for marker, name in CATEGORIES:
+        if marker in filename:
+            return name
+    return "other"
+
+
+class _InlineExecutor:
+    """Stands in for ThreadPoolExecutor while profiling: map() runs in the calling thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def map(self, function: Any, *iterables: Any) -> Any:
+        return map(function, *iterables)
+
+
+def profile_run(event_time: str, out: str, top: int) -> dict[str, Any]:
+    import cProfile
+    import io
+    import pstats
+
+    sys.path.insert(0, MODULE_DIR)
+    import ec2_powercycle
+
+    # cProfile sees only its own thread: run the per-region work in this one.
+    ec2_powercycle.ThreadPoolExecutor = _InlineExecutor
+    profiler = cProfile.Profile()
+    cpu = time.process_time()
+    profiler.enable()
+    summary = ec2_powercycle.handler({"time": event_time})
+    profiler.disable()
+    cpu = time.process_time() - cpu
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    Path(out).write_text(stream.getvalue(), encoding="utf-8")
+    rows = []
+    groups: dict[str, float] = {}
+    for (filename, line, function), (_cc, calls, tottime, cumtime, callers) in stats.stats.items():
+        rows.append(
+            {
+                "function": f"{Path(filename).name}:{line}({function})",
+                "calls": calls,
+                "tottime": tottime,
+                "cumtime": cumtime,
+            }
+        )
+        if filename == "~" and callers:
+            # A builtin's own time goes to whoever called it, in proportion.
+            spent = sum(caller[2] for caller in callers.values()) or 1.0
+            for (caller_file, _l, caller_function), caller in callers.items():
+                group = category(caller_file, caller_function)
+                groups[group] = groups.get(group, 0.0) + tottime * caller[2] / spent
+        else:
+            group = category(filename, function)
+            groups[group] = groups.get(group, 0.0) + tottime
+    return {"cpu_profiled": cpu, "instances": summary["instances"], "functions": rows, "groups": groups}
+
+
+def imports_run() -> dict[str, Any]:
+    sys.path.insert(0, MODULE_DIR)
+    start = time.perf_counter()
+    import boto3  # noqa: F401
+
+    middle = time.perf_counter()
+    import ec2_powercycle  # noqa: F401
+
+    end = time.perf_counter()
+    return {
+        "boto3": middle - start,
+        "ours": end - middle,
+        "requests_loaded": "requests" in sys.modules,
+        "croniter_loaded": "croniter" in sys.modules,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("floor", "handler", "profile", "imports"))
+    parser.add_argument("--time", default="2026-11-23T08:07:00Z", help="event time of the handler run")
+    parser.add_argument("--tag", default=os.environ.get("EC2_POWERCYCLE_TAG", "ec2Powercycle"))
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--states", default="pending,running,stopping,stopped")
+    parser.add_argument("--out", default="profile.txt")
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args(argv)
+    if args.mode == "floor":
+        result = floor_run(args.tag, args.page_size, args.states.split(","))
+    elif args.mode == "handler":
+        result = handler_run(args.time)
+    elif args.mode == "profile":
+        result = profile_run(args.time, args.out, args.top)
+    else:
+        result = imports_run()
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,564 @@
+"""A small, fast EC2 Query-API endpoint for benchmarks, on 127.0.0.1 only.
+
+moto cannot serve a fleet of 10,000+ tagged instances (its tag-filtered
+DescribeInstances is quadratic), so the benchmarks run against this instead. It
+speaks only what ec2-powercycle uses, the way EC2 does:
+
+* ``DescribeInstances``: filters ``tag-key``, ``tag:KEY``, ``tag-value``,
+  ``instance-state-name``, ``instance-id`` and ``instance-type`` (values may
+  use EC2's ``*`` and ``?`` wildcards; any other filter name is
+  ``InvalidParameterValue``); ``InstanceId.N``; paging by *instances* with
+  ``MaxResults`` 5..1000 (outside that range ``InvalidParameterValue``, with
+  ``InstanceId.N`` ``InvalidParameterCombination``) and an opaque
+  ``NextToken``; without ``MaxResults`` everything in one response. Instances
+  are grouped in their reservations, and each instance carries the fields of a
+  real EC2 response (network interface, block device, placement, metadata
+  options, ...), so that boto3 parses as much XML per instance as it would
+  from AWS.
+* ``StartInstances`` / ``StopInstances``: the whole call is checked before
+  anything changes, as EC2 does: ``InvalidInstanceID.Malformed``,
+  ``InvalidInstanceID.NotFound``, ``IncorrectInstanceState`` (starting a
+  stopping, shutting-down or terminated instance; stopping a shutting-down or
+  terminated one) and ``OperationNotPermitted`` (stopping an instance whose
+  ``disableApiStop`` attribute is set) fail the whole batch with nothing
+  changed. Transitions settle at once: the response says ``pending`` or
+  ``stopping``, the next DescribeInstances says ``running`` or ``stopped``.
+* Errors are EC2's error XML (``<Response><Errors><Error>...``) with HTTP 400.
+  Requests are not signature-checked.
+
+It counts the calls it serves. Its own admin paths (JSON):
+
+* ``POST /_bench/seed`` ``{"instances": [{"name", "tags": {}, "state",
+  "instance_type", "disable_api_stop", "reservation"}]}``: replace the fleet
+  (instances with the same ``reservation`` label in a row share a
+  reservation); answers ``{"ids": [...]}`` in the same order. IDs are derived
+  from the position, so the same fleet always gets the same IDs.
+* ``POST /_bench/reset``: put every instance back in its seeded state and zero
+  the counts.
+* ``GET /_bench/counts``: ``{"calls": {"DescribeInstances": n, ...},
+  "instance_ids": {"StartInstances": n, ...}}``.
+* ``GET /_bench/states``: ``{instance_id: state}``.
+
+Run it as its own process::
+
+    python bench/ec2_endpoint.py --port 0 [--fleet fleet.json]
+
+It prints ``READY http://127.0.0.1:PORT`` on stdout once it listens, and stops
+on SIGTERM or SIGINT. ``serve_in_thread()`` runs it inside a test instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import hashlib
+import ipaddress
+import json
+import re
+import signal
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
+OWNER_ID = "123456789012"
+REGION = "eu-west-1"
+STATE_CODES = {
+    "pending": 0,
+    "running": 16,
+    "shutting-down": 32,
+    "terminated": 48,
+    "stopping": 64,
+    "stopped": 80,
+}
+MIN_RESULTS, MAX_RESULTS = 5, 1000
+LAUNCH_TIME = "2026-01-05T09:00:00.000Z"
+KNOWN_FILTERS = ("tag-key", "tag-value", "instance-state-name", "instance-id", "instance-type")
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
+_MAX_TOKENS = 10_000
+
+
+class EC2Error(Exception):
+    """An EC2 API error: code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    reservation_id: str
+    tags: dict[str, str]
+    instance_type: str
+    state: str
+    seeded_state: str
+    disable_api_stop: bool
+    head: bytes  # XML before <instanceState>
+    tail: bytes  # XML after </instanceState>
+
+
+def _hex(text: str, length: int) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:length]
+
+
+_STATE_XML = {
+    name: f"<instanceState><code>{code}</code><name>{name}</name></instanceState>".encode()
+    for name, code in STATE_CODES.items()
+}
+
+
+def _render(position: int, instance_id: str, spec: dict[str, Any], instance_type: str) -> tuple[bytes, bytes]:
+    """An instance's XML around its state, modelled field by field on a real EC2 response."""
+    ip = ipaddress.IPv4Address(0x0A000000 + 256 + position)
+    private_dns = f"ip-{str(ip).replace('.', '-')}.{REGION}.compute.internal"
+    zone = f"{REGION}{'abc'[position % 3]}"
+    subnet, vpc = f"subnet-{_hex(zone, 17)}", f"vpc-{_hex(REGION, 17)}"
+    eni, volume = f"eni-{_hex(instance_id + 'eni', 17)}", f"vol-{_hex(instance_id + 'vol', 17)}"
+    mac = ":".join(["02"] + [_hex(instance_id + "mac", 10)[i : i + 2] for i in range(0, 10, 2)])
+    group = f"<groupSet><item><groupId>sg-{_hex(vpc, 17)}</groupId><groupName>default</groupName></item></groupSet>"
+    tags = "".join(
+        f"<item><key>{escape(key)}</key><value>{escape(value)}</value></item>" for key, value in spec["tags"].items()
+    )
+    head = (
+        f"<item><instanceId>{instance_id}</instanceId><imageId>ami-{_hex('image', 17)}</imageId>"
+    )
+    tail = (
+        f"<privateDnsName>{private_dns}</privateDnsName><dnsName/><reason/><keyName>bench</keyName>"
+        f"<amiLaunchIndex>0</amiLaunchIndex><productCodes/><instanceType>{escape(instance_type)}</instanceType>"
+        f"<launchTime>{LAUNCH_TIME}</launchTime>"
+        f"<placement><availabilityZone>{zone}</availabilityZone><groupName/><tenancy>default</tenancy></placement>"
+        f"<monitoring><state>disabled</state></monitoring><subnetId>{subnet}</subnetId><vpcId>{vpc}</vpcId>"
+        f"<privateIpAddress>{ip}</privateIpAddress><sourceDestCheck>true</sourceDestCheck>{group}"
+        f"<architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType>"
+        f"<rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping><item><deviceName>/dev/xvda</deviceName>"
+        f"<ebs><volumeId>{volume}</volumeId><status>attached</status><attachTime>{LAUNCH_TIME}</attachTime>"
+        f"<deleteOnTermination>true</deleteOnTermination></ebs></item></blockDeviceMapping>"
+        f"<virtualizationType>hvm</virtualizationType><clientToken>{_hex(instance_id + 'token', 32)}</clientToken>"
+        f"<tagSet>{tags}</tagSet><hypervisor>xen</hypervisor>"
+        f"<networkInterfaceSet><item><networkInterfaceId>{eni}</networkInterfaceId><subnetId>{subnet}</subnetId>"
+        f"<vpcId>{vpc}</vpcId><description/><ownerId>{OWNER_ID}</ownerId><status>in-use</status>"
+        f"<macAddress>{mac}</macAddress><privateIpAddress>{ip}</privateIpAddress>"
+        f"<privateDnsName>{private_dns}</privateDnsName><sourceDestCheck>true</sourceDestCheck>{group}"
+        f"<attachment><attachmentId>eni-attach-{_hex(eni, 17)}</attachmentId><deviceIndex>0</deviceIndex>"
+        f"<status>attached</status><attachTime>{LAUNCH_TIME}</attachTime>"
+        f"<deleteOnTermination>true</deleteOnTermination><networkCardIndex>0</networkCardIndex></attachment>"
+        f"<privateIpAddressesSet><item><privateIpAddress>{ip}</privateIpAddress>"
+        f"<privateDnsName>{private_dns}</privateDnsName><primary>true</primary></item></privateIpAddressesSet>"
+        f"<ipv6AddressesSet/><interfaceType>interface</interfaceType></item></networkInterfaceSet>"
+        f"<ebsOptimized>false</ebsOptimized><enaSupport>true</enaSupport>"
+        f"<cpuOptions><coreCount>1</coreCount><threadsPerCore>2</threadsPerCore></cpuOptions>"
+        f"<capacityReservationSpecification><capacityReservationPreference>open</capacityReservationPreference>"
+        f"</capacityReservationSpecification><hibernationOptions><configured>false</configured></hibernationOptions>"
+        f"<metadataOptions><state>applied</state><httpTokens>required</httpTokens>"
+        f"<httpPutResponseHopLimit>2</httpPutResponseHopLimit><httpEndpoint>enabled</httpEndpoint>"
+        f"<httpProtocolIpv6>disabled</httpProtocolIpv6><instanceMetadataTags>disabled</instanceMetadataTags>"
+        f"</metadataOptions><enclaveOptions><enabled>false</enabled></enclaveOptions><bootMode>uefi-preferred</bootMode>"
+        f"<platformDetails>Linux/UNIX</platformDetails><usageOperation>RunInstances</usageOperation>"
+        f"<usageOperationUpdateTime>{LAUNCH_TIME}</usageOperationUpdateTime>"
+        f"<privateDnsNameOptions><hostnameType>ip-name</hostnameType><enableResourceNameDnsARecord>false"
+        f"</enableResourceNameDnsARecord><enableResourceNameDnsAAAARecord>false</enableResourceNameDnsAAAARecord>"
+        f"</privateDnsNameOptions><maintenanceOptions><autoRecovery>default</autoRecovery></maintenanceOptions>"
+        f"<currentInstanceBootMode>uefi</currentInstanceBootMode></item>"
+    )
+    return head.encode(), tail.encode()
+
+
+def _matcher(values: list[str]) -> Any:
+    """A predicate for one filter's values, with EC2's * and ? wildcards."""
+    exact = frozenset(v for v in values if "*" not in v and "?" not in v)
+    patterns = [re.compile(fnmatch.translate(v)) for v in values if v not in exact]
+    return lambda text: text is not None and (text in exact or any(p.match(text) for p in patterns))
+
+
+class Fleet:
+    """The instances, their states, call counts, and the EC2 operations on them (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.instances: list[Instance] = []
+        self.by_id: dict[str, Instance] = {}
+        self.calls: Counter[str] = Counter()
+        self.instance_ids: Counter[str] = Counter()
+        self._filter_cache: dict[tuple[Any, ...], list[Instance]] = {}
+        self._tokens: dict[str, tuple[list[Instance], int]] = {}
+
+    # --- admin ---
+
+    def seed(self, specs: list[dict[str, Any]]) -> list[str]:
+        instances: list[Instance] = []
+        reservation_id = ""
+        previous_label: object = object()
+        for position, spec in enumerate(specs):
+            state = spec.get("state", "running")
+            if state not in STATE_CODES:
+                raise ValueError(f"unknown state {state!r}")
+            instance_id = f"i-{_hex(f'instance-{position}', 17)}"
+            label = spec.get("reservation")
+            if label is None or label != previous_label:
+                reservation_id = f"r-{_hex(f'reservation-{position}', 17)}"
+            previous_label = label
+            instance_type = spec.get("instance_type", "t3.micro")
+            tags = {str(k): str(v) for k, v in spec.get("tags", {}).items()}
+            if "name" in spec:
+                tags = {"Name": str(spec["name"]), **tags}
+            head, tail = _render(position, instance_id, {"tags": tags}, instance_type)
+            instances.append(
+                Instance(
+                    instance_id,
+                    reservation_id,
+                    tags,
+                    instance_type,
+                    state,
+                    state,
+                    bool(spec.get("disable_api_stop", False)),
+                    head,
+                    tail,
+                )
+            )
+        with self._lock:
+            self.instances = instances
+            self.by_id = {instance.instance_id: instance for instance in instances}
+            self._changed()
+            self.calls.clear()
+            self.instance_ids.clear()
+        return [instance.instance_id for instance in instances]
+
+    def reset(self) -> None:
+        with self._lock:
+            for instance in self.instances:
+                instance.state = instance.seeded_state
+            self._changed()
+            self.calls.clear()
+            self.instance_ids.clear()
+
+    def counts(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": dict(self.calls), "instance_ids": dict(self.instance_ids)}
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            return {instance.instance_id: instance.state for instance in self.instances}
+
+    def _changed(self) -> None:
+        self._filter_cache.clear()
+        self._tokens.clear()
+
+    # --- EC2 operations ---
+
+    def call(self, action: str, params: dict[str, list[str]]) -> bytes:
+        operation = {
+            "DescribeInstances": self.describe_instances,
+            "StartInstances": self.start_instances,
+            "StopInstances": self.stop_instances,
+        }.get(action)
+        if operation is None:
+            raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
+        with self._lock:
+            self.calls[action] += 1
+            if action != "DescribeInstances":
+                self.instance_ids[action] += len(_numbered(params, "InstanceId"))
+            if _first(params, "DryRun") == "true":
+                raise EC2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+            return operation(params)
+
+    def describe_instances(self, params: dict[str, list[str]]) -> bytes:
+        ids = _numbered(params, "InstanceId")
+        raw_max = _first(params, "MaxResults")
+        if ids and raw_max is not None:
+            raise EC2Error(
+                "InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults"
+            )
+        token = _first(params, "NextToken")
+        if token is not None:
+            try:
+                matching, offset = self._tokens.pop(token)
+            except KeyError:
+                raise EC2Error("InvalidPaginationToken", f"Invalid pagination token: {token}") from None
+        else:
+            matching, offset = self._select(_filters(params), ids), 0
+        if raw_max is None:
+            page_size = len(matching)
+        else:
+            if not raw_max.isdigit() or not MIN_RESULTS <= int(raw_max) <= MAX_RESULTS:
+                raise EC2Error(
+                    "InvalidParameterValue",
+                    f"Value ( {raw_max} ) for parameter maxResults is invalid. "
+                    f"Expecting a value between {MIN_RESULTS} and {MAX_RESULTS}.",
+                )
+            page_size = int(raw_max)
+        page = matching[offset : offset + page_size]
+        parts = [
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeInstancesResponse xmlns="{NAMESPACE}">'
+            f"<requestId>{uuid.uuid4()}</requestId><reservationSet>".encode()
+        ]
+        current = None
+        for instance in page:
+            if instance.reservation_id != current:
+                if current is not None:
+                    parts.append(b"</instancesSet></item>")
+                current = instance.reservation_id
+                parts.append(
+                    f"<item><reservationId>{current}</reservationId><ownerId>{OWNER_ID}</ownerId>"
+                    f"<groupSet/><instancesSet>".encode()
+                )
+            parts += (instance.head, _STATE_XML[instance.state], instance.tail)
+        if current is not None:
+            parts.append(b"</instancesSet></item>")
+        parts.append(b"</reservationSet>")
+        if offset + page_size < len(matching):
+            next_token = uuid.uuid4().hex + uuid.uuid4().hex
+            if len(self._tokens) >= _MAX_TOKENS:
+                self._tokens.pop(next(iter(self._tokens)))
+            self._tokens[next_token] = (matching, offset + page_size)
+            parts.append(f"<nextToken>{next_token}</nextToken>".encode())
+        parts.append(b"</DescribeInstancesResponse>")
+        return b"".join(parts)
+
+    def _select(self, filters: list[tuple[str, list[str]]], ids: list[str]) -> list[Instance]:
+        key = (tuple((name, tuple(values)) for name, values in filters), tuple(ids))
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            return cached
+        if ids:
+            self._find(ids)
+            wanted = frozenset(ids)
+            candidates = [instance for instance in self.instances if instance.instance_id in wanted]
+        else:
+            candidates = self.instances
+        tests = [_filter_test(name, values) for name, values in filters]
+        matching = [instance for instance in candidates if all(test(instance) for test in tests)]
+        self._filter_cache[key] = matching
+        return matching
+
+    def _find(self, ids: list[str]) -> list[Instance]:
+        malformed = [i for i in ids if not _INSTANCE_ID.match(i)]
+        if malformed:
+            raise EC2Error("InvalidInstanceID.Malformed", f'Invalid id: "{malformed[0]}"')
+        missing = list(dict.fromkeys(i for i in ids if i not in self.by_id))
+        if len(missing) == 1:
+            raise EC2Error("InvalidInstanceID.NotFound", f"The instance ID '{missing[0]}' does not exist")
+        if missing:
+            raise EC2Error("InvalidInstanceID.NotFound", f"The instance IDs '{', '.join(missing)}' do not exist")
+        return [self.by_id[i] for i in dict.fromkeys(ids)]
+
+    def start_instances(self, params: dict[str, list[str]]) -> bytes:
+        instances = self._batch(params)
+        for instance in instances:
+            if instance.state in ("stopping", "shutting-down", "terminated"):
+                raise EC2Error(
+                    "IncorrectInstanceState",
+                    f"The instance '{instance.instance_id}' is not in a state from which it can be started.",
+                )
+        return self._transition("StartInstances", instances, {"stopped": ("pending", "running")})
+
+    def stop_instances(self, params: dict[str, list[str]]) -> bytes:
+        instances = self._batch(params)
+        for instance in instances:
+            if instance.state in ("shutting-down", "terminated"):
+                raise EC2Error(
+                    "IncorrectInstanceState",
+                    f"The instance '{instance.instance_id}' is not in a state from which it can be stopped.",
+                )
+        for instance in instances:
+            if instance.disable_api_stop:
+                raise EC2Error(
+                    "OperationNotPermitted",
+                    f"The instance '{instance.instance_id}' may not be stopped. "
+                    "Modify its 'disableApiStop' instance attribute and try again.",
+                )
+        return self._transition(
+            "StopInstances", instances, {"running": ("stopping", "stopped"), "pending": ("stopping", "stopped")}
+        )
+
+    def _batch(self, params: dict[str, list[str]]) -> list[Instance]:
+        ids = _numbered(params, "InstanceId")
+        if not ids:
+            raise EC2Error("MissingParameter", "The request must contain the parameter InstanceId")
+        return self._find(ids)
+
+    def _transition(
+        self, action: str, instances: list[Instance], moves: dict[str, tuple[str, str]]
+    ) -> bytes:
+        """Move each instance (reported state, settled state); unmoved ones report their state."""
+        items = []
+        changed = False
+        for instance in instances:
+            previous = instance.state
+            reported, settled = moves.get(previous, (previous, previous))
+            if settled != previous:
+                instance.state = settled
+                changed = True
+            items.append(
+                f"<item><instanceId>{instance.instance_id}</instanceId>"
+                f"<currentState><code>{STATE_CODES[reported]}</code><name>{reported}</name></currentState>"
+                f"<previousState><code>{STATE_CODES[previous]}</code><name>{previous}</name></previousState></item>"
+            )
+        if changed:
+            self._changed()
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{NAMESPACE}">'
+            f"<requestId>{uuid.uuid4()}</requestId><instancesSet>{''.join(items)}</instancesSet></{action}Response>"
+        ).encode()
+
+
+def _first(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _numbered(params: dict[str, list[str]], prefix: str) -> list[str]:
+    values = []
+    n = 1
+    while f"{prefix}.{n}" in params:
+        values.append(params[f"{prefix}.{n}"][0])
+        n += 1
+    return values
+
+
+def _filters(params: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    filters = []
+    n = 1
+    while f"Filter.{n}.Name" in params:
+        name = params[f"Filter.{n}.Name"][0]
+        if name not in KNOWN_FILTERS and not name.startswith("tag:"):
+            raise EC2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
+        filters.append((name, _numbered(params, f"Filter.{n}.Value")))
+        n += 1
+    return filters
+
+
+def _filter_test(name: str, values: list[str]) -> Any:
+    match = _matcher(values)
+    if name == "tag-key":
+        return lambda instance: any(match(key) for key in instance.tags)
+    if name == "tag-value":
+        return lambda instance: any(match(value) for value in instance.tags.values())
+    if name.startswith("tag:"):
+        key = name[4:]
+        return lambda instance: match(instance.tags.get(key))
+    attribute = {"instance-state-name": "state", "instance-id": "instance_id", "instance-type": "instance_type"}[name]
+    return lambda instance: match(getattr(instance, attribute))
+
+
+def error_xml(code: str, message: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{escape(code)}</Code>'
+        f"<Message>{escape(message)}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
+    ).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stalls
+    fleet: Fleet
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value).encode(), "application/json")
+
+    def do_GET(self) -> None:
+        if self.path == "/_bench/counts":
+            self._json(200, self.fleet.counts())
+        elif self.path == "/_bench/states":
+            self._json(200, self.fleet.states())
+        elif self.path == "/_bench/ping":
+            self._json(200, {"instances": len(self.fleet.instances)})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if self.path == "/_bench/seed":
+            try:
+                ids = self.fleet.seed(json.loads(body)["instances"])
+            except (ValueError, KeyError, TypeError) as err:
+                self._json(400, {"error": str(err)})
+                return
+            self._json(200, {"ids": ids})
+        elif self.path == "/_bench/reset":
+            self.fleet.reset()
+            self._json(200, {})
+        else:
+            params = parse_qs(body.decode(), keep_blank_values=True)
+            try:
+                answer = self.fleet.call(_first(params, "Action") or "", params)
+            except EC2Error as err:
+                self._send(err.status, error_xml(err.code, err.message), "text/xml;charset=UTF-8")
+                return
+            self._send(200, answer, "text/xml;charset=UTF-8")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def make_server(port: int = 0, fleet: Fleet | None = None, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """A server bound to a loopback address (anything else is refused)."""
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"refusing to listen on non-loopback address {host}")
+    handler = type("Handler", (_Handler,), {"fleet": fleet or Fleet()})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+@contextlib.contextmanager
+def serve_in_thread(fleet: Fleet | None = None) -> Iterator[tuple[str, Fleet]]:
+    """Run the endpoint in a thread of this process; yield (URL, fleet); stop it on exit."""
+    server = make_server(0, fleet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.RequestHandlerClass.fleet
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    parser.add_argument("--fleet", help="JSON file of the form POST /_bench/seed takes, seeded at start")
+    args = parser.parse_args(argv)
+    fleet = Fleet()
+    if args.fleet:
+        with open(args.fleet, encoding="utf-8") as file:
+            fleet.seed(json.load(file)["instances"])
+    server = make_server(args.port, fleet, args.host)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,647 @@
+"""Benchmarks of ec2-powercycle against a fast local EC2 endpoint: `make bench`.
+
+For each fleet size and schedule mix (see bench/fleets.py) it seeds the
+benchmark EC2 endpoint (bench/ec2_endpoint.py, in a process of its own), then
+runs, each in a fresh client process (bench/client.py):
+
+* the floor: a bare boto3 loop that only pages DescribeInstances with the
+  scheduler's filters and page size;
+* the handler, at the fleet's event time.
+
+It reads the API calls the endpoint served and the requests the loopback
+schedule server answered, compares them with the minimum, and measures the
+client's wall time, CPU time and peak RSS, plus the module's import time next
+to a bare `import boto3`. It prints a table and writes docs/benchmarks.md.
+
+    python bench/run.py                                   # the full run (~10-20 min on 2 cores)
+    python bench/run.py --sizes 1000 --mixes shared,url   # a quick subset
+
+Only 127.0.0.1 is ever contacted; everything started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import fleets  # noqa: E402
+
+import ec2_powercycle  # noqa: E402
+
+SIZES = (1_000, 10_000, 100_000)
+LOAD = [0.0]  # the 1-minute load average when the run started
+SNAPSHOT = ROOT  # main() points this at a copy of ec2_powercycle.py taken when the run starts
+CLIENT_TIMEOUT = 900.0
+LAMBDA_MIN_MIB = 128
+IMPORT_BUDGET_MS = 30.0
+CPU_GOALS = {"shared": 1.25, "distinct": 2.0}
+GOAL_SIZES = (10_000, 100_000)
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+# --- Processes and servers --------------------------------------------------------
+
+
+def _pin(pid: int, cpu: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(pid, {cpus[cpu % len(cpus)]})
+
+
+@contextlib.contextmanager
+def endpoint_process(pin: bool, timeout: float = 30.0) -> Iterator[str]:
+    """bench/ec2_endpoint.py in its own process on 127.0.0.1; yield its URL; stop it on exit."""
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "ec2_endpoint.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        if pin:
+            _pin(process.pid, 1)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"benchmark endpoint did not start within {timeout:g} s") from None
+        if not line.startswith("READY "):
+            raise RuntimeError(f"benchmark endpoint failed to start (exit code {process.poll()})")
+        yield line.split()[1]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _ScheduleHandler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    documents: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[Counter[str]] = Counter()
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with self.lock:
+            self.requests[self.path] += 1
+        body = self.documents.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def schedule_server() -> Iterator[tuple[str, type[_ScheduleHandler]]]:
+    """Schedule documents on 127.0.0.1 that count the requests they answer."""
+    handler = type("Handler", (_ScheduleHandler,), {"documents": {}, "requests": Counter()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _admin(url: str, path: str, payload: Any = None, timeout: float = 120.0) -> Any:
+    """GET (no payload) or POST JSON to the endpoint's /_bench/ paths."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def _clean_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EC2_POWERCYCLE_"))}
+    env["BENCH_MODULE_DIR"] = str(SNAPSHOT)
+    return env
+
+
+def client_environment(endpoint: str, schedules: str) -> dict[str, str]:
+    """A clean environment: dummy credentials, the local endpoint, no instance metadata lookups."""
+    env = _clean_environment()
+    env.update(DUMMY_CREDENTIALS)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "EC2_POWERCYCLE_URL_ALLOW": schedules + fleets.URL_PREFIX,
+        }
+    )
+    return env
+
+
+def run_client(args: list[str], env: dict[str, str], pin: bool) -> dict[str, Any]:
+    """bench/client.py in a fresh process; its JSON line."""
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "client.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    if pin:
+        _pin(process.pid, 0)
+    try:
+        out, err = process.communicate(timeout=CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise RuntimeError(f"client {args[0]} took longer than {CLIENT_TIMEOUT:g} s") from None
+    if process.returncode != 0:
+        raise RuntimeError(f"client {args[0]} failed ({process.returncode}): {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- Measurements -----------------------------------------------------------------
+
+
+def minimum_calls(instances: int, starts: int, stops: int) -> dict[str, int]:
+    return {
+        "DescribeInstances": max(1, math.ceil(instances / ec2_powercycle.DESCRIBE_PAGE_SIZE)),
+        "StartInstances": math.ceil(starts / ec2_powercycle.ACTION_BATCH_SIZE),
+        "StopInstances": math.ceil(stops / ec2_powercycle.ACTION_BATCH_SIZE),
+    }
+
+
+def bench_case(
+    mix: str, size: int, reps: int, endpoint: str, schedules: str, urls: type[_ScheduleHandler], pin: bool
+) -> dict[str, Any]:
+    fleet = fleets.build(mix, size, schedules)
+    urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
+    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    env = client_environment(endpoint, schedules)
+    floor_args = [
+        "floor",
+        "--tag",
+        fleets.TAG,
+        "--page-size",
+        str(ec2_powercycle.DESCRIBE_PAGE_SIZE),
+        "--states",
+        ",".join(ec2_powercycle.READ_STATES),
+    ]
+    floors, handlers = [], []
+    floor_calls: dict[str, int] = {}
+    handler_calls: dict[str, int] = {}
+    url_requests: Counter[str] = Counter()
+    for _ in range(reps):
+        _admin(endpoint, "/_bench/reset", {})
+        floors.append(run_client(floor_args, env, pin))
+        floor_calls = _admin(endpoint, "/_bench/counts")["calls"]
+        _admin(endpoint, "/_bench/reset", {})
+        urls.requests.clear()
+        handlers.append(run_client(["handler", "--time", fleets.EVENT_TIME], env, pin))
+        handler_calls = _admin(endpoint, "/_bench/counts")["calls"]
+        url_requests = Counter(urls.requests)
+    last = handlers[-1]
+    expected_instances = size
+    problems = []
+    if last["instances"] != expected_instances:
+        problems.append(f"handler read {last['instances']} instances, expected {expected_instances}")
+    if floors[-1]["instances"] != expected_instances:
+        problems.append(f"floor read {floors[-1]['instances']} instances, expected {expected_instances}")
+    if (last["started"], last["stopped"]) != (fleet.starts, fleet.stops):
+        problems.append(
+            f"handler started/stopped {last['started']}/{last['stopped']}, expected {fleet.starts}/{fleet.stops}"
+        )
+    minimum = minimum_calls(size, fleet.starts, fleet.stops)
+    floor_cpu = statistics.median(r["cpu"] for r in floors)
+    handler_cpu = statistics.median(r["cpu"] for r in handlers)
+    return {
+        "mix": mix,
+        "size": size,
+        "reps": reps,
+        "instances": last["instances"],
+        "starts": last["started"],
+        "stops": last["stopped"],
+        "skipped": last["skipped"],
+        "errors": last["errors"],
+        "expected_starts": fleet.starts,
+        "expected_stops": fleet.stops,
+        "calls": {op: handler_calls.get(op, 0) for op in minimum},
+        "calls_other": {op: n for op, n in handler_calls.items() if op not in minimum},
+        "minimum": minimum,
+        "floor_calls": floor_calls,
+        "url_requests": sum(url_requests.values()),
+        "distinct_urls": fleet.distinct_urls,
+        "floor_wall": statistics.median(r["wall"] for r in floors),
+        "handler_wall": statistics.median(r["wall"] for r in handlers),
+        "floor_cpu": floor_cpu,
+        "handler_cpu": handler_cpu,
+        "cpu_ratio": handler_cpu / floor_cpu if floor_cpu else float("nan"),
+        "floor_cpu_all": [r["cpu"] for r in floors],
+        "handler_cpu_all": [r["cpu"] for r in handlers],
+        "handler_rss_mib": max(r["rss_kib"] for r in handlers) / 1024,
+        "handler_baseline_rss_mib": max(r["baseline_rss_kib"] for r in handlers) / 1024,
+        "floor_rss_mib": max(r["rss_kib"] for r in floors) / 1024,
+        "problems": problems,
+    }
+
+
+def measure_imports(reps: int) -> dict[str, Any]:
+    env = _clean_environment()
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    runs = [run_client(["imports"], env, pin=False) for _ in range(reps + 1)][1:]  # the first warms caches
+    top = _import_breakdown(env)
+    return {
+        "reps": reps,
+        "boto3_ms": statistics.median(r["boto3"] for r in runs) * 1000,
+        "ours_ms": statistics.median(r["ours"] for r in runs) * 1000,
+        "requests_loaded": any(r["requests_loaded"] for r in runs),
+        "top": top,
+    }
+
+
+def _import_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
+    """The modules ec2_powercycle itself brings in after boto3, by cumulative import time (ms)."""
+    code = f"import sys; sys.path.insert(0, {str(SNAPSHOT)!r}); import boto3; import ec2_powercycle"
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    rows: list[tuple[str, float]] = []
+    after_boto3 = False
+    for line in completed.stderr.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if len(fields) != 3 or not fields[0].strip().isdigit():
+            continue
+        self_us, cumulative_us, name = int(fields[0]), int(fields[1]), fields[2].strip()
+        depth = (len(fields[2]) - len(fields[2].lstrip()) - 1) // 2
+        if name == "boto3" and depth == 0:
+            after_boto3 = True
+        elif after_boto3 and depth <= 1:
+            rows.append((name, (self_us if name == "ec2_powercycle" else cumulative_us) / 1000))
+    own = [row for row in rows if row[0] == "ec2_powercycle"]
+    others = sorted((row for row in rows if row[0] != "ec2_powercycle"), key=lambda row: -row[1])[:8]
+    return [(f"{name} (its own code)", ms) for name, ms in own] + others
+
+
+def profile_case(mix: str, size: int, endpoint: str, schedules: str, urls: type[_ScheduleHandler]) -> dict[str, Any]:
+    fleet = fleets.build(mix, size, schedules)
+    urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
+    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "profile.txt"
+        result = run_client(
+            ["profile", "--time", fleets.EVENT_TIME, "--out", str(out)], client_environment(endpoint, schedules), True
+        )
+    rows = result["functions"]
+    total = sum(row["tottime"] for row in rows) or 1.0
+    groups = result["groups"]
+    ours = sorted(
+        (row for row in rows if row["function"].startswith("ec2_powercycle.py")), key=lambda row: -row["cumtime"]
+    )[:12]
+    top = sorted(rows, key=lambda row: -row["tottime"])[:12]
+    return {
+        "mix": mix,
+        "size": size,
+        "total": total,
+        "groups": sorted(((name, t / total) for name, t in groups.items()), key=lambda g: -g[1]),
+        "cpu": result["cpu_profiled"],
+        "ours": [(row["function"], row["calls"], row["cumtime"], row["cumtime"] / total) for row in ours],
+        "top": [(row["function"], row["calls"], row["tottime"], row["tottime"] / total) for row in top],
+    }
+
+
+# --- Report -----------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    versions = {"Python": platform.python_version()}
+    for package in ("boto3", "botocore", "croniter", "requests"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    return f"{model}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+
+
+def _code_state() -> str:
+    """Which ec2_powercycle.py was measured: commit, uncommitted changes, content hash."""
+    source = ROOT / "ec2_powercycle.py"
+    digest = hashlib.sha256((SNAPSHOT / source.name).read_bytes()).hexdigest()[:12]
+    if digest != hashlib.sha256(source.read_bytes()).hexdigest()[:12]:
+        return f"a snapshot of ec2_powercycle.py taken at the start (sha256 {digest}); the file changed since"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", source.name], capture_output=True, text=True, cwd=ROOT, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"ec2_powercycle.py sha256 {digest}"
+    state = " with uncommitted changes" if dirty else ""
+    return f"ec2_powercycle.py at commit {commit or 'unknown'}{state} (sha256 {digest}), copied at the start"
+
+
+def _calls_cell(case: dict[str, Any], op: str) -> str:
+    return f"{case['calls'][op]} ({case['minimum'][op]})"
+
+
+def table(cases: list[dict[str, Any]]) -> list[str]:
+    head = (
+        "| N | mix | starts / stops | Describe (min) | Start (min) | Stop (min) | calls / min | URL requests / "
+        "distinct URLs | wall s: floor / handler | CPU s: floor / handler | CPU ratio | CPU µs per instance: "
+        "floor / handler | peak RSS MiB (after imports) |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for case in cases:
+        total = sum(case["calls"].values()) + sum(case["calls_other"].values())
+        minimum = sum(case["minimum"].values())
+        urls = f"{case['url_requests']} / {case['distinct_urls']}" if case["distinct_urls"] else "-"
+        lines.append(
+            f"| {case['size']:,} | {case['mix']} | {case['starts']:,} / {case['stops']:,} "
+            f"| {_calls_cell(case, 'DescribeInstances')} | {_calls_cell(case, 'StartInstances')} "
+            f"| {_calls_cell(case, 'StopInstances')} | {total / minimum:.2f} | {urls} "
+            f"| {case['floor_wall']:.2f} / {case['handler_wall']:.2f} "
+            f"| {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} | {case['cpu_ratio']:.2f}x "
+            f"| {case['floor_cpu'] / case['size'] * 1e6:.0f} / {case['handler_cpu'] / case['size'] * 1e6:.0f} "
+            f"| {case['handler_rss_mib']:.0f} ({case['handler_baseline_rss_mib']:.0f}) |"
+        )
+    return lines
+
+
+def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[str]:
+    lines = []
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    for case in cases:
+        total = sum(case["calls"].values()) + sum(case["calls_other"].values())
+        minimum = sum(case["minimum"].values())
+        extra = {op: case["calls"][op] - case["minimum"][op] for op in case["minimum"]}
+        extra = {op: n for op, n in extra.items() if n}
+        why = f" (extra: {extra})" if extra else ""
+        lines.append(
+            f"- API calls = minimum, N={case['size']:,} {case['mix']}: {verdict(total == minimum)}, "
+            f"{total} / {minimum} = {total / minimum:.2f}x{why}"
+        )
+    for case in cases:
+        if case["distinct_urls"]:
+            ok = case["url_requests"] == case["distinct_urls"]
+            lines.append(
+                f"- one request per distinct URL, N={case['size']:,} {case['mix']}: {verdict(ok)}, "
+                f"{case['url_requests']} requests / {case['distinct_urls']} URLs"
+            )
+    for case in cases:
+        goal = CPU_GOALS.get(case["mix"])
+        if goal is None or case["size"] not in GOAL_SIZES:
+            continue
+        ok = case["cpu_ratio"] <= goal
+        by = "" if ok else f"; over by {case['cpu_ratio'] / goal:.2f}x the goal"
+        lines.append(
+            f"- client CPU <= {goal}x floor, N={case['size']:,} {case['mix']}: {verdict(ok)}, "
+            f"{case['handler_cpu']:.2f} s / {case['floor_cpu']:.2f} s = {case['cpu_ratio']:.2f}x{by}"
+        )
+    for case in cases:
+        if case["size"] != 100_000:
+            continue
+        ok = case["handler_rss_mib"] <= LAMBDA_MIN_MIB
+        lines.append(
+            f"- peak memory <= {LAMBDA_MIN_MIB} MiB at N=100,000 {case['mix']}: {verdict(ok)}, "
+            f"{case['handler_rss_mib']:.0f} MiB ({case['handler_rss_mib'] / LAMBDA_MIN_MIB:.2f}x; "
+            f"{case['handler_baseline_rss_mib']:.0f} MiB after imports, the floor peaks at "
+            f"{case['floor_rss_mib']:.0f} MiB)"
+        )
+    if imports:
+        ok = imports["ours_ms"] < IMPORT_BUDGET_MS
+        lines.append(
+            f"- importing ec2_powercycle adds < {IMPORT_BUDGET_MS:g} ms to `import boto3`: {verdict(ok)}, "
+            f"+{imports['ours_ms']:.1f} ms on {imports['boto3_ms']:.0f} ms "
+            f"({imports['ours_ms'] / IMPORT_BUDGET_MS:.2f}x the budget; requests loaded at import: "
+            f"{'yes' if imports['requests_loaded'] else 'no'})"
+        )
+    return lines
+
+
+def report(
+    cases: list[dict[str, Any]],
+    imports: dict[str, Any] | None,
+    profiles: list[dict[str, Any]],
+    started: datetime,
+    elapsed: float,
+) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in _versions().items())
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python bench/run.py`); do not edit by hand.",
+        "",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC (run took {elapsed / 60:.1f} min)",
+        f"- Machine: {_machine()}",
+        f"- Versions: {versions}",
+        f"- Code: {_code_state()}",
+        f"- Load average (1 min) at start / end: {LOAD[0]:.2f} / {os.getloadavg()[0]:.2f} (other work on the "
+        "machine inflates times; the ratios compare runs made side by side)",
+        f"- Event time {fleets.EVENT_TIME}, window 15 min, page size {ec2_powercycle.DESCRIBE_PAGE_SIZE}, "
+        f"batch size {ec2_powercycle.ACTION_BATCH_SIZE}.",
+        "",
+        "## Method",
+        "",
+        "- The EC2 endpoint is `bench/ec2_endpoint.py`, in a process of its own (pinned to one core, the client "
+        "to the other), answering real EC2 XML (about 4 KB per instance, as AWS's); `tests/test_bench_endpoint.py` "
+        "checks that the handler gets the same results from it as from moto.",
+        "- Every client run is a fresh process (`bench/client.py`). Timed: from creating the EC2 client to the end "
+        "of the run; imports are timed apart. CPU is the client process's `time.process_time()` (all threads); "
+        "peak memory is its `ru_maxrss` (imports included; the figure in brackets is after imports, before the run).",
+        "- The floor is a bare boto3 loop paging DescribeInstances with the scheduler's filters (`tag-key`, "
+        "`instance-state-name`) and page size against the same endpoint and fleet.",
+        "- Minimum API calls: ceil(N / page size) DescribeInstances + ceil(starts / batch) StartInstances + "
+        "ceil(stops / batch) StopInstances.",
+        "- Mixes (bench/fleets.py), each about half due: `shared` one inline schedule (start due; half stopped); "
+        "`distinct` every instance its own schedule and one of 60 zones; `url` ten schedule URLs on a loopback "
+        "server; `mixed` 40% four team schedules, 30% distinct, 20% URLs, 10% protected / Auto Scaling / bad tag. "
+        "Each fleet also holds untagged (1 in 20) and terminated (1 in 100) instances the filters drop.",
+        "- Times are medians over the repetitions shown; calls and memory are from the handler runs.",
+        "",
+        "## Results",
+        "",
+        *table(cases),
+        "",
+        "Repetitions: " + ", ".join(f"{c['size']:,} {c['mix']}: {c['reps']}" for c in cases) + ".",
+        "",
+    ]
+    problems = [f"- N={c['size']:,} {c['mix']}: {p}" for c in cases for p in c["problems"]]
+    if problems:
+        out += ["Problems seen:", "", *problems, ""]
+    if imports:
+        out += [
+            "## Import time",
+            "",
+            f"Median of {imports['reps']} fresh processes: `import boto3` {imports['boto3_ms']:.1f} ms; "
+            f"`import ec2_powercycle` after it +{imports['ours_ms']:.1f} ms. What the module brings in beyond "
+            "boto3 (`python -X importtime`, cumulative ms, one run):",
+            "",
+            "| module | ms |",
+            "|---|---|",
+            *(f"| {name} | {ms:.1f} |" for name, ms in imports["top"]),
+            "",
+        ]
+    out += ["## Goals", "", *goals(cases, imports), ""]
+    for prof in profiles:
+        out += [
+            f"## Where the handler's CPU goes: N={prof['size']:,} {prof['mix']} (cProfile)",
+            "",
+            f"Profiled total {prof['total']:.2f} s (cProfile slows Python code down, so shares matter, not times).",
+            "",
+            "| share | where (own time; a builtin's time goes to its caller's file) |",
+            "|---|---|",
+            *(f"| {share * 100:.0f}% | {name} |" for name, share in prof["groups"] if share >= 0.005),
+            "",
+            "| ec2_powercycle function | calls | cumulative s | share |",
+            "|---|---|---|---|",
+            *(f"| `{f}` | {n:,} | {t:.2f} | {s * 100:.0f}% |" for f, n, t, s in prof["ours"]),
+            "",
+            "| top functions by own time | calls | own s | share |",
+            "|---|---|---|---|",
+            *(f"| `{f}` | {n:,} | {t:.2f} | {s * 100:.0f}% |" for f, n, t, s in prof["top"]),
+            "",
+        ]
+    return "\n".join(out)
+
+
+# --- Main -------------------------------------------------------------------------
+
+
+def _list(text: str, allowed: tuple[Any, ...], kind: type) -> list[Any]:
+    items = [kind(item.strip().replace("_", "")) for item in text.split(",") if item.strip()]
+    bad = [item for item in items if kind is str and item not in allowed]
+    if bad:
+        raise SystemExit(f"unknown {bad}; expected some of {', '.join(map(str, allowed))}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated fleet sizes")
+    parser.add_argument("--mixes", default=",".join(fleets.MIXES), help="comma-separated mixes")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per case below 100,000 instances")
+    parser.add_argument("--reps-large", type=int, default=1, help="repetitions per case at 100,000+ instances")
+    parser.add_argument("--import-reps", type=int, default=15, help="fresh processes for import time (0: skip)")
+    parser.add_argument(
+        "--profile", default="10000:shared,10000:distinct", help="SIZE:MIX cases to profile with cProfile ('' none)"
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="report file ('' none)")
+    parser.add_argument("--json", default="", help="also write the raw results here")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin endpoint and client to separate cores")
+    args = parser.parse_args(argv)
+    global SNAPSHOT
+    SNAPSHOT = Path(tempfile.mkdtemp(prefix="ec2-powercycle-bench-"))
+    shutil.copy2(ROOT / "ec2_powercycle.py", SNAPSHOT / "ec2_powercycle.py")
+    try:
+        return _main(args)
+    finally:
+        shutil.rmtree(SNAPSHOT, ignore_errors=True)
+
+
+def _main(args: argparse.Namespace) -> int:
+    LOAD[0] = os.getloadavg()[0]
+    sizes = _list(args.sizes, (), int)
+    mixes = _list(args.mixes, fleets.MIXES, str)
+    profile_cases = [(int(s), m) for s, m in (item.split(":") for item in args.profile.split(",") if item.strip())]
+    pin = not args.no_pin
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    cases: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    with endpoint_process(pin) as endpoint, schedule_server() as (schedules, urls):
+        for size in sizes:
+            for mix in mixes:
+                reps = args.reps if size < 100_000 else args.reps_large
+                print(f"N={size:,} {mix}: {reps} x (floor, handler) ...", end=" ", flush=True)
+                case = bench_case(mix, size, reps, endpoint, schedules, urls, pin)
+                cases.append(case)
+                print(
+                    f"CPU {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} s ({case['cpu_ratio']:.2f}x), "
+                    f"calls {sum(case['calls'].values())} (min {sum(case['minimum'].values())}), "
+                    f"RSS {case['handler_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
+                for problem in case["problems"]:
+                    print(f"  problem: {problem}", flush=True)
+        for size, mix in profile_cases:
+            print(f"profiling N={size:,} {mix} ...", flush=True)
+            profiles.append(profile_case(mix, size, endpoint, schedules, urls))
+    imports = None
+    if args.import_reps > 0:
+        print(f"import time: {args.import_reps} fresh processes ...", flush=True)
+        imports = measure_imports(args.import_reps)
+    text = report(cases, imports, profiles, started, time.monotonic() - clock)
+    print()
+    print("\n".join(table(cases)))
+    print()
+    print("\n".join(goals(cases, imports)))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"\nwrote {args.out}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"cases": cases, "imports": imports, "profiles": profiles}, indent=1), encoding="utf-8"
+        )
+    return 1 if any(case["problems"] for case in cases) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

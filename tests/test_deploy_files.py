@@ -1,0 +1,468 @@
+"""The deployment files agree with the code and with each other, and their linters are clean.
+
+Dockerfile (hadolint; its entrypoint run as the image would run it), .circleci/config.yml,
+iam/*.json (against what the code and post-to-lambda.sh really call), template.yaml (cfn-lint).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.client
+import pytest
+import yaml
+from moto import mock_aws
+
+import ec2_powercycle
+from tests.deploy_support import (
+    PACKAGE_SH,
+    POST_TO_LAMBDA_SH,
+    REPO,
+    b64sha256,
+    lambda_trust_policy,
+    parse_report,
+    tool_path_env,
+    venv_tool,
+)
+from tools.local_endpoint import endpoint_environment, moto_server
+
+EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
+START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
+
+
+def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, **kwargs)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- Linters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", [PACKAGE_SH, POST_TO_LAMBDA_SH], ids=lambda p: p.name)
+def test_scripts_are_shellcheck_clean_strict_and_executable(script: Path):
+    result = _run([str(venv_tool("shellcheck")), "--severity=info", str(script)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\nset -euo pipefail\n" in script.read_text()
+    assert script.stat().st_mode & 0o111
+
+
+def test_dockerfile_is_hadolint_clean():
+    result = _run([str(venv_tool("hadolint")), str(REPO / "Dockerfile")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_is_cfn_lint_clean():
+    result = _run([str(venv_tool("cfn-lint")), str(REPO / "template.yaml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Dockerfile -----------------------------------------------------------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def _entrypoint() -> list[str]:
+    entrypoints = [args for name, args in _dockerfile_instructions() if name == "ENTRYPOINT"]
+    assert len(entrypoints) == 1
+    return json.loads(entrypoints[0])
+
+
+def _docker_context_files() -> list[str]:
+    """The files .dockerignore lets into the image (it is an allow-list: '*' then '!name' lines)."""
+    lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    assert all(line.startswith("!") for line in patterns[1:])
+    return [line[1:] for line in patterns[1:]]
+
+
+def test_dockerfile_matches_the_lambda_runtime_and_the_tested_cli():
+    instructions = _dockerfile_instructions()
+    base = [args for name, args in instructions if name == "FROM"]
+    assert len(base) == 1 and re.fullmatch(r"python:3\.11-slim(-\w+)?", base[0])
+    template = _template()
+    assert template["Resources"]["Function"]["Properties"]["Runtime"] == "python3.11"
+    assert 'python_version="${LAMBDA_PYTHON_VERSION:-3.11}"' in PACKAGE_SH.read_text()
+    dev_pin = re.search(r"^awscli==(\S+)$", (REPO / "requirements-dev.txt").read_text(), re.MULTILINE)
+    assert dev_pin and f"awscli=={dev_pin.group(1)}" in (REPO / "Dockerfile").read_text()
+    users = [args for name, args in instructions if name == "USER"]
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_entrypoint_runs_package_sh_then_post_to_lambda_sh():
+    entrypoint = _entrypoint()
+    script = entrypoint[2]
+    assert entrypoint[:2] == ["/bin/bash", "-c"]
+    assert script.index("./package.sh") < script.index("./post-to-lambda.sh")
+    for name in _docker_context_files():
+        assert (REPO / name).exists(), name
+    # Everything package.sh insists on is let into the image.
+    required = re.search(r"^for file in (.+); do$", PACKAGE_SH.read_text(), re.MULTILINE)
+    assert required
+    assert set(required.group(1).split()) | {"package.sh", "post-to-lambda.sh"} <= set(_docker_context_files())
+
+
+def test_entrypoint_packages_and_deploys_the_copied_tree(tmp_path):
+    """What `docker run --env ... ec2powercycle` does, without Docker: the ENTRYPOINT in a copy of the context."""
+    workdir = tmp_path / "ec2-powercycle"
+    workdir.mkdir()
+    for name in _docker_context_files():
+        shutil.copy2(REPO / name, workdir / name)
+    with moto_server() as url:
+        client_args = {"endpoint_url": url, "region_name": "eu-west-1"} | _dummy_keys()
+        role = boto3.client("iam", **client_args).create_role(
+            RoleName="ec2-powercycle", AssumeRolePolicyDocument=lambda_trust_policy()
+        )["Role"]["Arn"]
+        placeholder = tmp_path / "placeholder.zip"
+        with zipfile.ZipFile(placeholder, "w") as archive:
+            archive.writestr("ec2_powercycle.py", "def handler(event, context):\n    return {}\n")
+        lam = boto3.client("lambda", **client_args)
+        lam.create_function(
+            FunctionName="ec2-powercycle",
+            Runtime="python3.11",
+            Role=role,
+            Handler="ec2_powercycle.handler",
+            Code={"ZipFile": placeholder.read_bytes()},
+        )
+        env = tool_path_env({**endpoint_environment(url), "AWS_LAMBDA_FUNCTION": "ec2-powercycle"})
+        env["PYTHON"] = str(venv_tool("python"))
+        result = _run(_entrypoint(), cwd=workdir, env=env, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        report = parse_report(result.stdout)
+        built = Path(report["zip"])
+        assert built.parent == workdir / "dist"
+        assert report["CodeSha256"] == b64sha256(built)
+        assert lam.get_function(FunctionName="ec2-powercycle", Qualifier="live")["Configuration"]["CodeSha256"] == (
+            b64sha256(built)
+        )
+
+
+# --- CircleCI -------------------------------------------------------------------------
+
+
+def _circleci() -> dict[str, Any]:
+    return yaml.safe_load((REPO / ".circleci" / "config.yml").read_text())
+
+
+def _run_commands(job: dict[str, Any]) -> list[str]:
+    commands = []
+    for step in job["steps"]:
+        if isinstance(step, dict) and "run" in step:
+            run = step["run"]
+            commands.append(run if isinstance(run, str) else run["command"])
+    return commands
+
+
+def test_circleci_jobs_run_the_tested_commands_and_deploy_main_only():
+    config = _circleci()
+    jobs = config["jobs"]
+    assert set(jobs) == {"test", "package", "deploy"}
+    assert "make test" in _run_commands(jobs["test"])  # the README's test command
+    assert "make test" in (REPO / "README.md").read_text()
+    assert any("./package.sh" in shlex.split(command) for command in _run_commands(jobs["package"]))
+    assert {"store_artifacts": {"path": "dist", "destination": "dist"}} in jobs["package"]["steps"]
+    assert any("./post-to-lambda.sh" in shlex.split(command) for command in _run_commands(jobs["deploy"]))
+
+    (workflow,) = config["workflows"].values()
+    wired = {}
+    for entry in workflow["jobs"]:
+        name, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+        wired[name] = options
+    assert set(wired) == set(jobs)
+    assert wired["package"]["requires"] == ["test"]
+    assert wired["deploy"]["requires"] == ["package"]
+    assert wired["deploy"]["filters"] == {"branches": {"only": "main"}}
+    assert wired["deploy"]["context"]
+    assert "context" not in wired["test"] and "context" not in wired["package"]
+
+
+def test_circleci_calls_only_scripts_and_targets_that_exist():
+    makefile = (REPO / "Makefile").read_text()
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", makefile, re.MULTILINE))
+    for job in _circleci()["jobs"].values():
+        for command in _run_commands(job):
+            words = shlex.split(command)
+            for index, word in enumerate(words):
+                if word.startswith("./"):
+                    path = REPO / word
+                    assert path.is_file() and path.stat().st_mode & 0o111, word
+                if word == "make":
+                    assert words[index + 1] in targets, command
+            for name in re.findall(r"[\w./-]+\.(?:txt|sh|py)\b", command):
+                assert (REPO / name.removeprefix("./")).is_file(), name
+
+
+# --- IAM: the Lambda's policy against the code ----------------------------------------
+
+
+def _policy(name: str) -> dict[str, Any]:
+    return json.loads((REPO / "iam" / name).read_text())
+
+
+def _statements(policy: dict[str, Any], effect: str, actions: set[str]) -> list[dict[str, Any]]:
+    return [s for s in policy["Statement"] if s["Effect"] == effect and set(_as_list(s["Action"])) == actions]
+
+
+def test_lambda_policy_names_the_codes_tag_key_and_protected_values():
+    policy = _policy("lambda-policy.json")
+    (allow,) = _statements(policy, "Allow", START_STOP)
+    assert allow["Condition"] == {"Null": {f"aws:ResourceTag/{ec2_powercycle.DEFAULT_TAG}": "false"}}
+    protected = sorted(v.strip() for v in ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS.split(","))
+    denies = {json.dumps(s["Condition"], sort_keys=True) for s in _statements(policy, "Deny", START_STOP)}
+    assert denies == {
+        json.dumps(
+            {"StringEqualsIgnoreCase": {f"aws:ResourceTag/{ec2_powercycle.ENVIRONMENT_TAG}": protected}},
+            sort_keys=True,
+        ),
+        json.dumps({"Null": {f"aws:ResourceTag/{ec2_powercycle.AUTOSCALING_TAG}": "false"}}, sort_keys=True),
+    }
+
+
+def test_lambda_policy_allows_the_codes_ec2_calls_and_no_others(monkeypatch):
+    """Run the handler (moto in process) and record every API call it makes."""
+    calls: set[str] = set()
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def recording_call(client, operation_name, api_params):
+        calls.add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
+        return real_call(client, operation_name, api_params)
+
+    for name in ("AWS_ENDPOINT_URL", "EC2_POWERCYCLE_REGIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        for schedule, state in (('{"stop": "0 18 * * *"}', "running"), ('{"start": "0 18 * * *"}', "stopped")):
+            tags = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": schedule}]
+            instance = ec2.run_instances(
+                ImageId="ami-12c6146b",
+                MinCount=1,
+                MaxCount=1,
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+            )["Instances"][0]["InstanceId"]
+            if state == "stopped":
+                ec2.stop_instances(InstanceIds=[instance])
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
+        summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
+    assert len(summary["started"]) == 1 and len(summary["stopped"]) == 1
+    assert calls == {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
+    policy_ec2 = {
+        action
+        for statement in _policy("lambda-policy.json")["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"])
+        if action.startswith("ec2:")
+    }
+    assert policy_ec2 == calls
+
+
+def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
+    policy = _policy("lambda-policy.json")
+    actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
+    assert actions == EC2_ACTIONS | {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert not [a for a in actions if "*" in a]
+    (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
+    assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
+
+
+def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
+    """IAM's decision for `action` on an instance with `tags`, for the operators this policy uses.
+
+    Tag keys in aws:ResourceTag/ are matched ignoring case, as IAM does; values as the operator says.
+    """
+    lowered = {key.lower(): value for key, value in tags.items()}
+
+    def matches(statement: dict[str, Any]) -> bool:
+        if action not in _as_list(statement["Action"]):
+            return False
+        for operator, conditions in statement.get("Condition", {}).items():
+            for key, expected in conditions.items():
+                tag = key.removeprefix("aws:ResourceTag/").lower()
+                present = tag in lowered
+                if operator == "Null":
+                    ok = present != (expected == "true")
+                elif operator == "StringEqualsIgnoreCase":
+                    ok = present and lowered[tag].lower() in {e.lower() for e in _as_list(expected)}
+                else:
+                    raise AssertionError(f"no model of {operator}")
+                if not ok:
+                    return False
+        return True
+
+    statements = policy["Statement"]
+    if any(s["Effect"] == "Deny" and matches(s) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and matches(s) for s in statements)
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"ec2Powercycle": "{}"},
+        {"ec2Powercycle": "{}", "environment": "dev"},
+        {"ec2Powercycle": "{}", "environment": "p"},
+        {"ec2Powercycle": "{}", "Environment": "P"},
+        {"ec2Powercycle": "{}", "ENVIRONMENT": "p"},
+        {"ec2Powercycle": "{}", "aws:autoscaling:groupName": "web"},
+        {"environment": "dev"},
+        {},
+    ],
+)
+def test_lambda_policy_and_the_codes_guard_agree(tags):
+    """The policy lets through exactly the tagged instances that the code's own guard lets through."""
+    protected = frozenset(v.strip().lower() for v in ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS.split(","))
+    code_would_act = ec2_powercycle.DEFAULT_TAG in tags and ec2_powercycle.guard_reason(tags, protected) is None
+    for action in sorted(START_STOP):
+        assert _allowed(_policy("lambda-policy.json"), action, tags) == code_would_act, (action, tags)
+
+
+# --- IAM: the pipeline's policy against post-to-lambda.sh -----------------------------
+
+CLI_TO_ACTION = {
+    "update-function-code": "lambda:UpdateFunctionCode",
+    "wait function-updated": "lambda:GetFunctionConfiguration",  # the waiter polls it
+    "publish-version": "lambda:PublishVersion",
+    "get-alias": "lambda:GetAlias",
+    "create-alias": "lambda:CreateAlias",
+    "update-alias": "lambda:UpdateAlias",
+    "invoke": "lambda:InvokeFunction",
+}
+
+
+def test_pipeline_policy_allows_exactly_what_post_to_lambda_calls():
+    script = POST_TO_LAMBDA_SH.read_text()
+    called = re.findall(r"\blambda (wait [a-z-]+|[a-z][a-z-]+) --function-name", script)
+    assert called and set(called) <= set(CLI_TO_ACTION), called
+    (statement,) = _policy("pipeline-policy.json")["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert set(statement["Action"]) == {CLI_TO_ACTION[c] for c in called}
+    assert set(statement["Resource"]) == {
+        "arn:aws:lambda:*:*:function:ec2-powercycle",
+        "arn:aws:lambda:*:*:function:ec2-powercycle:*",  # versions and aliases
+    }
+
+
+# --- template.yaml --------------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short tags (!Ref, !Sub, ...) as their long forms."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def _template() -> dict[str, Any]:
+    return yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)  # a SafeLoader subclass
+
+
+def test_template_function_settings_are_the_codes():
+    template = _template()
+    function = template["Resources"]["Function"]["Properties"]
+    assert function["Handler"] == "ec2_powercycle.handler"
+    variables = function["Environment"]["Variables"]
+    settings = {
+        value for name, value in vars(ec2_powercycle).items() if name.endswith("_SETTING") and isinstance(value, str)
+    }
+    assert set(variables) <= settings  # no misspelt or retired setting
+    core = ("TAG", "WINDOW", "TIMEZONE", "PROTECTED", "REGIONS", "DRY_RUN", "URL_ALLOW")
+    assert {getattr(ec2_powercycle, f"{name}_SETTING") for name in core} <= set(variables)
+    assert variables[ec2_powercycle.TAG_SETTING] == ec2_powercycle.DEFAULT_TAG
+    parameters = template["Parameters"]
+    assert parameters["ProtectedEnvironments"]["Default"] == ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS
+    assert parameters["Timezone"]["Default"] == ec2_powercycle.DEFAULT_TIMEZONE
+    assert parameters["ScheduleMinutes"]["Default"] == ec2_powercycle.DEFAULT_WINDOW_MINUTES
+    assert variables[ec2_powercycle.WINDOW_SETTING] == {"Ref": "ScheduleMinutes"}
+
+
+def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
+    template = _template()
+    (inline,) = template["Resources"]["Role"]["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in inline["PolicyDocument"]["Statement"]}
+    files = {s["Sid"]: s for s in _policy("lambda-policy.json")["Statement"]}
+    assert set(statements) == set(files)
+    regions = {"Fn::If": ["HasRegions", {"Fn::Split": [",", {"Ref": "Regions"}]}, [{"Ref": "AWS::Region"}]]}
+    for sid in ("FindScheduledInstances", "StartAndStopOnlyTaggedInstances"):
+        assert statements[sid]["Condition"]["StringEquals"] == {"aws:RequestedRegion": regions}
+    for sid, statement in files.items():
+        ours = statements[sid]
+        assert (ours["Effect"], set(_as_list(ours["Action"]))) == (
+            statement["Effect"],
+            set(_as_list(statement["Action"])) - {"logs:CreateLogGroup"},  # the stack makes the group
+        )
+    assert (
+        statements["StartAndStopOnlyTaggedInstances"]["Condition"]["Null"]
+        == files["StartAndStopOnlyTaggedInstances"]["Condition"]["Null"]
+    )
+    assert (
+        statements["NeverTouchAutoScalingGroupInstances"]["Condition"]
+        == files["NeverTouchAutoScalingGroupInstances"]["Condition"]
+    )
+    assert statements["NeverTouchProtectedEnvironments"]["Condition"] == {
+        "StringEqualsIgnoreCase": {
+            f"aws:ResourceTag/{ec2_powercycle.ENVIRONMENT_TAG}": {"Fn::Split": [",", {"Ref": "ProtectedEnvironments"}]}
+        }
+    }
+
+
+def test_template_schedule_logs_and_alarm():
+    resources = _template()["Resources"]
+    schedule = resources["Schedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == {"Fn::Sub": "rate(${ScheduleMinutes} minutes)"}
+    (target,) = schedule["Targets"]
+    assert target["Arn"] == {"Ref": "LiveAlias"}
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target)  # the scheduled event itself
+    assert resources["LiveAlias"]["Properties"]["Name"] == "live"
+    permission = resources["SchedulePermission"]["Properties"]
+    assert (permission["FunctionName"], permission["Principal"]) == ({"Ref": "LiveAlias"}, "events.amazonaws.com")
+    log_group = resources["LogGroup"]["Properties"]
+    assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert log_group["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${FunctionName}"}
+    alarm = resources["ErrorsAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
+
+
+# --- Documentation --------------------------------------------------------------------
+
+
+def test_readme_points_to_the_deploy_guide():
+    readme = (REPO / "README.md").read_text()
+    assert "## Packaging and deploying" in readme
+    assert "docs/deploy.md" in readme
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    for needed in ("./package.sh", "./post-to-lambda.sh", "template.yaml", "manylinux2014_aarch64", "rate(15 minutes)"):
+        assert needed in guide, needed
+
+
+def _dummy_keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -1,0 +1,192 @@
+"""package.sh: the zip it builds is reproducible, holds what Lambda needs, and runs as Lambda would run it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.deploy_support import (
+    REPO,
+    b64sha256,
+    package_report,
+    parse_report,
+    run_package,
+    run_python_isolated,
+    tool_path_env,
+)
+from tools.local_endpoint import endpoint_environment, moto_server
+
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+
+
+def module_version() -> str:
+    match = re.search(r'^__version__ = "([^"]+)"', (REPO / "ec2_powercycle.py").read_text(), re.MULTILINE)
+    assert match, "ec2_powercycle.py has no __version__"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, dict[str, str]]]:
+    """The session's package (built once for all these tests) and a second build of the same tree."""
+    first = package_report()
+    result = run_package(tmp_path_factory.mktemp("second"))
+    assert result.returncode == 0, result.stderr
+    second = parse_report(result.stdout)
+    return [(Path(first["zip"]), first), (Path(second["zip"]), second)]
+
+
+def test_two_builds_of_the_same_tree_are_byte_identical(two_builds):
+    (first, first_report), (second, second_report) = two_builds
+    assert first.read_bytes() == second.read_bytes()
+    key = "sha256 (base64, as Lambda CodeSha256)"
+    assert first_report[key] == second_report[key]
+
+
+def test_report_names_the_zip_its_size_and_its_code_sha256(two_builds):
+    zip_path, report = two_builds[0]
+    assert zip_path.name == f"ec2-powercycle-{module_version()}.zip"
+    assert report["size"] == f"{zip_path.stat().st_size} bytes"
+    assert report["sha256 (base64, as Lambda CodeSha256)"] == b64sha256(zip_path)
+
+
+def test_zip_holds_the_module_readme_and_dependencies_and_nothing_else(two_builds):
+    zip_path, _ = two_builds[0]
+    with zipfile.ZipFile(zip_path) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        assert archive.read("ec2_powercycle.py") == (REPO / "ec2_powercycle.py").read_bytes()
+        assert archive.read("README.md") == (REPO / "README.md").read_bytes()
+    assert {name.split("/")[0] for name in names} == {"ec2_powercycle.py", "README.md", "lib"}
+    top_level_libs = {name.split("/")[1] for name in names if name.startswith("lib/")}
+    for needed in ("croniter", "requests", "dateutil", "urllib3", "idna", "certifi", "charset_normalizer"):
+        assert needed in top_level_libs
+    for runtime_provided in ("boto3", "botocore", "s3transfer"):
+        assert runtime_provided not in top_level_libs
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("tests/", ".git"))]
+    assert "lib/bin" not in {name.rsplit("/", 1)[0] for name in names}
+    # Fixed order, times and modes.
+    assert names == sorted(names)
+    assert {info.date_time for info in infos} == {(1980, 1, 2, 0, 0, 0)}
+    assert {info.external_attr >> 16 for info in infos} == {0o100644}
+
+
+def test_constraints_pin_what_the_tests_run_against():
+    """The zip vendors exactly the library versions the test suite imports."""
+    pins = {}
+    for line in (REPO / "lambda-constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[name] = version
+    assert pins, "lambda-constraints.txt pins nothing"
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, name
+
+
+def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_builds, tmp_path):
+    zip_path, _ = two_builds[0]
+    function_dir = tmp_path / "task"
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(function_dir)
+
+    # A stand-in for the Lambda runtime's site-packages: boto3 and what it needs, nothing else.
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.origin
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+
+    with moto_server() as url:
+        env = {**endpoint_environment(url), "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+        probe = run_python_isolated(
+            "import boto3\n"
+            "for name in ('croniter', 'requests'):\n"
+            "    try:\n"
+            "        __import__(name)\n"
+            "    except ImportError:\n"
+            "        print(name, 'missing')\n",
+            path=[runtime],
+            env=env,
+        )
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.split("\n")[:2] == ["croniter missing", "requests missing"]
+
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name="eu-west-1", **_dummy_keys())
+        tags = [{"Key": "ec2Powercycle", "Value": json.dumps({"stop": "0 18 * * *"})}]
+        instance_id = ec2.run_instances(
+            ImageId="ami-12c6146b",  # any ID works in moto
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]["InstanceId"]
+
+        run = run_python_isolated(
+            "import json, ec2_powercycle  # first, as Lambda does: it puts lib/ on sys.path\n"
+            "import croniter, requests\n"
+            "summary = ec2_powercycle.handler({'time': '2026-11-23T18:00:00Z'}, None)\n"
+            "print(json.dumps({'summary': summary, 'croniter': croniter.__file__, 'requests': requests.__file__,\n"
+            "                  'boto3': __import__('boto3').__file__}))\n",
+            path=[function_dir, runtime],
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    assert result["summary"]["stopped"] == [instance_id]
+    assert state == "stopped"
+    assert Path(result["croniter"]).is_relative_to(function_dir / "lib")
+    assert Path(result["requests"]).is_relative_to(function_dir / "lib")
+    assert Path(result["boto3"]).is_relative_to(runtime)
+
+
+def test_with_boto3_flag_vendors_boto3(tmp_path):
+    result = run_package(tmp_path, "--with-boto3")
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(parse_report(result.stdout)["zip"]) as archive:
+        top_level_libs = {name.split("/")[1] for name in archive.namelist() if name.startswith("lib/")}
+    assert {"boto3", "botocore", "s3transfer", "croniter"} <= top_level_libs
+
+
+def test_missing_zip_tool_is_reported_with_what_to_install(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname"):
+        (bin_dir / tool).symlink_to(subprocess.check_output(["which", tool], text=True).strip())
+    result = run_package(tmp_path / "out", env={"PATH": str(bin_dir), "PYTHON": sys.executable})
+    assert result.returncode == 1
+    assert "zip not found" in result.stderr and "apt-get install zip" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_pip_is_reported_with_what_to_install(tmp_path):
+    no_pip_python = tmp_path / "python-without-pip"
+    no_pip_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    no_pip_python.chmod(0o755)
+    result = run_package(tmp_path / "out", env=tool_path_env({"PYTHON": str(no_pip_python)}))
+    assert result.returncode == 1
+    assert "pip not found" in result.stderr and "python3-pip" in result.stderr
+
+
+def test_unknown_argument_is_an_error(tmp_path):
+    result = run_package(tmp_path, "--frobnicate")
+    assert result.returncode == 1
+    assert "unknown argument '--frobnicate'" in result.stderr
+
+
+def _dummy_keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
