@@ -11,8 +11,8 @@
 # Without those variables it prompts for them (hence -it). Arguments after the image
 # name go to post-to-lambda.sh, e.g. `-it ec2powercycle --smoke-test`.
 
-# The Lambda runtime's Python (python3.11 in template.yaml).
-FROM python:3.11-slim-bookworm
+# The Lambda runtime's Python (python3.13 in template.yaml; package.sh's default --python-version).
+FROM python:3.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

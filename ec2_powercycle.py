@@ -122,6 +122,7 @@ _LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
 if os.path.isdir(_LIB) and _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
+import functools
 import ipaddress
 import json
 import logging
@@ -480,12 +481,97 @@ def parse_cron(expression: str, key: str = "cron") -> str:
             f"invalid cron {expression!r} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})"
         )
     normalised = " ".join(fields)
+    plain = cron_fields(normalised)
+    if plain is not None and plain.can_fire():
+        return normalised  # plain syntax, checked by cron_fields: croniter would accept it too
     try:
         # A fixed base keeps this pure; an expression that can never fire fails here.
         croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
     except CroniterError as err:
         raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {err}") from err
     return normalised
+
+
+@dataclass(frozen=True)
+class CronFields:
+    """The values a plain cron expression matches, field by field (day of week: 0 is Sunday)."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+
+    def can_fire(self) -> bool:
+        """False for a date that never exists, such as 30 February."""
+        return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
+
+    def matches(self, wall: tuple[int, int, int, int, int]) -> bool:
+        minute, hour, day, month, weekday = wall
+        return (
+            minute in self.minutes
+            and hour in self.hours
+            and day in self.days
+            and month in self.months
+            and weekday in self.weekdays
+        )
+
+
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {name: number for number, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun"), 1)}
+    | {name: number for number, name in enumerate(("jul", "aug", "sep", "oct", "nov", "dec"), 7)},
+    {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+)
+_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+@functools.lru_cache(maxsize=65536)
+def cron_fields(expression: str) -> CronFields | None:
+    """The field sets of a plain 5-field expression, or None where only croniter can say.
+
+    Plain means numbers, names, ranges, steps and lists, with day-of-month or
+    day-of-week (or both) left as ``*``. None for anything else (``L``, ``W``,
+    ``#``, ``?``, values out of range, both day fields restricted, where cron
+    matches either) and for expressions that are not valid at all: croniter
+    then judges and evaluates them. Evaluating these sets is what makes a run
+    over many distinct schedules cheap.
+    """
+    texts = expression.split()
+    if len(texts) != 5 or (texts[2] != "*" and texts[4] != "*"):
+        return None
+    sets: list[frozenset[int]] = []
+    for text, (low, high), names in zip(texts, _CRON_BOUNDS, _CRON_NAMES, strict=True):
+        values: set[int] = set()
+        for part in text.lower().split(","):
+            found = _PLAIN_CRON_PART.match(part)
+            if not found:
+                return None
+            whole, first, last, step = found.groups()
+            if whole == "*":
+                start, end = low, high
+            else:
+                start = _cron_value(first, names)
+                end = start if last is None else _cron_value(last, names)
+                if start is None or end is None or (step is not None and (last is None or start == end)):
+                    return None  # 'a/s' and 'a-a/s' mean different things to different crons: croniter decides
+            if not low <= start <= end <= high or (step is not None and int(step) == 0):
+                return None
+            values.update(range(start, end + 1, int(step or 1)))
+        if high == 7 and 7 in values:  # day of week: 7 is Sunday too
+            values = (values - {7}) | {0}
+        sets.append(frozenset(values))
+    return CronFields(*sets)
+
+
+def _cron_value(text: str, names: dict[str, int]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return names.get(text)
 
 
 def _json_type(value: object) -> str:
@@ -538,6 +624,51 @@ def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
             return instant
 
 
+def latest_in_window(expression: str, tz_name: str, now: datetime, window: timedelta) -> datetime | None:
+    """The latest instant in (now - window, now] at which the expression fires, or None.
+
+    Plain expressions are matched against the window's minutes in the zone (a
+    few set look-ups each); others take croniter's walk. Both follow the same
+    daylight-saving rule, and the tests hold them to a brute-force oracle.
+    """
+    fields = cron_fields(expression)
+    if fields is None:
+        moment = latest_fire(expression, tz_name, now)
+        return moment if moment > now - window else None
+    for instant, walls in window_minutes(tz_name, now, window):
+        if any(fields.matches(wall) for wall in walls):
+            return instant
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def window_minutes(
+    tz_name: str, now: datetime, window: timedelta
+) -> tuple[tuple[datetime, tuple[tuple[int, int, int, int, int], ...]], ...]:
+    """Each whole minute of (now - window, now], latest first, with the wall times that fire at it.
+
+    A minute's wall time is (minute, hour, day, month, weekday with 0 Sunday).
+    It has none in the second pass of a repeated hour (a time fires at its
+    first occurrence), and at the moment clocks go forward it also carries the
+    skipped wall times (they fire then). Cached: every schedule in a zone shares it.
+    """
+    tz = zone(tz_name)
+    minute = timedelta(minutes=1)
+    instant = now.replace(second=0, microsecond=0)
+    result = []
+    while instant > now - window:
+        local = instant.astimezone(tz)
+        wall = local.replace(tzinfo=None)
+        walls = [] if local.fold else [wall]
+        skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
+        walls += [wall - skipped + minute * k for k in range(int(skipped / minute))]
+        result.append(
+            (instant, tuple((w.minute, w.hour, w.day, w.month, (w.weekday() + 1) % 7) for w in walls))
+        )
+        instant -= minute
+    return tuple(result)
+
+
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     """The UTC instant of a naive wall-clock time in tz.
 
@@ -571,12 +702,13 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    floor = None if schedule.enforce else now - window
     latest: dict[Action, datetime | None] = {}
     for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
-        times = [latest_fire(expression, schedule.tz, now) for expression in expressions]
-        best = max(times, default=None)
-        latest[action] = best if best is not None and (floor is None or best > floor) else None
+        if schedule.enforce:
+            times = [latest_fire(expression, schedule.tz, now) for expression in expressions]
+        else:
+            times = [latest_in_window(expression, schedule.tz, now, window) for expression in expressions]
+        latest[action] = max((moment for moment in times if moment is not None), default=None)
     start, stop = latest[Action.START], latest[Action.STOP]
     enforced = schedule.enforce
     if start is None and stop is None:
@@ -705,7 +837,33 @@ def resolve_host(host: str) -> list[str]:
 
 
 def fetch_schedule_text(url: str) -> str:
-    """GET a schedule document: timeouts, a total deadline, a size cap while reading, no redirects."""
+    """GET a schedule document within URL_DEADLINE_SECONDS, whatever the server does.
+
+    Timeouts only bound each read, so a server sending its headers a byte at a
+    time could hold a run for hours: the exchange runs in a daemon thread that
+    is abandoned at the deadline (it ends when its socket does; being a daemon,
+    it never holds the process).
+    """
+    outcome: list[str | BaseException] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(_get_schedule_text(url))
+        except BaseException as err:  # handed to the caller below
+            outcome.append(err)
+
+    worker = threading.Thread(target=fetch, name="schedule-fetch", daemon=True)
+    worker.start()
+    worker.join(URL_DEADLINE_SECONDS)
+    if not outcome:
+        raise ScheduleError(f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _get_schedule_text(url: str) -> str:
+    """GET with timeouts, a size cap while reading, no redirects; the body loop also keeps the deadline."""
     import requests  # only runs that use URL schedules pay for importing requests
 
     # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
@@ -911,8 +1069,13 @@ def plan_region(
     result: TargetResult,
     due_cache: dict[Schedule, Due],
 ) -> dict[Action, list[str]]:
-    """Decide every instance; note skips and errors in result; return the IDs to act on."""
+    """Decide every instance; note skips and errors in result; return the IDs to act on.
+
+    Each distinct (tag value, state) pair is decided once, so an instance that
+    shares its schedule with others costs a dictionary look-up.
+    """
     to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
+    decisions: dict[tuple[str, str], Decision] = {}
     for instance in instances:
         instance_id = instance["InstanceId"]
         result.instances += 1
@@ -921,15 +1084,10 @@ def plan_region(
         if reason:
             result.skip(instance_id, reason)
             continue
-        value = tags.get(settings.tag, "")
-        schedule = resolver.resolve(value)
-        if isinstance(schedule, ScheduleError):
-            result.error(instance_id, f"bad schedule in tag {settings.tag!r}: {schedule}")
-            continue
-        due = due_cache.get(schedule)
-        if due is None:
-            due = due_cache[schedule] = due_action(schedule, now, settings.window)
-        decision = decide(due, instance["State"]["Name"])
+        key = (tags.get(settings.tag, ""), instance["State"]["Name"])
+        decision = decisions.get(key)
+        if decision is None:
+            decision = decisions[key] = _decide_value(*key, settings, now, resolver, due_cache)
         if decision.outcome is Outcome.ACT:
             to_act[decision.action].append(instance_id)
         elif decision.outcome is Outcome.SKIP:
@@ -937,6 +1095,23 @@ def plan_region(
         elif decision.outcome is Outcome.ERROR:
             result.error(instance_id, decision.reason)
     return to_act
+
+
+def _decide_value(
+    value: str,
+    state: str,
+    settings: Settings,
+    now: datetime,
+    resolver: ScheduleResolver,
+    due_cache: dict[Schedule, Due],
+) -> Decision:
+    schedule = resolver.resolve(value)
+    if isinstance(schedule, ScheduleError):
+        return Decision(Outcome.ERROR, None, f"bad schedule in tag {settings.tag!r}: {schedule}")
+    due = due_cache.get(schedule)
+    if due is None:
+        due = due_cache[schedule] = due_action(schedule, now, settings.window)
+    return decide(due, state)
 
 
 def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult) -> list[str]:

@@ -17,7 +17,7 @@
 #   --with-boto3          also vendor boto3/botocore/s3transfer (default: use the runtime's)
 #   --platform TAG        wheel platform (default manylinux2014_x86_64; arm64 Lambdas:
 #                         manylinux2014_aarch64)
-#   --python-version X.Y  the Lambda runtime's Python (default 3.11)
+#   --python-version X.Y  the Lambda runtime's Python (default 3.13, template.yaml's python3.13)
 #   --output-dir DIR      where the zip goes (default dist)
 #
 # Environment: PYTHON (the interpreter whose pip is used; default python3),
@@ -37,7 +37,7 @@ usage() {
 
 with_boto3=false
 platform="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
-python_version="${LAMBDA_PYTHON_VERSION:-3.11}"
+python_version="${LAMBDA_PYTHON_VERSION:-3.13}"
 output_dir="dist"
 
 while (($# > 0)); do
@@ -67,7 +67,7 @@ while (($# > 0)); do
     shift
 done
 
-[[ "$python_version" =~ ^3\.[0-9]+$ ]] || die "--python-version must look like 3.11, not '$python_version'"
+[[ "$python_version" =~ ^3\.[0-9]+$ ]] || die "--python-version must look like 3.13, not '$python_version'"
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 root="$(pwd)"

@@ -10,6 +10,7 @@ import base64
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,32 @@ def package_zip() -> Path:
     return Path(package_report()["zip"])
 
 
+def lambda_runtime_version() -> str:
+    """The Lambda runtime's Python version, X.Y, from template.yaml (e.g. 3.13 for python3.13)."""
+    match = re.search(r"^\s+Runtime: python(3\.\d+)\s*$", (REPO / "template.yaml").read_text(), re.MULTILINE)
+    assert match, "template.yaml names no python3.X Runtime"
+    return match.group(1)
+
+
+def runtime_python() -> str | None:
+    """An interpreter of the Lambda runtime's Python version on this machine (PATH or pyenv), or None."""
+    version = lambda_runtime_version()
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which(f"python{version}")]
+    candidates += [str(p) for p in sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
 def lambda_trust_policy() -> str:
     return (
         '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
@@ -83,11 +110,13 @@ def lambda_trust_policy() -> str:
     )
 
 
-def run_python_isolated(code: str, *, path: list[Path], env: dict[str, str], timeout: float = 120):
-    """Run `code` in this Python with no site-packages: only the stdlib and `path` importable."""
+def run_python_isolated(
+    code: str, *, path: list[Path], env: dict[str, str], timeout: float = 120, python: str | None = None
+):
+    """Run `code` in this Python (or `python`) with no site-packages: only the stdlib and `path` importable."""
     bootstrap = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}\n" + code
     return subprocess.run(
-        [sys.executable, "-I", "-S", "-c", bootstrap],
+        [python or sys.executable, "-I", "-S", "-c", bootstrap],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,10 +16,13 @@ from ec2_powercycle import (
     Due,
     Outcome,
     Schedule,
+    ScheduleError,
+    cron_fields,
     decide,
     due_action,
     guard_reason,
     latest_fire,
+    latest_in_window,
     parse_schedule_json,
     wall_to_instant,
     zone,
@@ -229,9 +233,16 @@ def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, u
     """An independent oracle: test every minute of (after, until] against the wall clock.
 
     A minute fires if its first-occurrence wall time matches, or if the clocks
-    jumped forward at it and any skipped wall time matches.
+    jumped forward at it and any skipped wall time matches. The matching wall
+    times come from croniter's forward walk over naive times (no zone involved).
     """
     tz = zone(tz_name)
+    margin = timedelta(hours=3)
+    walker = croniter(expression, after.astimezone(tz).replace(tzinfo=None) - margin)
+    matching: set[datetime] = set()
+    last_wall = until.astimezone(tz).replace(tzinfo=None) + margin
+    while (wall := walker.get_next(datetime)) <= last_wall:
+        matching.add(wall)
     fired = set()
     minute = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
     while minute <= until:
@@ -242,7 +253,7 @@ def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, u
         while skipped < local.replace(tzinfo=None):
             walls.append(skipped)
             skipped += timedelta(minutes=1)
-        if any(croniter.match(expression, wall) for wall in walls):
+        if any(wall in matching for wall in walls):
             fired.add(minute)
         minute += timedelta(minutes=1)
     return fired
@@ -289,3 +300,94 @@ def test_a_window_acts_on_its_latest_time(expression: str, tz: str, offset_secon
     latest = latest_fire(expression, tz, now)
     assert latest <= now
     assert (due.action is Action.START) == (latest > now - WINDOW)
+
+
+# --- The fast path for plain expressions ------------------------------------------
+
+PLAIN_MINUTE = st.one_of(
+    st.integers(0, 59).map(str),
+    st.integers(1, 30).map(lambda step: f"*/{step}"),
+    st.tuples(st.integers(0, 58), st.integers(1, 59), st.integers(1, 20)).map(
+        lambda t: f"{t[0]}-{max(t[0] + 1, t[1])}/{t[2]}"
+    ),
+    st.lists(st.integers(0, 59), min_size=1, max_size=4).map(lambda ms: ",".join(map(str, ms))),
+)
+PLAIN_HOUR = st.one_of(
+    st.just("*"), st.integers(0, 23).map(str), st.sampled_from(["8-17", "*/6", "0,12", "22-23", "9-17/2"])
+)
+PLAIN_DAY = st.sampled_from(["*", "1", "15", "1-7", "*/10", "29", "31", "28-31", "1,15"])
+PLAIN_MONTH = st.sampled_from(["*", "1", "JAN-MAR", "feb", "*/3", "6-8", "DEC", "2"])
+PLAIN_WEEKDAY = st.sampled_from(["*", "1-5", "MON-FRI", "sat,sun", "0", "7", "5-7", "*/2", "SUN"])
+
+
+@st.composite
+def plain_cron(draw: st.DrawFn) -> str:
+    day, weekday = draw(PLAIN_DAY), draw(PLAIN_WEEKDAY)
+    if draw(st.booleans()):
+        day = "*"
+    else:
+        weekday = "*"
+    return f"{draw(PLAIN_MINUTE)} {draw(PLAIN_HOUR)} {day} {draw(PLAIN_MONTH)} {weekday}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(expression=plain_cron())
+def test_the_plain_parser_reads_expressions_as_croniter_does(expression: str) -> None:
+    fields = cron_fields(expression)
+    assert fields is not None
+    expanded, _ = croniter.expand(expression)
+    bounds = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+    as_sets = [
+        set(range(low, high + 1)) if values == ["*"] else set(values)
+        for values, (low, high) in zip(expanded, bounds, strict=True)
+    ]
+    as_sets[4] = {0 if day == 7 else day for day in as_sets[4]}  # Sunday is 0 or 7
+    assert [fields.minutes, fields.hours, fields.days, fields.months, fields.weekdays] == as_sets
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 8 L * *",
+        "0 8 * * 5#2",
+        "0 8 15W * *",
+        "0 8 1 * 1",
+        "0 8 ? * 1",
+        "5/10 * * * *",
+        "0 25 * * *",
+        "0 8 * * 8",
+        "0 8 5-1 * *",
+        "*/0 8 * * *",
+        "0 8 * * 1-5 2026",
+        "H 8 * * *",
+    ],
+)
+def test_anything_else_is_left_to_croniter(expression: str) -> None:
+    assert cron_fields(expression) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    expression=st.one_of(plain_cron(), cron()),
+    tz=ZONES,
+    offset_seconds=st.integers(0, 24 * 3600),
+    window_minutes=st.sampled_from([5, 15, 60]),
+    autumn=st.booleans(),
+)
+def test_the_window_scan_agrees_with_the_brute_force_oracle(
+    expression: str, tz: str, offset_seconds: int, window_minutes: int, autumn: bool
+) -> None:
+    window = timedelta(minutes=window_minutes)
+    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
+    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
+    ticks = [first + window * k for k in range(int(timedelta(hours=30) / window))]
+    fired = sorted(_fire_times_by_brute_force(expression, tz, ticks[0], ticks[-1]))
+    for tick in ticks[1:]:
+        in_window = fired[bisect.bisect_right(fired, tick - window) : bisect.bisect_right(fired, tick)]
+        assert latest_in_window(expression, tz, tick, window) == (in_window[-1] if in_window else None)
+
+
+def test_a_schedule_that_can_never_fire_is_refused_with_croniters_words() -> None:
+    with pytest.raises(ScheduleError, match="invalid cron '0 8 31 4,6 \\*' in 'start': failed to find"):
+        parse_schedule_json('{"start": "0 8 31 4,6 *"}', "UTC")
+    assert parse_schedule_json('{"start": "0 8 29 2 *"}', "UTC").start == ("0 8 29 2 *",)

@@ -1,11 +1,13 @@
 """The deployment files agree with the code and with each other, and their linters are clean.
 
 Dockerfile (hadolint; its entrypoint run as the image would run it), .circleci/config.yml,
-iam/*.json (against what the code and post-to-lambda.sh really call), template.yaml (cfn-lint).
+iam/*.json (against what the code and post-to-lambda.sh really call), template.yaml and
+iam/spoke-role.yaml (cfn-lint), and the Lambda runtime they all name.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -36,6 +38,11 @@ from tools.local_endpoint import endpoint_environment, moto_server
 
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
 START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
+ASSUME_ROLE = "sts:AssumeRole"
+# The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
+LAMBDA_RUNTIME = "python3.13"
+RUNTIME_VERSION = LAMBDA_RUNTIME.removeprefix("python")
+SPOKE_TEMPLATE = REPO / "iam" / "spoke-role.yaml"
 
 
 def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -62,8 +69,9 @@ def test_dockerfile_is_hadolint_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_template_is_cfn_lint_clean():
-    result = _run([str(venv_tool("cfn-lint")), str(REPO / "template.yaml")])
+@pytest.mark.parametrize("template", [REPO / "template.yaml", SPOKE_TEMPLATE], ids=lambda p: p.name)
+def test_templates_are_cfn_lint_clean(template: Path):
+    result = _run([str(venv_tool("cfn-lint")), str(template)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -91,13 +99,26 @@ def _docker_context_files() -> list[str]:
     return [line[1:] for line in patterns[1:]]
 
 
-def test_dockerfile_matches_the_lambda_runtime_and_the_tested_cli():
+def test_template_dockerfile_package_sh_and_guide_name_one_lambda_runtime():
+    assert _template()["Resources"]["Function"]["Properties"]["Runtime"] == LAMBDA_RUNTIME
+    base = [args for name, args in _dockerfile_instructions() if name == "FROM"]
+    assert len(base) == 1 and re.fullmatch(rf"python:{re.escape(RUNTIME_VERSION)}-slim(-\w+)?", base[0])
+    script = PACKAGE_SH.read_text()
+    defaults = re.findall(r'^python_version="\$\{LAMBDA_PYTHON_VERSION:-([0-9.]+)\}"$', script, re.MULTILINE)
+    assert defaults == [RUNTIME_VERSION]
+    assert f"(default {RUNTIME_VERSION}," in script  # its --help
+    images = {job["docker"][0]["image"] for job in _circleci()["executors"].values()}
+    assert f"cimg/python:{RUNTIME_VERSION}" in images
+    # The guide and the README name no other runtime, but as an example of --python-version.
+    for doc in (REPO / "docs" / "deploy.md", REPO / "README.md"):
+        for line in doc.read_text().splitlines():
+            others = set(re.findall(r"\bpython3\.\d+\b", line)) - {LAMBDA_RUNTIME}
+            assert not others or "--python-version" in line, (doc.name, line)
+    assert LAMBDA_RUNTIME in (REPO / "docs" / "deploy.md").read_text()
+
+
+def test_dockerfile_matches_the_tested_cli_and_runs_unprivileged():
     instructions = _dockerfile_instructions()
-    base = [args for name, args in instructions if name == "FROM"]
-    assert len(base) == 1 and re.fullmatch(r"python:3\.11-slim(-\w+)?", base[0])
-    template = _template()
-    assert template["Resources"]["Function"]["Properties"]["Runtime"] == "python3.11"
-    assert 'python_version="${LAMBDA_PYTHON_VERSION:-3.11}"' in PACKAGE_SH.read_text()
     dev_pin = re.search(r"^awscli==(\S+)$", (REPO / "requirements-dev.txt").read_text(), re.MULTILINE)
     assert dev_pin and f"awscli=={dev_pin.group(1)}" in (REPO / "Dockerfile").read_text()
     users = [args for name, args in instructions if name == "USER"]
@@ -134,7 +155,7 @@ def test_entrypoint_packages_and_deploys_the_copied_tree(tmp_path):
         lam = boto3.client("lambda", **client_args)
         lam.create_function(
             FunctionName="ec2-powercycle",
-            Runtime="python3.11",
+            Runtime=LAMBDA_RUNTIME,
             Role=role,
             Handler="ec2_powercycle.handler",
             Code={"ZipFile": placeholder.read_bytes()},
@@ -233,51 +254,96 @@ def test_lambda_policy_names_the_codes_tag_key_and_protected_values():
     }
 
 
-def test_lambda_policy_allows_the_codes_ec2_calls_and_no_others(monkeypatch):
-    """Run the handler (moto in process) and record every API call it makes."""
-    calls: set[str] = set()
+SPOKE_ROLE = "arn:aws:iam::111111111111:role/ec2-powercycle-spoke"
+
+
+def _launch_due_pair(ec2: Any) -> None:
+    """One running instance due to stop and one stopped instance due to start at 18:00."""
+    for schedule, state in (('{"stop": "0 18 * * *"}', "running"), ('{"start": "0 18 * * *"}', "stopped")):
+        tags = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": schedule}]
+        instance = ec2.run_instances(
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]["InstanceId"]
+        if state == "stopped":
+            ec2.stop_instances(InstanceIds=[instance])
+
+
+def _spoke_ec2(role_arn: str) -> Any:
+    credentials = boto3.client("sts", region_name="eu-west-1").assume_role(
+        RoleArn=role_arn, RoleSessionName="test-setup"
+    )["Credentials"]
+    return boto3.client(
+        "ec2",
+        region_name="eu-west-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def _allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements if s["Effect"] == "Allow" for a in _as_list(s["Action"]) if not a.startswith("logs:")}
+
+
+@pytest.mark.parametrize("role_arns", [(), (SPOKE_ROLE,)], ids=["own-account", "with-a-spoke-role"])
+def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns):
+    """Run the handler (moto in process) and record every API call it makes, by whose credentials.
+
+    The function's own credentials need the EC2 calls, and sts:AssumeRole only with
+    EC2_POWERCYCLE_ROLE_ARNS; a spoke role's credentials need the EC2 calls only.
+    """
+    calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
     real_call = botocore.client.BaseClient._make_api_call
 
     def recording_call(client, operation_name, api_params):
-        calls.add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
+        assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
+        calls["spoke" if assumed else "own"].add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
         return real_call(client, operation_name, api_params)
 
     for name in ("AWS_ENDPOINT_URL", "EC2_POWERCYCLE_REGIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv(ec2_powercycle.ROLE_ARNS_SETTING, ",".join(role_arns))
     with mock_aws():
-        ec2 = boto3.client("ec2", region_name="eu-west-1")
-        for schedule, state in (('{"stop": "0 18 * * *"}', "running"), ('{"start": "0 18 * * *"}', "stopped")):
-            tags = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": schedule}]
-            instance = ec2.run_instances(
-                ImageId="ami-12c6146b",
-                MinCount=1,
-                MaxCount=1,
-                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-            )["Instances"][0]["InstanceId"]
-            if state == "stopped":
-                ec2.stop_instances(InstanceIds=[instance])
+        _launch_due_pair(boto3.client("ec2", region_name="eu-west-1"))
+        for role_arn in role_arns:
+            _launch_due_pair(_spoke_ec2(role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
-    assert len(summary["started"]) == 1 and len(summary["stopped"]) == 1
-    assert calls == {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
-    policy_ec2 = {
-        action
-        for statement in _policy("lambda-policy.json")["Statement"]
-        if statement["Effect"] == "Allow"
-        for action in _as_list(statement["Action"])
-        if action.startswith("ec2:")
-    }
-    assert policy_ec2 == calls
+    accounts = 1 + len(role_arns)
+    assert (len(summary["started"]), len(summary["stopped"]), summary["errors"]) == (accounts, accounts, [])
+    assert calls["own"] == EC2_ACTIONS | ({ASSUME_ROLE} if role_arns else set())
+    assert calls["spoke"] == (EC2_ACTIONS if role_arns else set())
+
+    # The hub: lambda-policy.json allows these calls and nothing else; AssumeRole in a statement of its own,
+    # marked as needed only with roles, on the spoke role's name; template.yaml adds it only with RoleArns.
+    policy = _policy("lambda-policy.json")["Statement"]
+    assert _allowed_actions(policy) == EC2_ACTIONS | {ASSUME_ROLE}
+    (assume,) = [s for s in policy if ASSUME_ROLE in _as_list(s["Action"])]
+    assert assume["Sid"].startswith("OnlyWithRoleArns") and _as_list(assume["Action"]) == [ASSUME_ROLE]
+    assert all(any(fnmatch.fnmatchcase(arn, r) for r in _as_list(assume["Resource"])) for arn in role_arns)
+    template_statements = _template_role_statements()
+    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS
+    assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == {ASSUME_ROLE}
+    # A spoke: its role allows exactly what is called with its credentials.
+    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS
 
 
 def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     policy = _policy("lambda-policy.json")
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
-    assert actions == EC2_ACTIONS | {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions == EC2_ACTIONS | {ASSUME_ROLE, "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
     assert not [a for a in actions if "*" in a]
     (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
+    # Roles only, and only roles of the spoke template's default name (any account: docs say to narrow it).
+    (assume,) = [s for s in policy["Statement"] if ASSUME_ROLE in _as_list(s["Action"])]
+    role_name = _spoke()["Parameters"]["RoleName"]["Default"]
+    assert _as_list(assume["Resource"]) == [f"arn:aws:iam::*:role/{role_name}"]
+    assert "Condition" not in assume and assume["Effect"] == "Allow"
 
 
 def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
@@ -323,12 +389,14 @@ def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
         {},
     ],
 )
-def test_lambda_policy_and_the_codes_guard_agree(tags):
-    """The policy lets through exactly the tagged instances that the code's own guard lets through."""
+@pytest.mark.parametrize("policy_name", ["lambda-policy.json", "spoke-role.yaml"])
+def test_lambda_and_spoke_policies_and_the_codes_guard_agree(tags, policy_name):
+    """Each policy lets through exactly the tagged instances that the code's own guard lets through."""
+    policy = _policy(policy_name) if policy_name.endswith(".json") else _spoke_policy()
     protected = frozenset(v.strip().lower() for v in ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS.split(","))
     code_would_act = ec2_powercycle.DEFAULT_TAG in tags and ec2_powercycle.guard_reason(tags, protected) is None
     for action in sorted(START_STOP):
-        assert _allowed(_policy("lambda-policy.json"), action, tags) == code_would_act, (action, tags)
+        assert _allowed(policy, action, tags) == code_would_act, (action, tags)
 
 
 # --- IAM: the pipeline's policy against post-to-lambda.sh -----------------------------
@@ -385,6 +453,48 @@ def _template() -> dict[str, Any]:
     return yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)  # a SafeLoader subclass
 
 
+def _spoke() -> dict[str, Any]:
+    return yaml.load(SPOKE_TEMPLATE.read_text(), Loader=_CfnLoader)
+
+
+def _template_role_statements() -> list[dict[str, Any]]:
+    (inline,) = _template()["Resources"]["Role"]["Properties"]["Policies"]
+    return inline["PolicyDocument"]["Statement"]
+
+
+def _resolve(node: Any, parameters: dict[str, Any], pseudo: dict[str, str]) -> Any:
+    """A template fragment with parameters at their defaults: Ref, Fn::Split, Fn::Join and Fn::Sub of them."""
+    if isinstance(node, list):
+        return [_resolve(item, parameters, pseudo) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"} and node["Ref"] in pseudo:
+        return pseudo[node["Ref"]]
+    if set(node) == {"Ref"} and node["Ref"] in parameters:
+        parameter = parameters[node["Ref"]]
+        default = str(parameter["Default"])
+        return default.split(",") if parameter["Type"] == "CommaDelimitedList" else default
+    if set(node) == {"Fn::Split"}:
+        separator, value = node["Fn::Split"]
+        return _resolve(value, parameters, pseudo).split(separator)
+    if set(node) == {"Fn::Join"}:
+        separator, values = node["Fn::Join"]
+        return separator.join(_resolve(values, parameters, pseudo))
+    if set(node) == {"Fn::Sub"}:
+        text = node["Fn::Sub"]
+        for name, value in {**pseudo, **{k: str(v.get("Default", "")) for k, v in parameters.items()}}.items():
+            text = text.replace(f"${{{name}}}", value)
+        return text
+    return {key: _resolve(value, parameters, pseudo) for key, value in node.items()}
+
+
+def _spoke_policy() -> dict[str, Any]:
+    """The spoke role's permissions with its parameters' defaults, in any account (as the JSON policy is)."""
+    spoke = _spoke()
+    (inline,) = spoke["Resources"]["Role"]["Properties"]["Policies"]
+    return _resolve(inline["PolicyDocument"], spoke["Parameters"], {"AWS::Partition": "aws", "AWS::AccountId": "*"})
+
+
 def test_template_function_settings_are_the_codes():
     template = _template()
     function = template["Resources"]["Function"]["Properties"]
@@ -395,6 +505,7 @@ def test_template_function_settings_are_the_codes():
     }
     assert set(variables) <= settings  # no misspelt or retired setting
     core = ("TAG", "WINDOW", "TIMEZONE", "PROTECTED", "REGIONS", "DRY_RUN", "URL_ALLOW")
+    core += ("ROLE_ARNS", "EXTERNAL_ID", "OWN_ACCOUNT", "MAX_WORKERS")
     assert {getattr(ec2_powercycle, f"{name}_SETTING") for name in core} <= set(variables)
     assert variables[ec2_powercycle.TAG_SETTING] == ec2_powercycle.DEFAULT_TAG
     parameters = template["Parameters"]
@@ -402,12 +513,64 @@ def test_template_function_settings_are_the_codes():
     assert parameters["Timezone"]["Default"] == ec2_powercycle.DEFAULT_TIMEZONE
     assert parameters["ScheduleMinutes"]["Default"] == ec2_powercycle.DEFAULT_WINDOW_MINUTES
     assert variables[ec2_powercycle.WINDOW_SETTING] == {"Ref": "ScheduleMinutes"}
+    # Many accounts: the four settings, from their parameters.
+    assert variables[ec2_powercycle.ROLE_ARNS_SETTING] == {"Fn::Join": [",", {"Ref": "RoleArns"}]}
+    assert variables[ec2_powercycle.EXTERNAL_ID_SETTING] == {"Ref": "ExternalId"}
+    assert variables[ec2_powercycle.OWN_ACCOUNT_SETTING] == {"Ref": "OwnAccount"}
+    assert variables[ec2_powercycle.MAX_WORKERS_SETTING] == {"Ref": "MaxWorkers"}
+    assert parameters["RoleArns"]["Type"] == "CommaDelimitedList" and parameters["RoleArns"]["Default"] == ""
+    assert parameters["ExternalId"]["NoEcho"] is True and parameters["ExternalId"]["Default"] == ""
+    assert parameters["OwnAccount"]["Default"] == "true"
+    assert parameters["MaxWorkers"]["Default"] == ec2_powercycle.DEFAULT_MAX_WORKERS
+
+
+def test_template_defaults_are_the_codes_defaults():
+    """The function's environment at the parameters' defaults reads as the settings' own defaults."""
+    template = _template()
+    variables = template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    environment = _resolve(variables, template["Parameters"], {"AWS::Region": "eu-west-1"})
+    settings = ec2_powercycle.Settings.from_env({**environment, "AWS_REGION": "eu-west-1"})
+    assert settings == ec2_powercycle.Settings(regions=("eu-west-1",))
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:iam::111111111111:role/ec2-powercycle-spoke",
+        "arn:aws-cn:iam::111111111111:role/path/ec2-powercycle-spoke",
+        "arn:aws:iam::111111111111:user/someone",
+        "arn:aws:iam::1111:role/short-account",
+        "arn:aws:iam::111111111111:role/*",
+        "*",
+    ],
+)
+def test_role_arn_parameters_take_what_the_code_takes(arn):
+    code = bool(ec2_powercycle._ROLE_ARN_PATTERN.match(arn))
+    assert bool(re.fullmatch(_template()["Parameters"]["RoleArns"]["AllowedPattern"], arn)) == code
+    assert bool(re.fullmatch(_spoke()["Parameters"]["SchedulerRoleArn"]["AllowedPattern"], arn)) == code
+
+
+def test_template_role_assumes_the_listed_roles_only_and_only_when_there_are_some():
+    template = _template()
+    assert template["Conditions"]["HasRoleArns"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RoleArns"}]}, ""]}]
+    }
+    statements = _template_role_statements()
+    (conditional,) = [s for s in statements if "Fn::If" in s]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert (condition, otherwise) == ("HasRoleArns", {"Ref": "AWS::NoValue"})
+    assert (statement["Effect"], statement["Action"], statement["Resource"]) == (
+        "Allow",
+        ASSUME_ROLE,
+        {"Ref": "RoleArns"},
+    )
+    assert not [s for s in statements if "Fn::If" not in s and any(a.startswith("sts:") for a in _as_list(s["Action"]))]
+    # Its ARN is what each spoke stack trusts.
+    assert template["Outputs"]["RoleArn"]["Value"] == {"Fn::GetAtt": ["Role", "Arn"]}
 
 
 def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
-    template = _template()
-    (inline,) = template["Resources"]["Role"]["Properties"]["Policies"]
-    statements = {s["Sid"]: s for s in inline["PolicyDocument"]["Statement"]}
+    statements = {s["Sid"]: s for s in (s["Fn::If"][1] if "Fn::If" in s else s for s in _template_role_statements())}
     files = {s["Sid"]: s for s in _policy("lambda-policy.json")["Statement"]}
     assert set(statements) == set(files)
     regions = {"Fn::If": ["HasRegions", {"Fn::Split": [",", {"Ref": "Regions"}]}, [{"Ref": "AWS::Region"}]]}
@@ -452,6 +615,52 @@ def test_template_schedule_logs_and_alarm():
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
 
 
+# --- iam/spoke-role.yaml: the role in each other account ------------------------------
+
+
+def test_spoke_role_trusts_only_the_scheduler_role():
+    spoke = _spoke()
+    role = spoke["Resources"]["Role"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Action"]) == ("Allow", ASSUME_ROLE)
+    assert trust["Principal"] == {"AWS": {"Ref": "SchedulerRoleArn"}}  # one role ARN: no account root, no service
+    assert trust["Condition"] == {
+        "Fn::If": [
+            "HasExternalId",
+            {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert spoke["Conditions"]["HasExternalId"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExternalId"}, ""]}]}
+    parameters = spoke["Parameters"]
+    assert "Default" not in parameters["SchedulerRoleArn"]  # must be given
+    assert parameters["ExternalId"]["NoEcho"] is True and parameters["ExternalId"]["Default"] == ""
+    # The name the hub's policy may assume, and the ARN to list in the hub's RoleArns.
+    assert role["RoleName"] == {"Ref": "RoleName"}
+    assert parameters["RoleName"]["Default"] == SPOKE_ROLE.rsplit("/", 1)[1]
+    assert spoke["Outputs"]["RoleArn"]["Value"] == {"Fn::GetAtt": ["Role", "Arn"]}
+
+
+def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
+    spoke = _spoke()
+    assert spoke["Parameters"]["ProtectedEnvironments"]["Default"] == ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS
+    (inline,) = spoke["Resources"]["Role"]["Properties"]["Policies"]
+    raw = {s["Sid"]: s for s in inline["PolicyDocument"]["Statement"]}
+    assert raw["NeverTouchProtectedEnvironments"]["Condition"] == {
+        "StringEqualsIgnoreCase": {
+            f"aws:ResourceTag/{ec2_powercycle.ENVIRONMENT_TAG}": {"Fn::Split": [",", {"Ref": "ProtectedEnvironments"}]}
+        }
+    }
+    ours = _spoke_policy()["Statement"]
+    files = [s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith("ec2:")]
+    assert len(files) == 4
+
+    def normal(statement: dict[str, Any]) -> dict[str, Any]:
+        return {**statement, "Action": sorted(_as_list(statement["Action"]))}
+
+    assert [normal(s) for s in ours] == [normal(s) for s in files]
+
+
 # --- Documentation --------------------------------------------------------------------
 
 
@@ -461,6 +670,22 @@ def test_readme_points_to_the_deploy_guide():
     assert "docs/deploy.md" in readme
     guide = (REPO / "docs" / "deploy.md").read_text()
     for needed in ("./package.sh", "./post-to-lambda.sh", "template.yaml", "manylinux2014_aarch64", "rate(15 minutes)"):
+        assert needed in guide, needed
+
+
+def test_readme_and_guide_document_many_accounts():
+    readme = (REPO / "README.md").read_text()
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert "### Many accounts" in readme and "### Many accounts" in guide
+    settings = ("ROLE_ARNS", "EXTERNAL_ID", "OWN_ACCOUNT", "MAX_WORKERS")
+    table = readme[readme.index("## Settings") :]
+    table = table[: table.index("\n## ", 1)]
+    for name in settings:
+        setting = getattr(ec2_powercycle, f"{name}_SETTING")
+        assert f"| `{setting}` |" in table, setting
+        assert setting in guide, setting
+    assert "iam/spoke-role.yaml" in readme
+    for needed in ("--template-file iam/spoke-role.yaml", "SchedulerRoleArn=", "CAPABILITY_NAMED_IAM", "RoleArns="):
         assert needed in guide, needed
 
 

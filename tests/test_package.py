@@ -18,10 +18,12 @@ import pytest
 from tests.deploy_support import (
     REPO,
     b64sha256,
+    lambda_runtime_version,
     package_report,
     parse_report,
     run_package,
     run_python_isolated,
+    runtime_python,
     tool_path_env,
 )
 from tools.local_endpoint import endpoint_environment, moto_server
@@ -94,7 +96,31 @@ def test_constraints_pin_what_the_tests_run_against():
         assert importlib.metadata.version(name) == version, name
 
 
-def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_builds, tmp_path):
+def test_zip_is_built_for_the_lambda_runtimes_python_and_runs_on_others(two_builds):
+    """Compiled modules are the runtime's (template.yaml's python3.X), each with its pure-Python fallback."""
+    zip_path, _ = two_builds[0]
+    tag = f"cpython-{lambda_runtime_version().replace('.', '')}-"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+    compiled = [name for name in names if name.endswith(".so")]
+    assert compiled, "no compiled modules: expected charset-normalizer's speed-ups"
+    for name in compiled:
+        assert tag in name.rsplit("/", 1)[1], name
+        assert f"{name.split('.', 1)[0]}.py" in names, f"{name} has no pure-Python fallback"
+
+
+def _interpreter(which: str) -> str:
+    if which == "local":
+        return sys.executable
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {lambda_runtime_version()} on this machine (PATH or pyenv)")
+    return python
+
+
+@pytest.mark.parametrize("which", ["local", "runtime"], ids=["local-python", "lambda-runtime-python"])
+def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_builds, tmp_path, which):
+    python = _interpreter(which)
     zip_path, _ = two_builds[0]
     function_dir = tmp_path / "task"
     with zipfile.ZipFile(zip_path) as archive:
@@ -121,6 +147,7 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
             "        print(name, 'missing')\n",
             path=[runtime],
             env=env,
+            python=python,
         )
         assert probe.returncode == 0, probe.stderr
         assert probe.stdout.split("\n")[:2] == ["croniter missing", "requests missing"]
@@ -142,6 +169,7 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
             "                  'boto3': __import__('boto3').__file__}))\n",
             path=[function_dir, runtime],
             env=env,
+            python=python,
         )
         assert run.returncode == 0, run.stderr
         result = json.loads(run.stdout.strip().splitlines()[-1])

@@ -52,7 +52,7 @@ def function(endpoint: str, tmp_path: Path) -> str:
         archive.writestr("ec2_powercycle.py", "def handler(event, context):\n    return {}\n")
     _client("lambda", endpoint).create_function(
         FunctionName=FUNCTION,
-        Runtime="python3.11",
+        Runtime="python3.13",
         Role=role_arn,
         Handler="ec2_powercycle.handler",
         Code={"ZipFile": placeholder.read_bytes()},
