@@ -544,28 +544,36 @@ def cron_fields(expression: str) -> CronFields | None:
     texts = expression.split()
     if len(texts) != 5 or (texts[2] != "*" and texts[4] != "*"):
         return None
-    sets: list[frozenset[int]] = []
-    for text, (low, high), names in zip(texts, _CRON_BOUNDS, _CRON_NAMES, strict=True):
-        values: set[int] = set()
-        for part in text.lower().split(","):
-            found = _PLAIN_CRON_PART.match(part)
-            if not found:
-                return None
-            whole, first, last, step = found.groups()
-            if whole == "*":
-                start, end = low, high
-            else:
-                start = _cron_value(first, names)
-                end = start if last is None else _cron_value(last, names)
-                if start is None or end is None or (step is not None and (last is None or start == end)):
-                    return None  # 'a/s' and 'a-a/s' mean different things to different crons: croniter decides
-            if not low <= start <= end <= high or (step is not None and int(step) == 0):
-                return None
-            values.update(range(start, end + 1, int(step or 1)))
-        if high == 7 and 7 in values:  # day of week: 7 is Sunday too
-            values = (values - {7}) | {0}
-        sets.append(frozenset(values))
-    return CronFields(*sets)
+    sets = [_cron_field_values(text.lower(), position) for position, text in enumerate(texts)]
+    if any(values is None for values in sets):
+        return None
+    return CronFields(*sets)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
+    """The values of one field (cached: the many expressions of a fleet share their sets)."""
+    low, high = _CRON_BOUNDS[position]
+    names = _CRON_NAMES[position]
+    values: set[int] = set()
+    for part in text.split(","):
+        found = _PLAIN_CRON_PART.match(part)
+        if not found:
+            return None
+        whole, first, last, step = found.groups()
+        if whole == "*":
+            start, end = low, high
+        else:
+            start = _cron_value(first, names)
+            end = start if last is None else _cron_value(last, names)
+            if start is None or end is None or (step is not None and (last is None or start == end)):
+                return None  # 'a/s' and 'a-a/s' mean different things to different crons: croniter decides
+        if not low <= start <= end <= high or (step is not None and int(step) == 0):
+            return None
+        values.update(range(start, end + 1, int(step or 1)))
+    if high == 7 and 7 in values:  # day of week: 7 is Sunday too
+        values = (values - {7}) | {0}
+    return frozenset(values)
 
 
 def _cron_value(text: str, names: dict[str, int]) -> int | None:

@@ -29,6 +29,18 @@ MODULE_DIR = os.environ.get("BENCH_MODULE_DIR") or str(ROOT)
 
 
 def _rss_kib() -> int:
+    """Peak RSS of this process image (KiB).
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over execve, so a client forked
+    from a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

@@ -504,7 +504,8 @@ def report(
         "checks that the handler gets the same results from it as from moto.",
         "- Every client run is a fresh process (`bench/client.py`). Timed: from creating the EC2 client to the end "
         "of the run; imports are timed apart. CPU is the client process's `time.process_time()` (all threads); "
-        "peak memory is its `ru_maxrss` (imports included; the figure in brackets is after imports, before the run).",
+        "peak memory is its peak RSS, `VmHWM` (imports included; the figure in brackets is after imports, "
+        "before the run).",
         "- The floor is a bare boto3 loop paging DescribeInstances with the scheduler's filters (`tag-key`, "
         "`instance-state-name`) and page size against the same endpoint and fleet.",
         "- Minimum API calls: ceil(N / page size) DescribeInstances + ceil(starts / batch) StartInstances + "

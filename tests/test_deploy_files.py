@@ -522,6 +522,18 @@ def test_template_function_settings_are_the_codes():
     assert parameters["ExternalId"]["NoEcho"] is True and parameters["ExternalId"]["Default"] == ""
     assert parameters["OwnAccount"]["Default"] == "true"
     assert parameters["MaxWorkers"]["Default"] == ec2_powercycle.DEFAULT_MAX_WORKERS
+    # What the code refuses at start-up (no account to schedule), the stack refuses at deployment.
+    assert template["Rules"]["AnAccountToSchedule"] == {
+        "RuleCondition": {"Fn::Equals": [{"Ref": "OwnAccount"}, "false"]},
+        "Assertions": [
+            {
+                "Assert": {"Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "RoleArns"}, ""]}]},
+                "AssertDescription": "OwnAccount false needs at least one role in RoleArns.",
+            }
+        ],
+    }
+    with pytest.raises(ec2_powercycle.ConfigError):
+        ec2_powercycle.Settings.from_env({"AWS_REGION": "eu-west-1", ec2_powercycle.OWN_ACCOUNT_SETTING: "false"})
 
 
 def test_template_defaults_are_the_codes_defaults():
