@@ -142,7 +142,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from croniter import CroniterError, croniter
 
 __all__ = ["handler"]
 __version__ = "1.0.0"  # names the deployment zip: dist/ec2-powercycle-<version>.zip (package.sh)
@@ -484,9 +483,11 @@ def parse_cron(expression: str, key: str = "cron") -> str:
     plain = cron_fields(normalised)
     if plain is not None and plain.can_fire():
         return normalised  # plain syntax, checked by cron_fields: croniter would accept it too
+    from croniter import CroniterError
+
     try:
         # A fixed base keeps this pure; an expression that can never fire fails here.
-        croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
+        _croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
     except CroniterError as err:
         raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {err}") from err
     return normalised
@@ -590,6 +591,13 @@ def _json_type(value: object) -> str:
 # --- Decision (pure) ------------------------------------------------------------
 
 
+def _croniter(expression: str, start: datetime) -> Any:
+    """croniter, imported on first use: runs whose expressions are all plain never load it."""
+    from croniter import croniter
+
+    return croniter(expression, start)
+
+
 def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
     """The latest instant at or before `before` at which the expression fires in zone tz_name.
 
@@ -605,7 +613,7 @@ def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
         # In the repeated hour's second pass, later wall times of the first pass are earlier instants.
         wall += local.replace(fold=0).utcoffset() - local.utcoffset()
     # get_prev never returns its base itself: start one minute on to include `wall`.
-    walker = croniter(expression, wall + timedelta(minutes=1))
+    walker = _croniter(expression, wall + timedelta(minutes=1))
     while True:
         instant = wall_to_instant(walker.get_prev(datetime), tz)
         if instant <= before:
@@ -625,7 +633,7 @@ def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
         raise ValueError("after must be timezone-aware")
     tz = zone(tz_name)
     wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
-    walker = croniter(expression, wall)
+    walker = _croniter(expression, wall)
     while True:
         instant = wall_to_instant(walker.get_next(datetime), tz)
         if instant > after:
