@@ -91,6 +91,12 @@ Settings (environment variables, checked once at start-up)
                                             (``false``); a dry run changes nothing
 ``EC2_POWERCYCLE_URL_ALLOW``                comma-separated URL prefixes allowed beyond
                                             the public-https rule (none)
+``EC2_POWERCYCLE_ROLE_ARNS``                comma-separated IAM roles in other accounts,
+                                            assumed through STS (none)
+``EC2_POWERCYCLE_EXTERNAL_ID``              external ID for those roles (none)
+``EC2_POWERCYCLE_OWN_ACCOUNT``              schedule the function's own account too
+                                            (``true``)
+``EC2_POWERCYCLE_MAX_WORKERS``              account x region targets run at once (``8``)
 ==========================================  =========================================
 
 ``AWS_ENDPOINT_URL`` (read by boto3 itself) points the function at another EC2
@@ -101,15 +107,19 @@ What a run returns
 A summary, also logged as one JSON line::
 
     {"time": ..., "window_start": ..., "window_end": ..., "dry_run": false,
+     "regions": [...], "accounts": [...], "instances": N,
+     "targets": [{"account", "region", "instances", "started", "stopped", "skipped", "errors"}],
      "started": ["i-..."], "stopped": ["i-..."],
-     "skipped": [{"instance_id", "region", "reason"}],
-     "errors": [{"instance_id", "region", "error"}]}
+     "skipped": [{"instance_id", "account", "region", "reason"}],
+     "errors": [{"instance_id", "account", "region", "error"}]}
 
 Per-instance problems (a bad tag, a dead URL, an instance that refuses to
-stop) are listed in ``errors`` and the run returns normally. A region that
-could not be read at all is listed with ``instance_id`` null, and the run
-raises ``RunError`` once every other region is done, so Lambda's Errors
-metric sees it.
+stop) are listed in ``errors`` and the run returns normally. A target (an
+account and region) that could not be read at all (a role that cannot be
+assumed, a region that is disabled) is listed with ``instance_id`` null, and
+the run raises ``RunError`` once every other target is done, so Lambda's
+Errors metric sees it. The own account is named by its ID from the Lambda
+context, or ``own`` when run elsewhere.
 """
 
 from __future__ import annotations
