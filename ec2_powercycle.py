@@ -192,6 +192,7 @@ URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
+MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see RunCache)
 
 SCHEDULE_KEYS = ("start", "stop", "tz", "enforce")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
@@ -293,6 +294,24 @@ class Decision:
     outcome: Outcome
     action: Action | None
     reason: str
+
+
+class RunCache(dict):  # type: ignore[type-arg]
+    """A run's memo (tag value -> schedule, schedule -> what is due, ...) that forgets all when full.
+
+    A fleet of a few schedules never fills it; a fleet of 100,000 distinct ones
+    gains nothing from remembering them all, and forgetting keeps memory flat.
+    """
+
+    def __init__(self, limit: int = MEMO_LIMIT) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
 
 
 @dataclass(frozen=True)
@@ -541,7 +560,7 @@ _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=MEMO_LIMIT)
 def cron_fields(expression: str) -> CronFields | None:
     """The field sets of a plain 5-field expression, or None where only croniter can say.
 
@@ -939,7 +958,8 @@ class ScheduleResolver:
         self._settings = settings
         self._fetch = fetch
         self._resolve = resolve
-        self._results: dict[str, Schedule | ScheduleError] = {}
+        self._inline = RunCache()
+        self._by_url: dict[str, Schedule | ScheduleError] = {}  # never forgotten: one fetch per URL per run
         self._url_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -948,10 +968,11 @@ class ScheduleResolver:
 
         Errors are returned, not raised: one cached error serves many instances.
         """
-        result = self._results.get(value)
+        if is_url(value):
+            return self._from_url(value.strip())
+        result = self._inline.get(value)
         if result is None:
-            result = self._from_url(value.strip()) if is_url(value) else self._parse(value)
-            self._results[value] = result
+            result = self._inline.put(value, self._parse(value))
         return result
 
     def _parse(self, text: str) -> Schedule | ScheduleError:
@@ -964,9 +985,9 @@ class ScheduleResolver:
         with self._lock:
             url_lock = self._url_locks.setdefault(url, threading.Lock())
         with url_lock:  # one fetch per URL even when regions ask at once
-            result = self._results.get(url)
+            result = self._by_url.get(url)
             if result is None:
-                result = self._results[url] = self._fetch_and_parse(url)
+                result = self._by_url[url] = self._fetch_and_parse(url)
         return result
 
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
@@ -1035,6 +1056,20 @@ class TargetResult:
         }
 
 
+def aws_session() -> Any:
+    """A boto3 session whose responses keep timestamps as text.
+
+    Parsing the four timestamps of every instance (launch and attach times) with
+    dateutil is about a third of botocore's CPU on DescribeInstances, and the
+    scheduler reads none of them.
+    """
+    import botocore.session
+
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return boto3.session.Session(botocore_session=core)
+
+
 def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
     """An EC2 client with botocore's standard retry mode (throttling included).
 
@@ -1082,9 +1117,14 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
         ],
         PaginationConfig={"PageSize": DESCRIBE_PAGE_SIZE},  # read at call time: tests shrink it
     )
-    for page in pages:
-        for reservation in page.get("Reservations", ()):
-            yield from reservation.get("Instances", ())
+    page_iterator = iter(pages)
+    while (page := next(page_iterator, None)) is not None:
+        reservations = page.get("Reservations", ())
+        instances = [instance for reservation in reservations for instance in reservation.get("Instances", ())]
+        # Let go of this page before the next is read and parsed: one page in memory, not two.
+        page = reservations = None
+        yield from instances
+        instances = []
 
 
 def plan_region(
@@ -1093,7 +1133,7 @@ def plan_region(
     now: datetime,
     resolver: ScheduleResolver,
     result: TargetResult,
-    due_cache: dict[Schedule, Due],
+    due_cache: RunCache,
 ) -> dict[Action, list[str]]:
     """Decide every instance; note skips and errors in result; return the IDs to act on.
 
@@ -1101,7 +1141,7 @@ def plan_region(
     shares its schedule with others costs a dictionary look-up.
     """
     to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
-    decisions: dict[tuple[str, str], Decision] = {}
+    decisions = RunCache()  # (tag value, state) -> Decision
     for instance in instances:
         instance_id = instance["InstanceId"]
         result.instances += 1
@@ -1113,7 +1153,7 @@ def plan_region(
         key = (tags.get(settings.tag, ""), instance["State"]["Name"])
         decision = decisions.get(key)
         if decision is None:
-            decision = decisions[key] = _decide_value(*key, settings, now, resolver, due_cache)
+            decision = decisions.put(key, _decide_value(*key, settings, now, resolver, due_cache))
         if decision.outcome is Outcome.ACT:
             to_act[decision.action].append(instance_id)
         elif decision.outcome is Outcome.SKIP:
@@ -1129,14 +1169,14 @@ def _decide_value(
     settings: Settings,
     now: datetime,
     resolver: ScheduleResolver,
-    due_cache: dict[Schedule, Due],
+    due_cache: RunCache,
 ) -> Decision:
     schedule = resolver.resolve(value)
     if isinstance(schedule, ScheduleError):
         return Decision(Outcome.ERROR, None, f"bad schedule in tag {settings.tag!r}: {schedule}")
     due = due_cache.get(schedule)
     if due is None:
-        due = due_cache[schedule] = due_action(schedule, now, settings.window)
+        due = due_cache.put(schedule, due_action(schedule, now, settings.window))
     return decide(due, state)
 
 
@@ -1221,7 +1261,7 @@ def run_target(
     settings: Settings,
     now: datetime,
     resolver: ScheduleResolver,
-    due_cache: dict[Schedule, Due],
+    due_cache: RunCache,
 ) -> TargetResult:
     """Read, decide and act in one account and region; never raises."""
     result = TargetResult(target)
@@ -1292,8 +1332,10 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
 
 def log_summary(summary: dict[str, Any]) -> None:
     """Log the summary as one JSON line, cutting long lists so the line fits in a log event."""
-    line = json.dumps(summary, default=str)
-    if len(line) > SUMMARY_LOG_MAX_CHARS:
+    entries = sum(len(summary[key]) for key in ("started", "stopped", "skipped", "errors"))
+    # An entry is some 20 characters of JSON or more: past this many, do not build a line only to cut it.
+    line = json.dumps(summary, default=str) if entries < SUMMARY_LOG_MAX_CHARS // 20 else ""
+    if not line or len(line) > SUMMARY_LOG_MAX_CHARS:
         shortened = dict(summary)
         for key in ("started", "stopped", "skipped", "errors"):
             items = summary[key]
@@ -1339,8 +1381,8 @@ def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, sessi
     `session` (a boto3 Session) is for callers that bring their own.
     """
     resolver = ScheduleResolver(settings)
-    due_cache: dict[Schedule, Due] = {}
-    clients = Clients(session or boto3.session.Session(), settings)
+    due_cache = RunCache()
+    clients = Clients(session or aws_session(), settings)
     targets = targets_of(settings, own_account)
     with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(targets))) as pool:
         results = list(
@@ -1846,7 +1888,7 @@ def _plan_command(args: Any, style: Style) -> int:
     except ScheduleError as err:
         raise ConfigError(f"--tz: {err}") from err
     resolver = ScheduleResolver(settings)
-    session = boto3.session.Session()  # as in run(): one session, a client per region, used by one thread each
+    session = aws_session()  # as in run(): one session, a client per region, used by one thread each
     clients = {region: ec2_client(region, session) for region in settings.regions}
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
         read = list(
@@ -1875,7 +1917,7 @@ def _plan_command(args: Any, style: Style) -> int:
 def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[str, str]]:
     """Instance ID -> (Name tag, region) of the tagged instances, for the run table; best effort."""
     labels: dict[str, tuple[str, str]] = {}
-    session = boto3.session.Session()
+    session = aws_session()
     for region in regions:
         instances = _read_region(region, ec2_client(region, session), settings)
         for instance in instances if isinstance(instances, list) else ():

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import py_compile
 import queue
 import shutil
 import statistics
@@ -285,15 +286,27 @@ def bench_case(
 
 
 def measure_imports(reps: int) -> dict[str, Any]:
+    """Import times in fresh processes: the module from a .pyc, and compiled from source.
+
+    From source is what a cold start pays when the deployment has no .pyc for the
+    module (Lambda's code directory is read-only, so Python cannot write one there).
+    """
     env = _clean_environment()
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    runs = [run_client(["imports"], env, pin=False) for _ in range(reps + 1)][1:]  # the first warms caches
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    cache = SNAPSHOT / "__pycache__"
+    shutil.rmtree(cache, ignore_errors=True)
+    source = [run_client(["imports"], env, pin=False) for _ in range(reps + 1)][1:]  # the first warms caches
     top = _import_breakdown(env)
+    py_compile.compile(str(SNAPSHOT / "ec2_powercycle.py"), doraise=True)
+    compiled = [run_client(["imports"], env, pin=False) for _ in range(reps + 1)][1:]
+    shutil.rmtree(cache, ignore_errors=True)
     return {
         "reps": reps,
-        "boto3_ms": statistics.median(r["boto3"] for r in runs) * 1000,
-        "ours_ms": statistics.median(r["ours"] for r in runs) * 1000,
-        "requests_loaded": any(r["requests_loaded"] for r in runs),
+        "boto3_ms": statistics.median(r["boto3"] for r in compiled + source) * 1000,
+        "ours_ms": statistics.median(r["ours"] for r in compiled) * 1000,
+        "ours_source_ms": statistics.median(r["ours"] for r in source) * 1000,
+        "requests_loaded": any(r["requests_loaded"] for r in compiled + source),
         "top": top,
     }
 
@@ -467,10 +480,15 @@ def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[s
     if imports:
         ok = imports["ours_ms"] < IMPORT_BUDGET_MS
         lines.append(
-            f"- importing ec2_powercycle adds < {IMPORT_BUDGET_MS:g} ms to `import boto3`: {verdict(ok)}, "
-            f"+{imports['ours_ms']:.1f} ms on {imports['boto3_ms']:.0f} ms "
+            f"- importing ec2_powercycle adds < {IMPORT_BUDGET_MS:g} ms to `import boto3`, with a .pyc: "
+            f"{verdict(ok)}, +{imports['ours_ms']:.1f} ms on {imports['boto3_ms']:.0f} ms "
             f"({imports['ours_ms'] / IMPORT_BUDGET_MS:.2f}x the budget; requests loaded at import: "
             f"{'yes' if imports['requests_loaded'] else 'no'})"
+        )
+        ok = imports["ours_source_ms"] < IMPORT_BUDGET_MS
+        lines.append(
+            f"- the same compiled from source (no .pyc in the deployment): {verdict(ok)}, "
+            f"+{imports['ours_source_ms']:.1f} ms ({imports['ours_source_ms'] / IMPORT_BUDGET_MS:.2f}x the budget)"
         )
     return lines
 
@@ -530,9 +548,11 @@ def report(
         out += [
             "## Import time",
             "",
-            f"Median of {imports['reps']} fresh processes: `import boto3` {imports['boto3_ms']:.1f} ms; "
-            f"`import ec2_powercycle` after it +{imports['ours_ms']:.1f} ms. What the module brings in beyond "
-            "boto3 (`python -X importtime`, cumulative ms, one run):",
+            f"Median of {imports['reps']} fresh processes each: `import boto3` {imports['boto3_ms']:.1f} ms; "
+            f"`import ec2_powercycle` after it +{imports['ours_ms']:.1f} ms from a .pyc, "
+            f"+{imports['ours_source_ms']:.1f} ms compiled from source (what a cold start pays when the zip "
+            "carries no .pyc for the module: Lambda cannot write one). What the module brings in beyond boto3 "
+            "(`python -X importtime`, from source, cumulative ms, one run):",
             "",
             "| module | ms |",
             "|---|---|",
