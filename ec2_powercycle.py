@@ -440,6 +440,7 @@ def _parse_allow_prefix(prefix: str) -> str:
 # --- Schedule parsing (pure) ----------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """The ZoneInfo for an IANA name, or ScheduleError."""
     try:
@@ -1024,16 +1025,25 @@ class TargetResult:
     target: Target
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    # (instance ID, reason) pairs: a third of the memory of the summary's dicts, made at the end.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[tuple[str | None, str]] = field(default_factory=list)
     instances: int = 0
     failed: bool = False
 
     def skip(self, instance_id: str, reason: str) -> None:
-        self.skipped.append({"instance_id": instance_id, **self._where(), "reason": reason})
+        self.skipped.append((instance_id, reason))
 
     def error(self, instance_id: str | None, error: str) -> None:
-        self.errors.append({"instance_id": instance_id, **self._where(), "error": error})
+        self.errors.append((instance_id, error))
+
+    def skipped_entries(self) -> Iterator[dict[str, Any]]:
+        for instance_id, reason in self.skipped:
+            yield {"instance_id": instance_id, **self._where(), "reason": reason}
+
+    def error_entries(self) -> Iterator[dict[str, Any]]:
+        for instance_id, error in self.errors:
+            yield {"instance_id": instance_id, **self._where(), "error": error}
 
     def fail(self, problem: str) -> TargetResult:
         """The target could not be read: reported with instance_id null; the run will raise."""
@@ -1325,8 +1335,8 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
         "instances": sum(result.instances for result in results),
         "started": [i for result in results for i in result.started],
         "stopped": [i for result in results for i in result.stopped],
-        "skipped": [entry for result in results for entry in result.skipped],
-        "errors": [entry for result in results for entry in result.errors],
+        "skipped": [entry for result in results for entry in result.skipped_entries()],
+        "errors": [entry for result in results for entry in result.error_entries()],
     }
 
 
