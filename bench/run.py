@@ -54,6 +54,7 @@ sys.path.insert(0, str(BENCH))
 import fleets  # noqa: E402
 
 import ec2_powercycle  # noqa: E402
+from tools.local_endpoint import stop_process  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 LOAD = [0.0]  # the 1-minute load average when the run started
@@ -102,12 +103,7 @@ def endpoint_process(pin: bool, timeout: float = 30.0) -> Iterator[str]:
             raise RuntimeError(f"benchmark endpoint failed to start (exit code {process.poll()})")
         yield line.split()[1]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 class _ScheduleHandler(BaseHTTPRequestHandler):
