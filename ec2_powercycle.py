@@ -939,7 +939,9 @@ def _get_schedule_text(url: str) -> str:
                         raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
                     if time.monotonic() > deadline:
                         raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
-        except requests.RequestException as err:
+        except ScheduleError:
+            raise
+        except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
             raise ScheduleError(f"cannot fetch schedule URL {shown}: {type(err).__name__}") from err
     try:
         return body.decode("utf-8")

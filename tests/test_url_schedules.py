@@ -268,3 +268,34 @@ def test_secrets_in_urls_are_never_logged_or_reported(
 def test_url_allow_setting_is_checked_at_start_up() -> None:
     with pytest.raises(ec2_powercycle.ConfigError, match="EC2_POWERCYCLE_URL_ALLOW"):
         Settings.from_env({"AWS_REGION": "eu-west-1", "EC2_POWERCYCLE_URL_ALLOW": "ftp://files/"})
+
+
+def test_a_connection_cut_mid_body_is_that_instances_error(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"stop\": ")
+
+    server = threading.Thread(target=serve_once, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}/schedules/cut.json"
+    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", url)
+    [cut] = fleet.launch(url)
+    [good] = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    summary = handler(MONDAY_0807)
+    server.join(timeout=5)
+    listener.close()
+    assert summary["stopped"] == [good]
+    [error] = summary["errors"]
+    assert error["instance_id"] == cut and "cannot fetch schedule URL" in error["error"]
