@@ -1188,7 +1188,10 @@ def _decide_value(
         return Decision(Outcome.ERROR, None, f"bad schedule in tag {settings.tag!r}: {schedule}")
     due = due_cache.get(schedule)
     if due is None:
-        due = due_cache.put(schedule, due_action(schedule, now, settings.window))
+        try:
+            due = due_cache.put(schedule, due_action(schedule, now, settings.window))
+        except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
+            return Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {settings.tag!r}: {err}")
     return decide(due, state)
 
 
