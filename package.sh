@@ -7,10 +7,13 @@
 #     lib/   the runtime dependencies (requirements.txt less boto3, which the
 #            Lambda runtime provides), installed with pip install --target for
 #            the Lambda's platform and Python version
+#     __pycache__/, lib/**/__pycache__/   their byte code for the Lambda's Python
+#            (*.cpython-313.pyc, checked-hash), when that Python is here
 #
-# The zip is reproducible: the same tree (and the same pinned requirements)
-# gives a byte-identical file. Prints its path, size and SHA-256 in base64,
-# the form Lambda reports as CodeSha256.
+# The zip is reproducible: the same tree (and the same pinned requirements,
+# and the same Python for the byte code) gives a byte-identical file. Prints
+# its path, size, SHA-256 in base64 (the form Lambda reports as CodeSha256)
+# and the byte code it holds.
 #
 # Usage: ./package.sh [--with-boto3] [--platform TAG] [--python-version X.Y] [--output-dir DIR]
 #
@@ -21,6 +24,9 @@
 #   --output-dir DIR      where the zip goes (default dist)
 #
 # Environment: PYTHON (the interpreter whose pip is used; default python3),
+# PYC_PYTHON (the interpreter that compiles the byte code; it must be CPython of
+# the --python-version; default python3.13, i.e. python<X.Y>; without one the
+# zip carries no byte code and Lambda compiles the module at every cold start),
 # VERSION (default: __version__ of ec2_powercycle.py), SOURCE_DATE_EPOCH (time
 # stamp of every entry; default 1980-01-02T00:00:00Z), and pip's own PIP_*
 # variables (PIP_INDEX_URL, PIP_FIND_LINKS, ...).
@@ -122,13 +128,43 @@ echo "package.sh: installing runtime dependencies for Python $python_version on 
     die "pip could not install the runtime dependencies (see above)"
 
 # Nothing that differs between machines or runs: console scripts (their first line
-# names this machine's Python), byte code, pip's install records.
+# names this machine's Python), byte code (pip's, if any: the runtime's is compiled
+# below), pip's install records.
 rm -rf "$tree/lib/bin"
 find "$tree/lib" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 find "$tree/lib" -path '*.dist-info/*' \
     \( -name RECORD -o -name INSTALLER -o -name REQUESTED -o -name direct_url.json \) -delete
 
 cp ec2_powercycle.py README.md "$tree/"
+
+# --- Byte code -------------------------------------------------------------------
+# Lambda's code directory is read-only and Python cannot cache what it compiles
+# there, so without .pyc files every cold start compiles ec2_powercycle.py and
+# lib/ from source. Only an interpreter of the runtime's version can write byte
+# code the runtime uses (the magic number is fixed within a 3.X series). The
+# checked-hash mode makes the files independent of time stamps (the zip's are
+# fixed); Python uses a file only while it matches its source's hash, so a
+# source edited later (say in the Lambda console) is compiled, never ignored.
+# -I ignores PYTHONPYCACHEPREFIX, PYTHONOPTIMIZE and the like; relative paths
+# keep the staging directory out of the files. The output does not depend on
+# the hash seed or on process state (the tests build twice and compare).
+pyc_tag="cpython-${python_version/./}"
+pyc_python="${PYC_PYTHON:-python$python_version}"
+pyc_found=""
+if command -v "$pyc_python" >/dev/null 2>&1; then
+    pyc_found="$("$pyc_python" -I -S -c 'import platform, sys; print(sys.implementation.cache_tag, platform.python_version())' 2>/dev/null)" || pyc_found=""
+fi
+bytecode="none"
+if [[ "${pyc_found%% *}" == "$pyc_tag" ]]; then
+    echo "package.sh: compiling byte code ($pyc_tag, checked-hash) with $pyc_python (Python ${pyc_found#* })" >&2
+    (cd "$tree" && "$pyc_python" -I -S -m compileall -q -o 0 --invalidation-mode checked-hash ec2_powercycle.py lib) >&2 ||
+        die "$pyc_python could not compile the package (see above): it would not import on the Lambda's Python either"
+    bytecode="$pyc_tag, checked-hash (Python ${pyc_found#* })"
+elif [[ -n "${PYC_PYTHON:-}" ]]; then
+    echo "package.sh: PYC_PYTHON ($PYC_PYTHON) is not a working CPython $python_version${pyc_found:+ (it is ${pyc_found%% *})}: the zip carries no bytecode; cold starts compile the module" >&2
+else
+    echo "package.sh: no python$python_version: the zip carries no bytecode; cold starts compile the module (set PYC_PYTHON to include it)" >&2
+fi
 
 # Fixed modes and times; fixed order; no extra attributes (uid/gid, extended times).
 find "$tree" -type d -exec chmod 0755 {} +
@@ -151,3 +187,4 @@ sha256="$("$PYTHON" -c 'import base64, hashlib, sys; print(base64.b64encode(hash
 printf 'zip: %s\n' "$zip_path"
 printf 'size: %s bytes\n' "$size"
 printf 'sha256 (base64, as Lambda CodeSha256): %s\n' "$sha256"
+printf 'bytecode: %s\n' "$bytecode"

@@ -51,9 +51,13 @@ def parse_report(stdout: str) -> dict[str, str]:
 
 
 def run_package(output_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """package.sh with the venv's pip and, when this machine has one, the Lambda runtime's Python for byte code."""
+    if env is None:
+        runtime = runtime_python()
+        env = tool_path_env({"PYTHON": sys.executable, **({"PYC_PYTHON": runtime} if runtime else {})})
     return subprocess.run(
         [str(PACKAGE_SH), "--output-dir", str(output_dir), *args],
-        env=env or tool_path_env({"PYTHON": sys.executable}),
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -84,6 +88,7 @@ def lambda_runtime_version() -> str:
     return match.group(1)
 
 
+@functools.cache
 def runtime_python() -> str | None:
     """An interpreter of the Lambda runtime's Python version on this machine (PATH or pyenv), or None."""
     version = lambda_runtime_version()

@@ -69,18 +69,83 @@ def test_zip_holds_the_module_readme_and_dependencies_and_nothing_else(two_build
         names = [info.filename for info in infos]
         assert archive.read("ec2_powercycle.py") == (REPO / "ec2_powercycle.py").read_bytes()
         assert archive.read("README.md") == (REPO / "README.md").read_bytes()
-    assert {name.split("/")[0] for name in names} == {"ec2_powercycle.py", "README.md", "lib"}
+    assert {name.split("/")[0] for name in names} - {"__pycache__"} == {"ec2_powercycle.py", "README.md", "lib"}
     top_level_libs = {name.split("/")[1] for name in names if name.startswith("lib/")}
     for needed in ("croniter", "requests", "dateutil", "urllib3", "idna", "certifi", "charset_normalizer"):
         assert needed in top_level_libs
     for runtime_provided in ("boto3", "botocore", "s3transfer"):
         assert runtime_provided not in top_level_libs
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("tests/", ".git"))]
+    assert not [n for n in names if n.startswith(("tests/", ".git"))]
+    # Byte code only for the Lambda's Python, each file beside its source (the tests' 3.11 compiles its own).
+    pyc_tag = f"cpython-{lambda_runtime_version().replace('.', '')}"
+    compiled = [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    for name in compiled:
+        match = re.fullmatch(rf"((?:[^/]+/)*)__pycache__/([^/.]+)\.{pyc_tag}\.pyc", name)
+        assert match, f"{name}: not a {pyc_tag} .pyc in a __pycache__"
+        assert f"{match.group(1)}{match.group(2)}.py" in names, f"{name} has no source"
     assert "lib/bin" not in {name.rsplit("/", 1)[0] for name in names}
     # Fixed order, times and modes.
     assert names == sorted(names)
     assert {info.date_time for info in infos} == {(1980, 1, 2, 0, 0, 0)}
     assert {info.external_attr >> 16 for info in infos} == {0o100644}
+
+
+def test_zip_carries_checked_hash_bytecode_for_the_runtime_python(two_builds):
+    """With a Python of the runtime's version here, every module has a .pyc for it, checked against its source."""
+    python = _interpreter("runtime")
+    tag = f"cpython-{lambda_runtime_version().replace('.', '')}"
+    for _, report in two_builds:  # so the two byte-identical builds above both carry byte code
+        assert report["bytecode"].startswith(f"{tag}, checked-hash"), report
+    zip_path, _ = two_builds[0]
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        sources = sorted(n for n in names if n.endswith(".py"))
+        pairs = {}
+        for source in sources:
+            folder, _, stem = source.rpartition("/")
+            pyc = f"{folder}/__pycache__/{stem[:-3]}.{tag}.pyc".lstrip("/")
+            assert pyc in names, f"{source} has no {pyc}"
+            pairs[source] = (archive.read(source).hex(), archive.read(pyc)[:16].hex())
+    assert f"__pycache__/ec2_powercycle.{tag}.pyc" in names
+    # The runtime's Python checks each header: its magic number, flags 0b11 (hash-based, checked
+    # against the source at import) and the hash of the shipped source.
+    check = subprocess.run(
+        [python, "-I", "-S", "-c", _PYC_HEADER_CHECK],
+        input=json.dumps(pairs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout) == {}, "bad .pyc headers"
+
+
+_PYC_HEADER_CHECK = """
+import importlib.util, json, sys
+bad = {}
+for source, (text, header) in json.load(sys.stdin).items():
+    header = bytes.fromhex(header)
+    expected = importlib.util.MAGIC_NUMBER + (3).to_bytes(4, 'little') + importlib.util.source_hash(bytes.fromhex(text))
+    if header != expected:
+        bad[source] = header.hex()
+print(json.dumps(bad))
+"""
+
+
+def test_without_the_runtime_python_the_zip_carries_no_bytecode_and_says_so(tmp_path):
+    """A PYC_PYTHON of another version (like a machine without python3.13): no .pyc, a note, no failure."""
+    result = run_package(tmp_path, env=tool_path_env({"PYTHON": sys.executable, "PYC_PYTHON": sys.executable}))
+    assert result.returncode == 0, result.stderr
+    report = parse_report(result.stdout)
+    assert report["bytecode"] == "none"
+    notes = [line for line in result.stderr.splitlines() if "no bytecode" in line]
+    assert notes == [
+        f"package.sh: PYC_PYTHON ({sys.executable}) is not a working CPython {lambda_runtime_version()} "
+        f"(it is {sys.implementation.cache_tag}): the zip carries no bytecode; cold starts compile the module"
+    ]
+    with zipfile.ZipFile(report["zip"]) as archive:
+        assert not [n for n in archive.namelist() if "__pycache__" in n or n.endswith(".pyc")]
 
 
 def test_constraints_pin_what_the_tests_run_against():
@@ -125,7 +190,7 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
     function_dir = tmp_path / "task"
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(function_dir)
-
+        has_bytecode = any("__pycache__" in name for name in archive.namelist())
     # A stand-in for the Lambda runtime's site-packages: boto3 and what it needs, nothing else.
     runtime = tmp_path / "runtime"
     runtime.mkdir()
@@ -162,11 +227,13 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
         )["Instances"][0]["InstanceId"]
 
         run = run_python_isolated(
-            "import json, ec2_powercycle  # first, as Lambda does: it puts lib/ on sys.path\n"
+            COMPILE_SPY + "import json, sys, ec2_powercycle  # first, as Lambda does: it puts lib/ on sys.path\n"
             "import croniter, requests\n"
             "summary = ec2_powercycle.handler({'time': '2026-11-23T18:00:00Z'}, None)\n"
             "print(json.dumps({'summary': summary, 'croniter': croniter.__file__, 'requests': requests.__file__,\n"
-            "                  'boto3': __import__('boto3').__file__}))\n",
+            "                  'boto3': __import__('boto3').__file__,\n"
+            "                  'from_source': [any(path.endswith(name) for path in compiled)\n"
+            "                                  for name in ('ec2_powercycle.py', 'croniter.py')]}))\n",
             path=[function_dir, runtime],
             env=env,
             python=python,
@@ -180,6 +247,37 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
     assert Path(result["croniter"]).is_relative_to(function_dir / "lib")
     assert Path(result["requests"]).is_relative_to(function_dir / "lib")
     assert Path(result["boto3"]).is_relative_to(runtime)
+    # The runtime's Python (the tests build with it as PYC_PYTHON) uses the zip's byte code; any other
+    # compiles the sources and ignores it.
+    assert has_bytecode or which == "local"
+    assert result["from_source"] == [which == "local"] * 2
+
+    # A source edited after packaging (the Lambda console's editor) is compiled, not shadowed by its .pyc.
+    with (function_dir / "ec2_powercycle.py").open("a") as source:
+        source.write("\nEDITED_AFTER_PACKAGING = True\n")
+    edited = run_python_isolated(
+        COMPILE_SPY + "import ec2_powercycle\n"
+        "print(getattr(ec2_powercycle, 'EDITED_AFTER_PACKAGING', False),\n"
+        "      any(path.endswith('ec2_powercycle.py') for path in compiled))\n",
+        path=[function_dir, runtime],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        python=python,
+    )
+    assert edited.returncode == 0, edited.stderr
+    assert edited.stdout.split() == ["True", "True"]
+
+
+# Records each module the import system compiles from source (it calls SourceLoader.source_to_code only
+# when no valid byte code is at hand).
+COMPILE_SPY = (
+    "import importlib._bootstrap_external as _external\n"
+    "compiled = []\n"
+    "_compile = _external.SourceLoader.source_to_code\n"
+    "def _spy(self, data, path, *args, **kwargs):\n"
+    "    compiled.append(str(path))\n"
+    "    return _compile(self, data, path, *args, **kwargs)\n"
+    "_external.SourceLoader.source_to_code = _spy\n"
+)
 
 
 def test_with_boto3_flag_vendors_boto3(tmp_path):
