@@ -521,7 +521,9 @@ def report(
         "peak memory is its peak RSS, `VmHWM` (imports included; the figure in brackets is after imports, "
         "before the run).",
         "- The floor is a bare boto3 loop paging DescribeInstances with the scheduler's filters (`tag-key`, "
-        "`instance-state-name`) and page size against the same endpoint and fleet.",
+        "`instance-state-name`) and page size against the same endpoint and fleet. It is plain boto3, which "
+        "parses every timestamp in the responses with dateutil; the handler's session leaves them as text "
+        "(`ec2_powercycle.aws_session`: it reads none), which is why the handler can cost less than the floor.",
         "- Minimum API calls: ceil(N / page size) DescribeInstances + ceil(starts / batch) StartInstances + "
         "ceil(stops / batch) StopInstances.",
         "- Mixes (bench/fleets.py), each about half due: `shared` one inline schedule (start due; half stopped); "
