@@ -1106,13 +1106,16 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
     return session.client("ec2", config=config, **keys)
 
 
-def assume_role(session: Any, role_arn: str, settings: Settings) -> dict[str, str]:
-    """Temporary credentials for a role in another account (STS AssumeRole)."""
-    sts = session.client(
+def sts_client(session: Any, settings: Settings) -> Any:
+    return session.client(
         "sts",
         region_name=settings.regions[0],
         config=Config(retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS}),
     )
+
+
+def assume_role(sts: Any, role_arn: str, settings: Settings) -> dict[str, str]:
+    """Temporary credentials for a role in another account (STS AssumeRole)."""
     name = re.sub(r"[^\w+=,.@-]", "-", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "ec2-powercycle"))[:64]
     extra = {"ExternalId": settings.external_id} if settings.external_id else {}
     reply = sts.assume_role(RoleArn=role_arn, RoleSessionName=name, DurationSeconds=ASSUMED_ROLE_SECONDS, **extra)
@@ -1240,27 +1243,33 @@ class Clients:
     def __init__(self, session: Any, settings: Settings) -> None:
         self._session = session
         self._settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the session; held only while making a client
+        self._sts: Any = None
+        self._role_locks: dict[str, threading.Lock] = {}
         self._credentials: dict[str, dict[str, str] | str] = {}
 
     def ec2(self, target: Target) -> Any:
+        credentials = self._role_credentials(target.role_arn) if target.role_arn else None
         with self._lock:
-            credentials = None
-            if target.role_arn:
-                credentials = self._credentials.get(target.role_arn)
-                if credentials is None:
-                    credentials = self._assume(target.role_arn)
-                if isinstance(credentials, str):
-                    raise RoleError(credentials)
             return ec2_client(target.region, self._session, credentials)
 
-    def _assume(self, role_arn: str) -> dict[str, str] | str:
-        try:
-            result: dict[str, str] | str = assume_role(self._session, role_arn, self._settings)
-        except (ClientError, BotoCoreError) as err:
-            result = f"cannot assume role {role_arn}: {_describe_error(err)}"
-        self._credentials[role_arn] = result
-        return result
+    def _role_credentials(self, role_arn: str) -> dict[str, str]:
+        """The role's credentials, assumed once per run: its other regions wait, other roles do not."""
+        with self._lock:
+            role_lock = self._role_locks.setdefault(role_arn, threading.Lock())
+            if self._sts is None:
+                self._sts = sts_client(self._session, self._settings)
+        with role_lock:
+            credentials = self._credentials.get(role_arn)
+            if credentials is None:
+                try:
+                    credentials = assume_role(self._sts, role_arn, self._settings)
+                except (ClientError, BotoCoreError) as err:
+                    credentials = f"cannot assume role {role_arn}: {_describe_error(err)}"
+                self._credentials[role_arn] = credentials
+        if isinstance(credentials, str):
+            raise RoleError(credentials)
+        return credentials
 
 
 def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
