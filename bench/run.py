@@ -41,10 +41,9 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -55,6 +54,7 @@ import fleets  # noqa: E402
 
 import ec2_powercycle  # noqa: E402
 from tools.local_endpoint import stop_process  # noqa: E402
+from tools.sample_fleet import ScheduleHandler, serve_schedules  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 LOAD = [0.0]  # the 1-minute load average when the run started
@@ -104,42 +104,6 @@ def endpoint_process(pin: bool, timeout: float = 30.0) -> Iterator[str]:
         yield line.split()[1]
     finally:
         stop_process(process)
-
-
-class _ScheduleHandler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    documents: ClassVar[dict[str, bytes]] = {}
-    requests: ClassVar[Counter[str]] = Counter()
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        with self.lock:
-            self.requests[self.path] += 1
-        body = self.documents.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def schedule_server() -> Iterator[tuple[str, type[_ScheduleHandler]]]:
-    """Schedule documents on 127.0.0.1 that count the requests they answer."""
-    handler = type("Handler", (_ScheduleHandler,), {"documents": {}, "requests": Counter()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _admin(url: str, path: str, payload: Any = None, timeout: float = 120.0) -> Any:
@@ -208,7 +172,7 @@ def minimum_calls(instances: int, starts: int, stops: int) -> dict[str, int]:
 
 
 def bench_case(
-    mix: str, size: int, reps: int, endpoint: str, schedules: str, urls: type[_ScheduleHandler], pin: bool
+    mix: str, size: int, reps: int, endpoint: str, schedules: str, urls: type[ScheduleHandler], pin: bool
 ) -> dict[str, Any]:
     fleet = fleets.build(mix, size, schedules)
     urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
@@ -330,7 +294,7 @@ def _import_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
     return [(f"{name} (its own code)", ms) for name, ms in own] + others
 
 
-def profile_case(mix: str, size: int, endpoint: str, schedules: str, urls: type[_ScheduleHandler]) -> dict[str, Any]:
+def profile_case(mix: str, size: int, endpoint: str, schedules: str, urls: type[ScheduleHandler]) -> dict[str, Any]:
     fleet = fleets.build(mix, size, schedules)
     urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
     _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
@@ -624,7 +588,7 @@ def _main(args: argparse.Namespace) -> int:
     clock = time.monotonic()
     cases: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
-    with endpoint_process(pin) as endpoint, schedule_server() as (schedules, urls):
+    with endpoint_process(pin) as endpoint, serve_schedules() as (schedules, urls):
         for size in sizes:
             for mix in mixes:
                 reps = args.reps if size < 100_000 else args.reps_large

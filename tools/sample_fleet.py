@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -53,10 +54,17 @@ def seed(ec2: Any, schedule_url: str, image_id: str | None = None) -> dict[str, 
     return ids
 
 
-class _ScheduleHandler(BaseHTTPRequestHandler):
+class ScheduleHandler(BaseHTTPRequestHandler):
+    """Answers GET with the document at that path (404 otherwise) and counts the requests per path."""
+
+    disable_nagle_algorithm = True
     documents: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[Counter[str]] = Counter()
+    lock = threading.Lock()
 
     def do_GET(self) -> None:
+        with self.lock:
+            self.requests[self.path] += 1
         body = self.documents.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Type", "application/json")
@@ -69,16 +77,28 @@ class _ScheduleHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def schedule_server(documents: dict[str, Any] | None = None) -> Iterator[str]:
-    """Serve schedule documents on 127.0.0.1; yield the base URL."""
-    handler = type("Handler", (_ScheduleHandler,), {})
-    served = documents or {URL_PATH: FLEET_DOCUMENT}
-    handler.documents = {path: json.dumps(doc).encode() for path, doc in served.items()}
+def serve_schedules(documents: dict[str, Any] | None = None) -> Iterator[tuple[str, type[ScheduleHandler]]]:
+    """Serve schedule documents on 127.0.0.1; yield the base URL and the handler class.
+
+    The class's `documents` (path -> body) can be changed while it serves, and its
+    `requests` counts what it answered.
+    """
+    handler = type("Handler", (ScheduleHandler,), {"documents": {}, "requests": Counter()})
+    handler.documents = {path: json.dumps(doc).encode() for path, doc in (documents or {}).items()}
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def schedule_server(documents: dict[str, Any] | None = None) -> Iterator[str]:
+    """Serve schedule documents (default: the sample fleet's) on 127.0.0.1; yield the base URL."""
+    with serve_schedules(documents or {URL_PATH: FLEET_DOCUMENT}) as (url, _):
+        yield url
