@@ -266,6 +266,13 @@ DAYS_BEFORE_CHANGES = {
 }
 
 
+def _ticks_across_a_clock_change(tz: str, autumn: bool, offset_seconds: int, window: timedelta) -> list[datetime]:
+    """Runs W apart over 30 hours that contain the zone's clock change of spring (forward) or autumn (back)."""
+    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
+    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
+    return [first + window * k for k in range(int(timedelta(hours=30) / window) + 1)]
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     expression=cron(),
@@ -278,10 +285,7 @@ def test_consecutive_windows_see_every_scheduled_time_exactly_once(
     expression: str, tz: str, offset_seconds: int, window_minutes: int, autumn: bool
 ) -> None:
     window = timedelta(minutes=window_minutes)
-    # 30 hours that contain the zone's clock change of spring (forward) or autumn (back).
-    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
-    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
-    ticks = [first + window * k for k in range(int(timedelta(hours=30) / window) + 1)]
+    ticks = _ticks_across_a_clock_change(tz, autumn, offset_seconds, window)
     seen: list[datetime] = []
     for tick in ticks[1:]:
         moment = latest_fire(expression, tz, tick)
@@ -380,9 +384,7 @@ def test_the_window_scan_agrees_with_the_brute_force_oracle(
     fields = cron_fields(expression)
     assume(fields is None or fields.can_fire())  # one that never fires is refused when parsed
     window = timedelta(minutes=window_minutes)
-    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
-    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
-    ticks = [first + window * k for k in range(int(timedelta(hours=30) / window))]
+    ticks = _ticks_across_a_clock_change(tz, autumn, offset_seconds, window)
     fired = sorted(_fire_times_by_brute_force(expression, tz, ticks[0], ticks[-1]))
     for tick in ticks[1:]:
         in_window = fired[bisect.bisect_right(fired, tick - window) : bisect.bisect_right(fired, tick)]
