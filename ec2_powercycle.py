@@ -314,6 +314,27 @@ class RunCache(dict):  # type: ignore[type-arg]
         return value
 
 
+class OncePerKey:
+    """Computes a value once per key, however many threads ask at once: the others wait for it.
+
+    A per-key lock, so keys do not wait for each other (one slow schedule URL or
+    AssumeRole holds up only the threads that need it).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key_locks: dict[Any, threading.Lock] = {}
+        self._values: dict[Any, Any] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            if key not in self._values:
+                self._values[key] = compute()
+            return self._values[key]
+
+
 @dataclass(frozen=True)
 class Settings:
     tag: str = DEFAULT_TAG
@@ -962,9 +983,7 @@ class ScheduleResolver:
         self._fetch = fetch
         self._resolve = resolve
         self._inline = RunCache()
-        self._by_url: dict[str, Schedule | ScheduleError] = {}  # never forgotten: one fetch per URL per run
-        self._url_locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        self._by_url = OncePerKey()  # never forgotten: one fetch per URL per run, even when regions ask at once
 
     def resolve(self, value: str) -> Schedule | ScheduleError:
         """The Schedule of a tag value, or the ScheduleError saying why there is none.
@@ -985,12 +1004,7 @@ class ScheduleResolver:
             return err
 
     def _from_url(self, url: str) -> Schedule | ScheduleError:
-        with self._lock:
-            url_lock = self._url_locks.setdefault(url, threading.Lock())
-        with url_lock:  # one fetch per URL even when regions ask at once
-            result = self._by_url.get(url)
-            if result is None:
-                result = self._by_url[url] = self._fetch_and_parse(url)
+        result: Schedule | ScheduleError = self._by_url.get(url, lambda: self._fetch_and_parse(url))
         return result
 
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
@@ -1245,8 +1259,7 @@ class Clients:
         self._settings = settings
         self._lock = threading.Lock()  # guards the session; held only while making a client
         self._sts: Any = None
-        self._role_locks: dict[str, threading.Lock] = {}
-        self._credentials: dict[str, dict[str, str] | str] = {}
+        self._credentials = OncePerKey()  # role ARN -> credentials, or why there are none
 
     def ec2(self, target: Target) -> Any:
         credentials = self._role_credentials(target.role_arn) if target.role_arn else None
@@ -1256,20 +1269,18 @@ class Clients:
     def _role_credentials(self, role_arn: str) -> dict[str, str]:
         """The role's credentials, assumed once per run: its other regions wait, other roles do not."""
         with self._lock:
-            role_lock = self._role_locks.setdefault(role_arn, threading.Lock())
             if self._sts is None:
                 self._sts = sts_client(self._session, self._settings)
-        with role_lock:
-            credentials = self._credentials.get(role_arn)
-            if credentials is None:
-                try:
-                    credentials = assume_role(self._sts, role_arn, self._settings)
-                except (ClientError, BotoCoreError) as err:
-                    credentials = f"cannot assume role {role_arn}: {_describe_error(err)}"
-                self._credentials[role_arn] = credentials
+        credentials = self._credentials.get(role_arn, lambda: self._assume(role_arn))
         if isinstance(credentials, str):
             raise RoleError(credentials)
         return credentials
+
+    def _assume(self, role_arn: str) -> dict[str, str] | str:
+        try:
+            return assume_role(self._sts, role_arn, self._settings)
+        except (ClientError, BotoCoreError) as err:
+            return f"cannot assume role {role_arn}: {_describe_error(err)}"
 
 
 def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
