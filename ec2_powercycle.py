@@ -1226,19 +1226,17 @@ def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult)
     def attempt(batch: list[str]) -> None:
         try:
             call(InstanceIds=batch)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "Unknown")
-            if len(batch) == 1 or code in BATCH_WIDE_ERRORS:
-                for instance_id in batch:
-                    result.error(instance_id, f"{action.value} failed: {code}: {_aws_message(err)}")
+        except (ClientError, BotoCoreError) as err:
+            names_instances = isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") not in (
+                BATCH_WIDE_ERRORS
+            )
+            if names_instances and len(batch) > 1:
+                middle = len(batch) // 2
+                attempt(batch[:middle])
+                attempt(batch[middle:])
                 return
-            middle = len(batch) // 2
-            attempt(batch[:middle])
-            attempt(batch[middle:])
-            return
-        except BotoCoreError as err:
             for instance_id in batch:
-                result.error(instance_id, f"{action.value} failed: {type(err).__name__}: {err}")
+                result.error(instance_id, f"{action.value} failed: {_describe_error(err)}")
             return
         done.extend(batch)
 
