@@ -1,125 +1,23 @@
 """ec2-powercycle: start and stop EC2 instances on schedules written in a tag.
 
-An AWS Lambda function (``ec2_powercycle.handler``), run by an EventBridge rule
-every 15 minutes. It also runs locally::
+The AWS Lambda function (``ec2_powercycle.handler``), run by an EventBridge rule
+every 15 minutes; it also runs locally::
 
     python -c "from ec2_powercycle import *; handler()"
 
-and as a command line (``python ec2_powercycle.py COMMAND --help``)::
+An instance opts in with a tag (``ec2Powercycle``) whose value is a JSON
+schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
+https URL of one. Each run reads the tagged instances of every account and
+region it covers, decides each one (``decide_instance``: guards, schedule,
+what falls in the window ``(t - W, t]``) and starts or stops in batches.
 
-    python ec2_powercycle.py check VALUE     # validate a tag value, show its next times
-    python ec2_powercycle.py plan            # what the schedules will do, and a week timeline
-    python ec2_powercycle.py run --at TIME   # one handler run (--dry-run, --json)
+This module holds only what a run needs, in the order a run goes: settings,
+schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
+behind URLs, EC2, the run and the handler. The command line (``check``,
+``plan``, ``run``) is ``ec2_powercycle_cli`` beside it, not shipped in the zip.
 
-``plan`` and ``run`` take ``--region`` (repeatable), ``--endpoint-url`` and
-``--tag``; ``check`` needs no credentials. Exit codes: 0 fine, 1 an invalid
-schedule or errors in a plan or run, 2 a usage or set-up problem. The
-timeline shows, per hour, the state set by the latest start or stop at or
-before it (as with ``enforce``; see ``running_hours``).
-
-The tag
-=======
-An instance opts in with a tag (key ``ec2Powercycle`` unless
-``EC2_POWERCYCLE_TAG`` says otherwise) whose value is a JSON schedule::
-
-    {"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}
-
-or the ``https://`` URL of a JSON document of the same shape, so that one
-document can drive a fleet. Keys:
-
-``start`` / ``stop``
-    A standard 5-field cron expression (minute hour day-of-month month
-    day-of-week; names such as ``MON-FRI`` and ``JAN`` allowed), or a list of
-    them. Either may be absent (start-only and stop-only schedules), not both.
-``tz``
-    An IANA time zone such as ``Europe/London``; the cron times are wall-clock
-    times there. Default ``EC2_POWERCYCLE_TIMEZONE``, itself default ``UTC``.
-``enforce``
-    ``true`` or ``false`` (default). See below.
-
-Any other key (a typo such as ``stat``) is an error, as is anything that is
-not a JSON object of that shape. A bad tag is reported for that instance,
-which is left alone; every other instance is still handled.
-
-When it acts
-============
-Each run has a reference time ``t``: the ``time`` of the EventBridge event,
-else the current UTC time (so a late or retried invocation acts exactly as the
-on-time one would), and a window ``(t - W, t]`` with ``W`` =
-``EC2_POWERCYCLE_WINDOW_MINUTES`` (15). A scheduled time exactly at ``t``
-belongs to this run, one exactly at ``t - W`` to the previous one: runs W
-minutes apart see every scheduled time exactly once.
-
-* The latest start time and the latest stop time inside the window are found;
-  the later of the two decides. Equal times are a schedule conflict: reported
-  as an error, nothing done.
-* With ``"enforce": true`` there is no lower bound: the most recent start or
-  stop time at or before ``t`` decides, every run. This undoes manual changes
-  and heals missed runs; the default respects manual changes.
-* Only changes are made: ``start`` acts on ``stopped`` instances, ``stop`` on
-  ``running`` and ``pending`` ones. Any other state is left alone and noted.
-* Daylight saving: a time that falls in the hour skipped when clocks go
-  forward fires at the moment they go forward; a time in the hour repeated
-  when clocks go back fires once, at its first occurrence.
-
-Never touched (listed as skipped with the reason): instances whose
-``environment`` tag (key in any case) equals, ignoring case, one of
-``EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS``; instances in an Auto Scaling group
-(tag ``aws:autoscaling:groupName``), which the group would replace.
-
-Schedules behind a URL
-======================
-Tag values are written by anyone allowed to tag an instance, so URLs are
-untrusted. Each distinct URL is fetched once per run: ``https`` only, to a host
-whose every address is public (no loopback, private, link-local or metadata
-address), no redirects, 5 s timeouts and a 10 s deadline, at most 64 KiB.
-``EC2_POWERCYCLE_URL_ALLOW`` lists URL prefixes allowed beyond that (an
-internal schedule server, for example). Response bodies are never logged, and
-URLs are logged without their query string or credentials.
-
-Settings (environment variables, checked once at start-up)
-==========================================================
-==========================================  =========================================
-``EC2_POWERCYCLE_TAG``                      tag key (``ec2Powercycle``)
-``EC2_POWERCYCLE_WINDOW_MINUTES``           window W in whole minutes (``15``)
-``EC2_POWERCYCLE_TIMEZONE``                 default ``tz`` of schedules (``UTC``)
-``EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS``   comma-separated ``environment`` values
-                                            never touched (``p``)
-``EC2_POWERCYCLE_REGIONS``                  comma-separated regions (the function's
-                                            own: ``AWS_REGION``, ``AWS_DEFAULT_REGION``)
-``EC2_POWERCYCLE_DRY_RUN``                  ``true``/``1``/``yes`` or ``false``/``0``/``no``
-                                            (``false``); a dry run changes nothing
-``EC2_POWERCYCLE_URL_ALLOW``                comma-separated URL prefixes allowed beyond
-                                            the public-https rule (none)
-``EC2_POWERCYCLE_ROLE_ARNS``                comma-separated IAM roles in other accounts,
-                                            assumed through STS (none)
-``EC2_POWERCYCLE_EXTERNAL_ID``              external ID for those roles (none)
-``EC2_POWERCYCLE_OWN_ACCOUNT``              schedule the function's own account too
-                                            (``true``)
-``EC2_POWERCYCLE_MAX_WORKERS``              account x region targets run at once (``8``)
-==========================================  =========================================
-
-``AWS_ENDPOINT_URL`` (read by boto3 itself) points the function at another EC2
-endpoint, such as a local emulator.
-
-What a run returns
-==================
-A summary, also logged as one JSON line::
-
-    {"time": ..., "window_start": ..., "window_end": ..., "dry_run": false,
-     "regions": [...], "accounts": [...], "instances": N,
-     "targets": [{"account", "region", "instances", "started", "stopped", "skipped", "errors"}],
-     "started": ["i-..."], "stopped": ["i-..."],
-     "skipped": [{"instance_id", "account", "region", "reason"}],
-     "errors": [{"instance_id", "account", "region", "error"}]}
-
-Per-instance problems (a bad tag, a dead URL, an instance that refuses to
-stop) are listed in ``errors`` and the run returns normally. A target (an
-account and region) that could not be read at all (a role that cannot be
-assumed, a region that is disabled) is listed with ``instance_id`` null, and
-the run raises ``RunError`` once every other target is done, so Lambda's
-Errors metric sees it. The own account is named by its ID from the Lambda
-context, or ``own`` when run elsewhere.
+README.md is the operator's manual: the tag format, the decision rule, the
+settings, the summary a run returns, and what is never touched.
 """
 
 from __future__ import annotations
@@ -186,13 +84,14 @@ AUTOSCALING_TAG = "aws:autoscaling:groupName"
 
 DESCRIBE_PAGE_SIZE = 1000
 ACTION_BATCH_SIZE = 100
-ASSUMED_ROLE_SECONDS = 900  # the shortest STS allows; a run ends within Lambda's 15 minutes
+ASSUMED_ROLE_SECONDS = 3600  # the longest a role allows unless its MaxSessionDuration is raised
+ROLE_REUSE_MARGIN = timedelta(minutes=15)  # assumed credentials are reused while a whole run fits in what is left
 EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled run within a Lambda timeout
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
-MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see RunCache)
+MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
 
 SCHEDULE_KEYS = ("start", "stop", "tz", "enforce")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
@@ -243,6 +142,10 @@ class RoleError(PowercycleError):
     """A role in another account could not be assumed: its targets fail, the others go on."""
 
 
+class TargetError(PowercycleError):
+    """A target (account and region) could not be read: its run fails, the others go on."""
+
+
 class RunError(PowercycleError):
     """A target (account and region) could not be handled; raised after every other target finished.
 
@@ -279,6 +182,12 @@ class Schedule:
     enforce: bool = False
 
 
+# Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
+WallTime = tuple[int, int, int, int, int]
+WindowMinutes = tuple[tuple[datetime, tuple[WallTime, ...]], ...]
+MinutesOf = Callable[[str, datetime, timedelta], WindowMinutes]
+
+
 @dataclass(frozen=True)
 class Due:
     """What a schedule asks for at a time: the deciding action and when it fell."""
@@ -296,43 +205,77 @@ class Decision:
     reason: str
 
 
-class RunCache(dict):  # type: ignore[type-arg]
-    """A run's memo (tag value -> schedule, schedule -> what is due, ...) that forgets all when full.
+@dataclass(frozen=True)
+class Verdict:
+    """What a run makes of one instance: its schedule (None when guarded or unusable) and the decision."""
 
-    A fleet of a few schedules never fills it; a fleet of 100,000 distinct ones
-    gains nothing from remembering them all, and forgetting keeps memory flat.
+    schedule: Schedule | None
+    decision: Decision
+
+
+class _Slot:
+    __slots__ = ("lock", "ready", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready = False
+        self.value: Any = None
+
+
+class Memo:
+    """Values computed once per key, however many threads ask at once: the others wait for it.
+
+    Per-key locks, so one slow key (a schedule URL, an AssumeRole) holds up only
+    the threads that need it. With a limit it forgets everything when full: a
+    fleet of 100,000 distinct schedules gains nothing from remembering them all,
+    and forgetting keeps memory flat.
     """
 
-    def __init__(self, limit: int = MEMO_LIMIT) -> None:
-        super().__init__()
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._slots: dict[Any, _Slot] = {}
 
-    def put(self, key: Any, value: Any) -> Any:
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = value
-        return value
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        slot = self._slots.get(key)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.get(key)
+                if slot is None:
+                    if self._limit is not None and len(self._slots) >= self._limit:
+                        self._slots.clear()
+                    slot = self._slots[key] = _Slot()
+        if not slot.ready:
+            with slot.lock:
+                if not slot.ready:
+                    slot.value = compute()
+                    slot.ready = True
+        return slot.value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._slots.clear()
 
 
-class OncePerKey:
-    """Computes a value once per key, however many threads ask at once: the others wait for it.
+class RunMemo:
+    """Everything one run remembers: made by `run()` (or a command) and dropped with it.
 
-    A per-key lock, so keys do not wait for each other (one slow schedule URL or
-    AssumeRole holds up only the threads that need it).
+    Nothing here outlives an invocation, so nothing keyed on the run's time piles
+    up in a warm execution environment; every table is safe to share between the
+    run's threads.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key_locks: dict[Any, threading.Lock] = {}
-        self._values: dict[Any, Any] = {}
+        self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
+        self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
+        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due
+        self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
+        self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
+        self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
 
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            if key not in self._values:
-                self._values[key] = compute()
-            return self._values[key]
+    def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
+        """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
+        return self.windows.get((tz_name, now, window), lambda: window_minutes(tz_name, now, window))
 
 
 @dataclass(frozen=True)
@@ -461,9 +404,8 @@ def _parse_allow_prefix(prefix: str) -> str:
 # --- Schedule parsing (pure) ----------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
-    """The ZoneInfo for an IANA name, or ScheduleError."""
+    """The ZoneInfo for an IANA name (ZoneInfo keeps its own cache), or ScheduleError."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
@@ -582,6 +524,8 @@ _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
 
 
+# A cache of a pure parse, keyed on the expression's text alone (nothing of a run's): the few
+# expressions of a fleet are parsed once per execution environment.
 @functools.lru_cache(maxsize=MEMO_LIMIT)
 def cron_fields(expression: str) -> CronFields | None:
     """The field sets of a plain 5-field expression, or None where only croniter can say.
@@ -602,9 +546,8 @@ def cron_fields(expression: str) -> CronFields | None:
     return CronFields(*sets)  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=4096)
 def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
-    """The values of one field (cached: the many expressions of a fleet share their sets)."""
+    """The values of one field of a plain expression, or None."""
     low, high = _CRON_BOUNDS[position]
     names = _CRON_NAMES[position]
     values: set[int] = set()
@@ -691,33 +634,14 @@ def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
             return instant
 
 
-def latest_in_window(expression: str, tz_name: str, now: datetime, window: timedelta) -> datetime | None:
-    """The latest instant in (now - window, now] at which the expression fires, or None.
-
-    Plain expressions are matched against the window's minutes in the zone (a
-    few set look-ups each); others take croniter's walk. Both follow the same
-    daylight-saving rule, and the tests hold them to a brute-force oracle.
-    """
-    fields = cron_fields(expression)
-    if fields is None:
-        moment = latest_fire(expression, tz_name, now)
-        return moment if moment > now - window else None
-    for instant, walls in window_minutes(tz_name, now, window):
-        if any(fields.matches(wall) for wall in walls):
-            return instant
-    return None
-
-
-@functools.lru_cache(maxsize=1024)
-def window_minutes(
-    tz_name: str, now: datetime, window: timedelta
-) -> tuple[tuple[datetime, tuple[tuple[int, int, int, int, int], ...]], ...]:
+def window_minutes(tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
     """Each whole minute of (now - window, now], latest first, with the wall times that fire at it.
 
     A minute's wall time is (minute, hour, day, month, weekday with 0 Sunday).
     It has none in the second pass of a repeated hour (a time fires at its
     first occurrence), and at the moment clocks go forward it also carries the
-    skipped wall times (they fire then). Cached: every schedule in a zone shares it.
+    skipped wall times (they fire then). A run computes it once per zone
+    (`RunMemo.window_minutes`).
     """
     tz = zone(tz_name)
     minute = timedelta(minutes=1)
@@ -734,6 +658,29 @@ def window_minutes(
         )
         instant -= minute
     return tuple(result)
+
+
+def latest_in_window(
+    expression: str,
+    tz_name: str,
+    now: datetime,
+    window: timedelta,
+    minutes_of: MinutesOf = window_minutes,
+) -> datetime | None:
+    """The latest instant in (now - window, now] at which the expression fires, or None.
+
+    Plain expressions are matched against the window's minutes in the zone (a
+    few set look-ups each); others take croniter's walk. Both follow the same
+    daylight-saving rule, and the tests hold them to a brute-force oracle.
+    """
+    fields = cron_fields(expression)
+    if fields is None:
+        moment = latest_fire(expression, tz_name, now)
+        return moment if moment > now - window else None
+    for instant, walls in minutes_of(tz_name, now, window):
+        if any(fields.matches(wall) for wall in walls):
+            return instant
+    return None
 
 
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -761,11 +708,12 @@ def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     return high
 
 
-def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
+def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of: MinutesOf = window_minutes) -> Due:
     """What the schedule asks for at `now`: the later of its latest start and stop.
 
     Without enforce only times inside (now - window, now] count; with enforce,
-    any time at or before now.
+    any time at or before now. `minutes_of` is `window_minutes` or a run's
+    memo of it.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -774,7 +722,7 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
         if schedule.enforce:
             times = [latest_fire(expression, schedule.tz, now) for expression in expressions]
         else:
-            times = [latest_in_window(expression, schedule.tz, now, window) for expression in expressions]
+            times = [latest_in_window(expression, schedule.tz, now, window, minutes_of) for expression in expressions]
         latest[action] = max((moment for moment in times if moment is not None), default=None)
     start, stop = latest[Action.START], latest[Action.STOP]
     enforced = schedule.enforce
@@ -971,41 +919,38 @@ def _get_schedule_text(url: str) -> str:
 
 
 class ScheduleResolver:
-    """Turns tag values into Schedules, each distinct value and URL once per run (thread-safe)."""
+    """Turns tag values into Schedules, each distinct value and URL once per run (thread-safe).
+
+    `memo` is the run's; `fetch` and `resolve` are the network edges (tests pass their own).
+    """
 
     def __init__(
         self,
         settings: Settings,
+        memo: RunMemo | None = None,
         fetch: Callable[[str], str] = fetch_schedule_text,
         resolve: Callable[[str], list[str]] = resolve_host,
     ) -> None:
         self._settings = settings
+        self._memo = memo or RunMemo()
         self._fetch = fetch
         self._resolve = resolve
-        self._inline = RunCache()
-        self._by_url = OncePerKey()  # never forgotten: one fetch per URL per run, even when regions ask at once
 
     def resolve(self, value: str) -> Schedule | ScheduleError:
         """The Schedule of a tag value, or the ScheduleError saying why there is none.
 
-        Errors are returned, not raised: one cached error serves many instances.
+        Errors are returned, not raised: one remembered error serves many instances.
         """
         if is_url(value):
-            return self._from_url(value.strip())
-        result = self._inline.get(value)
-        if result is None:
-            result = self._inline.put(value, self._parse(value))
-        return result
+            url = value.strip()
+            return self._memo.urls.get(url, lambda: self._fetch_and_parse(url))  # type: ignore[no-any-return]
+        return self._memo.schedules.get(value, lambda: self._parse(value))  # type: ignore[no-any-return]
 
     def _parse(self, text: str) -> Schedule | ScheduleError:
         try:
             return parse_schedule_json(text, self._settings.timezone)
         except ScheduleError as err:
             return err
-
-    def _from_url(self, url: str) -> Schedule | ScheduleError:
-        result: Schedule | ScheduleError = self._by_url.get(url, lambda: self._fetch_and_parse(url))
-        return result
 
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
         shown = redact_url(url)
@@ -1120,20 +1065,31 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
     return session.client("ec2", config=config, **keys)
 
 
-def sts_client(session: Any, settings: Settings) -> Any:
+def sts_client(session: Any, region: str) -> Any:
     return session.client(
         "sts",
-        region_name=settings.regions[0],
+        region_name=region,
         config=Config(retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS}),
     )
 
 
-def assume_role(sts: Any, role_arn: str, settings: Settings) -> dict[str, str]:
+def assume_role(sts: Any, role_arn: str, settings: Settings) -> dict[str, Any]:
     """Temporary credentials for a role in another account (STS AssumeRole)."""
     name = re.sub(r"[^\w+=,.@-]", "-", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "ec2-powercycle"))[:64]
     extra = {"ExternalId": settings.external_id} if settings.external_id else {}
     reply = sts.assume_role(RoleArn=role_arn, RoleSessionName=name, DurationSeconds=ASSUMED_ROLE_SECONDS, **extra)
-    return reply["Credentials"]
+    return reply["Credentials"]  # type: ignore[no-any-return]
+
+
+def _expires_in(credentials: Mapping[str, Any], now: datetime) -> timedelta:
+    """How long assumed credentials stay valid (zero when their expiry cannot be read)."""
+    try:
+        expiry = datetime.fromisoformat(str(credentials["Expiration"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return timedelta(0)
+    if expiry.tzinfo is None:
+        return timedelta(0)
+    return expiry - now
 
 
 def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
@@ -1154,62 +1110,6 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
         page = reservations = None
         yield from instances
         instances = []
-
-
-def plan_region(
-    instances: Iterable[dict[str, Any]],
-    settings: Settings,
-    now: datetime,
-    resolver: ScheduleResolver,
-    result: TargetResult,
-    due_cache: RunCache,
-) -> dict[Action, list[str]]:
-    """Decide every instance; note skips and errors in result; return the IDs to act on.
-
-    Each distinct (tag value, state) pair is decided once, so an instance that
-    shares its schedule with others costs a dictionary look-up.
-    """
-    to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
-    decisions = RunCache()  # (tag value, state) -> Decision
-    for instance in instances:
-        instance_id = instance["InstanceId"]
-        result.instances += 1
-        tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
-        reason = guard_reason(tags, settings.protected_environments)
-        if reason:
-            result.skip(instance_id, reason)
-            continue
-        key = (tags.get(settings.tag, ""), instance["State"]["Name"])
-        decision = decisions.get(key)
-        if decision is None:
-            decision = decisions.put(key, _decide_value(*key, settings, now, resolver, due_cache))
-        if decision.outcome is Outcome.ACT:
-            to_act[decision.action].append(instance_id)
-        elif decision.outcome is Outcome.SKIP:
-            result.skip(instance_id, decision.reason)
-        elif decision.outcome is Outcome.ERROR:
-            result.error(instance_id, decision.reason)
-    return to_act
-
-
-def _decide_value(
-    value: str,
-    state: str,
-    settings: Settings,
-    now: datetime,
-    resolver: ScheduleResolver,
-    due_cache: RunCache,
-) -> Decision:
-    schedule = resolver.resolve(value)
-    if isinstance(schedule, ScheduleError):
-        return Decision(Outcome.ERROR, None, f"bad schedule in tag {settings.tag!r}: {schedule}")
-    due = due_cache.get(schedule)
-    if due is None:
-        try:
-            due = due_cache.put(schedule, due_action(schedule, now, settings.window))
-        except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
-            return Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {settings.tag!r}: {err}")
-    return decide(due, state)
 
 
 def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult) -> list[str]:
@@ -1245,68 +1145,185 @@ def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult)
     return done
 
 
-def _aws_message(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Message", "")).strip()
+def _describe_error(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {str(error.get('Message', '')).strip()}"
+    return f"{type(err).__name__}: {err}"
 
 
-class Clients:
-    """EC2 clients for targets: made under a lock (a boto3 session is not thread-safe), each role assumed once."""
+class Aws:
+    """The boto3 session, EC2 clients and assumed-role credentials of an execution environment.
 
-    def __init__(self, session: Any, settings: Settings) -> None:
-        self._session = session
-        self._settings = settings
-        self._lock = threading.Lock()  # guards the session; held only while making a client
-        self._sts: Any = None
-        self._credentials = OncePerKey()  # role ARN -> credentials, or why there are none
+    Made once and reused by every invocation in the environment, as AWS's Lambda
+    guidance recommends: a new session loads the EC2 service model again, about
+    0.2 s of CPU. Clients are made under a lock (a boto3 session is not
+    thread-safe). An assumed role's credentials are reused while they have more
+    than ROLE_REUSE_MARGIN left; within a run each role is assumed at most once
+    (the run's memo), and a role that could not be assumed is tried again by
+    the next run.
+    """
 
-    def ec2(self, target: Target) -> Any:
-        credentials = self._role_credentials(target.role_arn) if target.role_arn else None
+    def __init__(self, session: Any = None) -> None:
+        self._session = session or aws_session()
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
+        self._sts: dict[str, Any] = {}
+        self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
+
+    def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
+        """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
+        credentials = self._role_credentials(target.role_arn, settings, memo) if target.role_arn else None
+        key_id = credentials["AccessKeyId"] if credentials else None
         with self._lock:
-            return ec2_client(target.region, self._session, credentials)
+            made_with, client = self._clients.get((target.region, target.role_arn), (None, None))
+            if client is None or made_with != key_id:
+                client = ec2_client(target.region, self._session, credentials)
+                self._clients[(target.region, target.role_arn)] = (key_id, client)
+            return client
 
-    def _role_credentials(self, role_arn: str) -> dict[str, str]:
-        """The role's credentials, assumed once per run: its other regions wait, other roles do not."""
+    def forget(self) -> None:
+        """Drop the clients and credentials, keeping the session (tests: each makes its own clients)."""
         with self._lock:
-            if self._sts is None:
-                self._sts = sts_client(self._session, self._settings)
-        credentials = self._credentials.get(role_arn, lambda: self._assume(role_arn))
+            self._clients.clear()
+            self._credentials.clear()
+
+    def _role_credentials(self, role_arn: str, settings: Settings, memo: RunMemo) -> dict[str, Any]:
+        credentials = memo.roles.get(role_arn, lambda: self._credentials_for(role_arn, settings))
         if isinstance(credentials, str):
             raise RoleError(credentials)
-        return credentials
+        return credentials  # type: ignore[no-any-return]
 
-    def _assume(self, role_arn: str) -> dict[str, str] | str:
+    def _credentials_for(self, role_arn: str, settings: Settings) -> dict[str, Any] | str:
+        known = self._credentials.get(role_arn)
+        if known is not None and _expires_in(known, datetime.now(UTC)) > ROLE_REUSE_MARGIN:
+            return known
+        region = settings.regions[0]
         try:
-            return assume_role(self._sts, role_arn, self._settings)
+            with self._lock:
+                if region not in self._sts:
+                    self._sts[region] = sts_client(self._session, region)
+            credentials = assume_role(self._sts[region], role_arn, settings)
         except (ClientError, BotoCoreError) as err:
             return f"cannot assume role {role_arn}: {_describe_error(err)}"
+        self._credentials[role_arn] = credentials
+        return credentials
 
 
-def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
-    """Every account and region pair to schedule: the own account (unless turned off), then each role's."""
-    accounts: list[tuple[str, str | None]] = [(own_account, None)] if settings.own_account else []
-    accounts += [(arn.split(":")[4], arn) for arn in settings.role_arns]  # role ARNs were checked at start-up
-    return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
+_SESSION_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+_shared: tuple[tuple[tuple[str, str], ...], Aws] | None = None
+_shared_lock = threading.Lock()
 
 
-def run_target(
-    target: Target,
-    clients: Clients,
-    settings: Settings,
-    now: datetime,
-    resolver: ScheduleResolver,
-    due_cache: RunCache,
-) -> TargetResult:
-    """Read, decide and act in one account and region; never raises."""
-    result = TargetResult(target)
+def shared_aws() -> Aws:
+    """The execution environment's Aws, made on first use.
+
+    Made again only if the variables that choose the endpoint or the profile
+    change (tests, the command line's --endpoint-url), which they never do in a
+    Lambda execution environment.
+    """
+    global _shared
+    key = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith(_SESSION_VARIABLES)))
+    with _shared_lock:
+        if _shared is None or _shared[0] != key:
+            _shared = (key, Aws())
+        return _shared[1]
+
+
+# --- A run: one instance, one target, every target --------------------------------
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every decision of one run shares: settings, the time, AWS access and the run's memo."""
+
+    settings: Settings
+    now: datetime
+    aws: Aws
+    memo: RunMemo = field(default_factory=RunMemo)
+    resolver: ScheduleResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+
+
+def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+
+
+def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
+    """The one decision path: what a run does with an instance (its tags, state, the run's time).
+
+    The handler's runs and the command line's `plan` both decide through here.
+    Each distinct (tag value, state) pair is decided once per run, so an instance
+    that shares its schedule with others costs a dictionary look-up.
+    """
+    tags = instance_tags(instance)
+    settings = context.settings
+    reason = guard_reason(tags, settings.protected_environments)
+    if reason:
+        return Verdict(None, Decision(Outcome.SKIP, None, reason))
+    value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
+    return context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))  # type: ignore[no-any-return]
+
+
+def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
+    tag = context.settings.tag
+    schedule = context.resolver.resolve(value)
+    if isinstance(schedule, ScheduleError):
+        return Verdict(None, Decision(Outcome.ERROR, None, f"bad schedule in tag {tag!r}: {schedule}"))
     try:
-        ec2 = clients.ec2(target)
-        to_act = plan_region(tagged_instances(ec2, settings.tag), settings, now, resolver, result, due_cache)
-    except (ClientError, BotoCoreError, RoleError) as err:
-        problem = str(err) if isinstance(err, RoleError) else f"cannot read instances: {_describe_error(err)}"
-        return result.fail(problem)
+        due = context.memo.due.get(schedule, lambda: _due(schedule, context))
+    except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
+        return Verdict(None, Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {tag!r}: {err}"))
+    return Verdict(schedule, decide(due, state))
+
+
+def _due(schedule: Schedule, context: RunContext) -> Due:
+    return due_action(schedule, context.now, context.settings.window, context.memo.window_minutes)
+
+
+def read_target(
+    target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]
+) -> Any:
+    """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
+
+    Raises TargetError saying why the target could not be read.
+    """
+    try:
+        ec2 = context.aws.ec2(target, context.settings, context.memo)
+        for instance in tagged_instances(ec2, context.settings.tag):
+            visit(instance, decide_instance(instance, context))
+    except RoleError as err:
+        raise TargetError(str(err)) from err
+    except (ClientError, BotoCoreError) as err:
+        raise TargetError(f"cannot read instances: {_describe_error(err)}") from err
     except Exception as err:  # a bug must not cost the other targets their run; it still fails the run
         logger.exception("%s: unexpected error", target)
-        return result.fail(f"unexpected error: {type(err).__name__}: {err}")
+        raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
+    return ec2
+
+
+def run_target(target: Target, context: RunContext) -> TargetResult:
+    """Read, decide and act in one account and region; never raises."""
+    settings = context.settings
+    result = TargetResult(target)
+    to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
+
+    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
+        result.instances += 1
+        decision = verdict.decision
+        if decision.outcome is Outcome.ACT:
+            to_act[decision.action].append(instance["InstanceId"])  # type: ignore[index]
+        elif decision.outcome is Outcome.SKIP:
+            result.skip(instance["InstanceId"], decision.reason)
+        elif decision.outcome is Outcome.ERROR:
+            result.error(instance["InstanceId"], decision.reason)
+
+    try:
+        ec2 = read_target(target, context, visit)
+    except TargetError as err:
+        return result.fail(str(err))
     for action, ids in to_act.items():
         done = ids if settings.dry_run else act(ec2, action, ids, result)
         (result.started if action is Action.START else result.stopped).extend(done)
@@ -1323,10 +1340,19 @@ def run_target(
     return result
 
 
-def _describe_error(err: Exception) -> str:
-    if isinstance(err, ClientError):
-        return f"{err.response.get('Error', {}).get('Code', 'Unknown')}: {_aws_message(err)}"
-    return f"{type(err).__name__}: {err}"
+def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
+    """Every account and region pair to schedule: the own account (unless turned off), then each role's."""
+    accounts: list[tuple[str, str | None]] = [(own_account, None)] if settings.own_account else []
+    accounts += [(arn.split(":")[4], arn) for arn in settings.role_arns]  # role ARNs were checked at start-up
+    return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
+
+
+def each_target(targets: list[Target], work: Callable[[Target], Any], max_workers: int) -> list[Any]:
+    """work(target) for every target, in a pool of max_workers threads; results in the targets' order."""
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+        return list(pool.map(work, targets))
 
 
 # --- Handler --------------------------------------------------------------------
@@ -1344,6 +1370,13 @@ def reference_time(event: Any) -> datetime:
     if moment.tzinfo is None:
         raise ConfigError(f"event time {raw!r} has no time zone; expected e.g. '2026-11-23T08:00:00Z'")
     return moment.astimezone(UTC)
+
+
+def own_account_id(context: Any) -> str:
+    """The function's account, from the Lambda context's function ARN; OWN_ACCOUNT when run elsewhere."""
+    arn = str(getattr(context, "invoked_function_arn", "") or "")
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 and parts[4].isdigit() else OWN_ACCOUNT
 
 
 def summarise(now: datetime, settings: Settings, results: list[TargetResult]) -> dict[str, Any]:
@@ -1393,34 +1426,17 @@ def _ensure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
-def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
-    _ensure_logging()
-    return run(Settings.from_env(), reference_time(event), own_account_id(context))
-
-
-def own_account_id(context: Any) -> str:
-    """The function's account, from the Lambda context's function ARN; OWN_ACCOUNT when run elsewhere."""
-    arn = str(getattr(context, "invoked_function_arn", "") or "")
-    parts = arn.split(":")
-    return parts[4] if len(parts) > 4 and parts[4].isdigit() else OWN_ACCOUNT
-
-
 def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, session: Any = None) -> dict[str, Any]:
     """One scheduling run at `now` for every account and region.
 
     Targets run concurrently in a pool of settings.max_workers; a failed target
     is reported and the others go on; RunError is raised after the summary.
-    `session` (a boto3 Session) is for callers that bring their own.
+    `session` (a boto3 Session) is for callers that bring their own; otherwise
+    the execution environment's session and clients are reused.
     """
-    resolver = ScheduleResolver(settings)
-    due_cache = RunCache()
-    clients = Clients(session or aws_session(), settings)
+    context = RunContext(settings, now, Aws(session) if session else shared_aws())
     targets = targets_of(settings, own_account)
-    with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(targets))) as pool:
-        results = list(
-            pool.map(lambda target: run_target(target, clients, settings, now, resolver, due_cache), targets)
-        )
+    results = each_target(targets, lambda target: run_target(target, context), settings.max_workers)
     summary = summarise(now, settings, results)
     log_summary(summary)
     failed = [str(result.target) for result in results if result.failed]
@@ -1429,659 +1445,13 @@ def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, sessi
     return summary
 
 
-# --- Command line ---------------------------------------------------------------
-#
-# `python ec2_powercycle.py check|plan|run ...`. Only a run as a program uses it:
-# argparse and cron-descriptor are imported inside, so the Lambda never loads them.
+def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
+    _ensure_logging()
+    return run(Settings.from_env(), reference_time(event), own_account_id(context))
 
-CLI_EPILOG = """\
-the tag:
-  key ec2Powercycle (EC2_POWERCYCLE_TAG), value a JSON schedule such as
-    {"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}
-  or the https:// URL of such a document. start, stop: a 5-field cron expression
-  (minute hour day-of-month month day-of-week) or a list of them; either may be
-  absent. tz: an IANA zone (default EC2_POWERCYCLE_TIMEZONE, else UTC).
-  enforce: true holds the scheduled state every run (default false: each start
-  and stop acts once, manual changes are respected).
 
-exit codes: 0 fine; 1 invalid schedule, or errors in a plan or run;
-  2 usage or set-up problem (bad option or setting, no region, unknown region,
-  no credentials).
-"""
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_SETUP = 2
-TIMELINE_HOURS = 7 * 24
-TIMELINE_MAX_HOURS = 31 * 24
+if __name__ == "__main__":  # `python ec2_powercycle.py COMMAND`: the command line, kept beside this module
+    from ec2_powercycle_cli import main
 
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """One tagged instance as `plan` shows it."""
-
-    instance_id: str
-    region: str
-    name: str
-    state: str
-    source: str  # "inline" or "url"
-    schedule: Schedule | None
-    untouched: str | None  # why the scheduler will not touch it, or None
-    next_start: datetime | None = None
-    next_stop: datetime | None = None
-    now: Decision | None = None  # what a run at the plan's time would do
-
-
-@dataclass(frozen=True)
-class Style:
-    """ANSI colour on a terminal (unless NO_COLOR is set), plain text elsewhere."""
-
-    colour: bool = False
-    running: str = "#"
-    stopped: str = "."
-
-    @classmethod
-    def for_stream(cls, stream: Any) -> Style:
-        colour = stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-        try:
-            "█·".encode(stream.encoding or "ascii")
-        except (UnicodeEncodeError, LookupError):
-            return cls(colour)
-        return cls(colour, "█", "·")
-
-    def paint(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.colour and text else text
-
-    def bold(self, text: str) -> str:
-        return self.paint(text, "1")
-
-    def good(self, text: str) -> str:
-        return self.paint(text, "32")
-
-    def warn(self, text: str) -> str:
-        return self.paint(text, "33")
-
-    def bad(self, text: str) -> str:
-        return self.paint(text, "31")
-
-
-def upcoming_times(schedule: Schedule, after: datetime, count: int) -> list[tuple[datetime, Action]]:
-    """The next `count` start times and next `count` stop times after `after`, in time order."""
-    found: list[tuple[datetime, Action]] = []
-    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
-        times: set[datetime] = set()
-        for expression in expressions:
-            moment = after
-            for _ in range(count):
-                moment = next_fire(expression, schedule.tz, moment)
-                times.add(moment)
-        found.extend((moment, action) for moment in sorted(times)[:count])
-    return sorted(found)
-
-
-def schedule_document(schedule: Schedule) -> dict[str, Any]:
-    """A Schedule as JSON data (lists of expressions, zone, enforce)."""
-    return {"start": list(schedule.start), "stop": list(schedule.stop), "tz": schedule.tz, "enforce": schedule.enforce}
-
-
-def describe_cron(expression: str) -> str | None:
-    """The expression in plain words ("At 08:00, Monday through Friday"), or None without cron-descriptor."""
-    try:
-        from cron_descriptor import ExpressionDescriptor, Options
-    except ImportError:
-        return None
-    options = Options()
-    options.use_24hour_time_format = True
-    options.verbose = False
-    try:
-        return str(ExpressionDescriptor(expression, options).get_description())
-    except Exception:  # its own parser may refuse what croniter accepts: the words are a nicety
-        return None
-
-
-def plan_entry(
-    instance: dict[str, Any], region: str, settings: Settings, now: datetime, resolver: ScheduleResolver
-) -> PlanEntry:
-    """What the scheduler makes of one instance: the same guards, resolver and decision as a run."""
-    tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
-    value = tags.get(settings.tag, "")
-    base = {
-        "instance_id": instance["InstanceId"],
-        "region": region,
-        "name": tags.get("Name", ""),
-        "state": instance["State"]["Name"],
-        "source": "url" if is_url(value) else "inline",
-    }
-    reason = guard_reason(tags, settings.protected_environments)
-    if reason:
-        return PlanEntry(**base, schedule=None, untouched=reason)
-    schedule = resolver.resolve(value)
-    if isinstance(schedule, ScheduleError):
-        return PlanEntry(**base, schedule=None, untouched=f"bad schedule in tag {settings.tag!r}: {schedule}")
-    return PlanEntry(
-        **base,
-        schedule=schedule,
-        untouched=None,
-        next_start=min((next_fire(e, schedule.tz, now) for e in schedule.start), default=None),
-        next_stop=min((next_fire(e, schedule.tz, now) for e in schedule.stop), default=None),
-        now=decide(due_action(schedule, now, settings.window), base["state"]),
-    )
-
-
-def timeline_start(now: datetime, tz_name: str) -> datetime:
-    """The start of the hour containing `now` on the clocks of zone tz_name."""
-    local = now.astimezone(zone(tz_name))
-    return now - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
-
-
-def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name: str) -> dict[str, Any]:
-    """One row per distinct schedule of the instances it will act on: running hours and stopped share."""
-    users: dict[Schedule, list[str]] = {}
-    for entry in entries:
-        if entry.schedule is not None:
-            users.setdefault(entry.schedule, []).append(entry.instance_id)
-    rows = []
-    ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
-    for number, (schedule, instance_ids) in enumerate(ranked, 1):
-        running = running_hours(schedule, start, hours)
-        stopped = running.count(False)
-        rows.append(
-            {
-                "id": f"S{number}",
-                "schedule": schedule_document(schedule),
-                "instances": len(instance_ids),
-                "instance_ids": instance_ids,
-                "running": running,
-                "stopped_hours": stopped,
-                "stopped_share": round(stopped / hours, 4),
-            }
-        )
-    return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
-
-
-def plan_data(
-    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], problems: list[str]
-) -> dict[str, Any]:
-    """The plan as JSON data (`plan --json`)."""
-    return {
-        "time": _iso(now),
-        "tag": settings.tag,
-        "regions": list(settings.regions),
-        "instances": [
-            {
-                "instance_id": entry.instance_id,
-                "region": entry.region,
-                "name": entry.name,
-                "state": entry.state,
-                "source": entry.source,
-                "schedule": None if entry.schedule is None else schedule_document(entry.schedule),
-                "touched": entry.untouched is None,
-                "reason": entry.untouched,
-                "next_start": _iso(entry.next_start) or None,
-                "next_stop": _iso(entry.next_stop) or None,
-                "now": None if entry.now is None else {"outcome": entry.now.outcome.value, "reason": entry.now.reason},
-            }
-            for entry in entries
-        ],
-        "timeline": timeline,
-        "errors": problems,
-    }
-
-
-# Text output (pure: data in, lines out).
-
-
-def _when(moment: datetime, tz_name: str) -> str:
-    return moment.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _until(moment: datetime, now: datetime) -> str:
-    minutes = int((moment - now).total_seconds() // 60)
-    if minutes < 1:
-        return "in <1m"
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    if days:
-        return f"in {days}d {hours}h" if hours else f"in {days}d"
-    if hours:
-        return f"in {hours}h {minutes}m" if minutes else f"in {hours}h"
-    return f"in {minutes}m"
-
-
-def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = None) -> list[str]:
-    """Left-aligned columns two spaces apart; paint[i] colours column i after padding."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        if paint:
-            cells = [colour(cell) for colour, cell in zip(paint, cells, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
-def _schedule_words(document: dict[str, Any]) -> str:
-    """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London)"."""
-    parts = [f"{key} {' or '.join(document[key])}" for key in ("start", "stop") if document[key]]
-    return ", ".join(parts) + f" ({document['tz']}{', enforce' if document['enforce'] else ''})"
-
-
-def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
-    """A valid schedule: zone, enforce, each expression in words, the next times in its zone and UTC."""
-    source = "a URL" if is_url(value) else "inline JSON"
-    lines = [f"{style.good('valid')} schedule ({source})", f"  zone     {schedule.tz}"]
-    if schedule.enforce:
-        lines.append("  enforce  true: the latest start or stop is held every run; manual changes are undone")
-    else:
-        lines.append("  enforce  false: each start and stop acts once; manual changes are respected")
-    width = max(len(expression) for expression in (*schedule.start, *schedule.stop))
-    for key, expressions in (("start", schedule.start), ("stop", schedule.stop)):
-        if not expressions:
-            lines.append(f"  {key:<7}  none")
-        for expression in expressions:
-            words = describe_cron(expression)
-            lines.append(f"  {key:<7}  {expression:<{width}}  {words or ''}".rstrip())
-    lines.append("")
-    lines.append(f"next times after {_utc(now)}:")
-    rows = [
-        [action.value, _when(moment, schedule.tz), _utc(moment), _until(moment, now)]
-        for moment, action in upcoming_times(schedule, now, count)
-    ]
-    lines.extend("  " + line for line in _table(rows))
-    return "\n".join(lines)
-
-
-def format_plan(
-    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], style: Style
-) -> str:
-    """The instance table (with why an instance is left alone) followed by the timeline."""
-    regions = ", ".join(settings.regions)
-    lines = [style.bold(f"Plan at {_utc(now)}: {len(entries)} instances tagged {settings.tag} in {regions}")]
-    many_regions = len(settings.regions) > 1
-    header = ["NAME", "INSTANCE", *(["REGION"] if many_regions else []), "STATE", "SCHEDULE", "ZONE"]
-    header += ["NEXT START", "NEXT STOP"]
-    rows = [header]
-    for entry in entries:
-        schedule = entry.schedule
-        times = [
-            "-"
-            if schedule is None
-            else "none"
-            if moment is None
-            else f"{_when(moment, schedule.tz)} ({_until(moment, now)})"
-            for moment in (entry.next_start, entry.next_stop)
-        ]
-        zone_name = "-" if schedule is None else schedule.tz
-        region = [entry.region] if many_regions else []
-        rows.append([entry.name or "-", entry.instance_id, *region, entry.state, entry.source, zone_name, *times])
-    table = _table(rows) if entries else []
-    if table:
-        lines.extend(["", style.bold(table[0])])
-    for entry, line in zip(entries, table[1:], strict=True):
-        lines.append(line)
-        if entry.untouched:
-            lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
-        elif entry.now is not None and entry.now.outcome is not Outcome.IDLE:
-            mark = {Outcome.ACT: style.good, Outcome.SKIP: style.warn}.get(entry.now.outcome, style.bad)
-            lines.append("    " + mark(f"a run now: {entry.now.reason}"))
-    lines.append("")
-    lines.extend(format_timeline(timeline, style))
-    return "\n".join(lines)
-
-
-def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
-    """A day ruler, one shaded row per schedule with its stopped share, then what each row's schedule is."""
-    rows = timeline["schedules"]
-    if not rows:
-        return ["No schedule to show: no instance the scheduler will act on."]
-    start = datetime.fromisoformat(timeline["start"].replace("Z", "+00:00"))
-    tz = zone(timeline["zone"])
-    hours = timeline["hours"]
-    lines = [
-        style.bold(
-            f"Timeline from {_when(start, timeline['zone'])}, one column per hour "
-            f"({style.running} running, {style.stopped} stopped)"
-        )
-    ]
-    labels = [f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}" for row in rows]
-    margin = max(len(label) for label in labels) + 2
-    ruler = [" "] * hours
-    free = 0
-    for index in range(hours):
-        local = (start + timedelta(hours=index)).astimezone(tz)
-        if (index == 0 or local.hour == 0) and index >= free:
-            text = local.strftime("%a %d")
-            ruler[index : index + len(text)] = text
-            free = index + len(text) + 1
-    lines.append(" " * margin + "".join(ruler[:hours]).rstrip())
-    for label, row in zip(labels, rows, strict=True):
-        shading = "".join(
-            style.good(style.running) if running else style.stopped for running in row["running"]
-        )
-        share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
-        lines.append(f"{label.ljust(margin)}{shading}  {share}")
-    lines.append("")
-    lines.extend(f"{row['id']}  {_schedule_words(row['schedule'])}" for row in rows)
-    return lines
-
-
-def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], style: Style) -> str:
-    """The run summary as a table; labels maps instance IDs to (Name tag, region) where known."""
-    start = datetime.fromisoformat(summary["window_start"].replace("Z", "+00:00"))
-    now = datetime.fromisoformat(summary["time"].replace("Z", "+00:00"))
-    dry = " (dry run: nothing changed)" if summary["dry_run"] else ""
-    lines = [
-        style.bold(
-            f"Run at {_utc(now)}, window {start:%H:%M} to {now:%H:%M} UTC, {', '.join(summary['regions'])}: "
-            f"{summary['instances']} tagged instances{dry}"
-        )
-    ]
-    many_regions = len(summary["regions"]) > 1
-    rows: list[list[str]] = []
-    paint: list[Callable[[str], str]] = []
-
-    def add(what: str, colour: Callable[[str], str], instance_id: str | None, region: str, note: str) -> None:
-        name, known_region = labels.get(instance_id or "", ("", ""))
-        row = [what, name or "-", instance_id or "-"]
-        rows.append([*row, *([region or known_region or "-"] if many_regions else []), note])
-        paint.append(colour)
-
-    unchanged = "dry run: left as it is" if summary["dry_run"] else ""
-    for instance_id in summary["started"]:
-        add("started", style.good, instance_id, "", unchanged)
-    for instance_id in summary["stopped"]:
-        add("stopped", style.good, instance_id, "", unchanged)
-    for entry in summary["skipped"]:
-        add("skipped", style.warn, entry["instance_id"], entry["region"], entry["reason"])
-    for entry in summary["errors"]:
-        add("failed", style.bad, entry["instance_id"], entry["region"], entry["error"])
-    if rows:
-        header = ["WHAT", "NAME", "INSTANCE", *(["REGION"] if many_regions else []), "NOTE"]
-        table = _table([header, *rows])
-        lines.append(style.bold(table[0]))
-        lines.extend(colour(line) for colour, line in zip(paint, table[1:], strict=True))
-    else:
-        lines.append("nothing due")
-    counts = [(len(summary["started"]), "started"), (len(summary["stopped"]), "stopped")]
-    counts += [(len(summary["skipped"]), "skipped"), (len(summary["errors"]), "failed")]
-    lines.append(", ".join(f"{number} {word}" for number, word in counts))
-    return "\n".join(lines)
-
-
-# Edges of the command line: settings, AWS set-up, commands.
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _cli_time(text: str | None) -> datetime:
-    try:
-        return reference_time({"time": text})
-    except ConfigError as err:
-        raise ConfigError(f"--at: {err}") from err
-
-
-def _cli_settings(args: Any, *, aws: bool) -> Settings:
-    """Settings.from_env with the command's flags on top; for AWS commands, checked regions and credentials."""
-    settings = Settings.from_env(require_regions=False)
-    changes: dict[str, Any] = {}
-    if getattr(args, "tag", None) is not None:
-        tag = args.tag.strip()
-        if not tag or len(tag) > 128:
-            raise ConfigError(f"--tag must be a tag key of 1 to 128 characters, got {args.tag!r}")
-        changes["tag"] = tag
-    if getattr(args, "dry_run", False):
-        changes["dry_run"] = True
-    if aws:
-        if args.endpoint_url:
-            parts = urlsplit(args.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"--endpoint-url must be an http(s) URL, got {args.endpoint_url!r}")
-            os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client made from here on
-        session = boto3.session.Session()
-        changes["regions"] = _cli_regions(args.region or list(settings.regions), session)
-        if session.get_credentials() is None:
-            raise ConfigError(
-                "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "or run where a role provides them"
-            )
-    return replace(settings, **changes)
-
-
-def _cli_regions(requested: list[str], session: Any) -> tuple[str, ...]:
-    regions = [name.strip() for item in requested for name in item.split(",") if name.strip()]
-    if not regions and session.region_name:
-        regions = [session.region_name]  # the profile's region in ~/.aws/config
-    if not regions:
-        raise ConfigError(f"no region: pass --region, or set {REGIONS_SETTING}, AWS_REGION or AWS_DEFAULT_REGION")
-    known = {
-        name
-        for partition in session.get_available_partitions()
-        for name in session.get_available_regions("ec2", partition)
-    }
-    for name in regions:
-        if name not in known:
-            raise ConfigError(f"unknown region {name!r}; expected an EC2 region name such as 'eu-west-1'")
-    return tuple(dict.fromkeys(regions))
-
-
-def _check_command(args: Any, style: Style) -> int:
-    settings = _cli_settings(args, aws=False)
-    now = _cli_time(args.at)
-    value = sys.stdin.read() if args.value == "-" else args.value
-    schedule = ScheduleResolver(settings).resolve(value)
-    if isinstance(schedule, ScheduleError):
-        if args.json:
-            _print_json({"valid": False, "error": str(schedule)})
-        else:
-            print(f"{style.bad('invalid')}: {schedule}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    if args.json:
-        expressions = [*schedule.start, *schedule.stop]
-        _print_json(
-            {
-                "valid": True,
-                "source": "url" if is_url(value) else "inline",
-                "schedule": schedule_document(schedule),
-                "words": {expression: describe_cron(expression) for expression in expressions},
-                "after": _iso(now),
-                "next": [
-                    {
-                        "action": action.value,
-                        "time": _iso(moment),
-                        "local": moment.astimezone(zone(schedule.tz)).isoformat(),
-                    }
-                    for moment, action in upcoming_times(schedule, now, args.count)
-                ],
-            }
-        )
-    elif not args.quiet:
-        print(format_check(schedule, value, now, args.count, style))
-    return EXIT_OK
-
-
-def _read_region(region: str, ec2: Any, settings: Settings) -> list[dict[str, Any]] | str:
-    """The tagged instances of a region (the handler's paging and filters), or why they cannot be read."""
-    try:
-        return list(tagged_instances(ec2, settings.tag))
-    except (ClientError, BotoCoreError) as err:
-        return f"cannot read instances in {region}: {_describe_error(err)}"
-
-
-def _plan_command(args: Any, style: Style) -> int:
-    settings = _cli_settings(args, aws=True)
-    now = _cli_time(args.at)
-    tz_name = args.tz or settings.timezone
-    try:
-        zone(tz_name)
-    except ScheduleError as err:
-        raise ConfigError(f"--tz: {err}") from err
-    resolver = ScheduleResolver(settings)
-    session = aws_session()  # as in run(): one session, a client per region, used by one thread each
-    clients = {region: ec2_client(region, session) for region in settings.regions}
-    with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
-        read = list(
-            pool.map(lambda region: (region, _read_region(region, clients[region], settings)), settings.regions)
-        )
-    problems = [instances for _, instances in read if isinstance(instances, str)]
-    entries = sorted(
-        (
-            plan_entry(instance, region, settings, now, resolver)
-            for region, instances in read
-            if not isinstance(instances, str)
-            for instance in instances
-        ),
-        key=lambda entry: (entry.region, entry.name, entry.instance_id),
-    )
-    timeline = plan_timeline(entries, timeline_start(now, tz_name), args.hours, tz_name)
-    if args.json:
-        _print_json(plan_data(entries, settings, now, timeline, problems))
-    elif len(problems) < len(read):
-        print(format_plan(entries, settings, now, timeline, style))
-    for problem in problems:
-        print(f"ec2_powercycle: error: {problem}", file=sys.stderr)
-    return EXIT_PROBLEMS if problems else EXIT_OK
-
-
-def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[str, str]]:
-    """Instance ID -> (Name tag, region) of the tagged instances, for the run table; best effort."""
-    labels: dict[str, tuple[str, str]] = {}
-    session = aws_session()
-    for region in regions:
-        instances = _read_region(region, ec2_client(region, session), settings)
-        for instance in instances if isinstance(instances, list) else ():
-            tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
-            labels[instance["InstanceId"]] = (tags.get("Name", ""), region)
-    return labels
-
-
-def _run_command(args: Any, style: Style) -> int:
-    settings = _cli_settings(args, aws=True)
-    now = _cli_time(args.at)
-    failure = None
-    try:
-        summary = run(settings, now)
-    except RunError as err:
-        if err.summary is None:
-            raise
-        summary, failure = err.summary, str(err)
-    if args.json:
-        _print_json(summary)
-    else:
-        failed_regions = {entry["region"] for entry in summary["errors"] if entry["instance_id"] is None}
-        readable = [region for region in summary["regions"] if region not in failed_regions]
-        print(format_run(summary, _instance_labels(readable, settings), style))
-    if failure:
-        print(f"ec2_powercycle: error: {failure}", file=sys.stderr)
-    return EXIT_PROBLEMS if summary["errors"] else EXIT_OK
-
-
-def _cli_parser() -> Any:
-    import argparse
-
-    def hours(text: str) -> int:
-        if not text.isdigit() or not 1 <= int(text) <= TIMELINE_MAX_HOURS:
-            raise argparse.ArgumentTypeError(f"expected a whole number of hours from 1 to {TIMELINE_MAX_HOURS}")
-        return int(text)
-
-    def count(text: str) -> int:
-        if not text.isdigit() or not 1 <= int(text) <= 100:
-            raise argparse.ArgumentTypeError("expected a whole number from 1 to 100")
-        return int(text)
-
-    formatter = argparse.RawDescriptionHelpFormatter
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON data instead of text")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what the scheduler does to stderr")
-    at = argparse.ArgumentParser(add_help=False)
-    at.add_argument("--at", metavar="TIME", help="the reference time, ISO 8601 such as 2026-11-23T08:00:00Z (now)")
-    aws = argparse.ArgumentParser(add_help=False)
-    aws.add_argument(
-        "--region",
-        action="append",
-        metavar="R",
-        help=f"a region to read (repeatable; default {REGIONS_SETTING}, AWS_REGION or the profile's region)",
-    )
-    aws.add_argument("--endpoint-url", metavar="URL", help="another EC2 endpoint, such as a local emulator")
-    aws.add_argument("--tag", metavar="KEY", help=f"the tag key (default {TAG_SETTING}, else {DEFAULT_TAG})")
-
-    parser = argparse.ArgumentParser(
-        prog="ec2_powercycle.py",
-        description="Start and stop EC2 instances on cron schedules in a tag: "
-        "check a tag value, plan what the schedules will do, run the scheduler once.",
-        epilog=CLI_EPILOG,
-        formatter_class=formatter,
-    )
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-
-    def command(name: str, parents: list[Any], summary: str, description: str) -> Any:
-        sub = commands.add_parser(
-            name, parents=parents, help=summary, description=description, epilog=CLI_EPILOG, formatter_class=formatter
-        )
-        return sub
-
-    check = command(
-        "check",
-        [common, at],
-        "validate a tag value and show its next start and stop times",
-        "Validate a tag value exactly as the scheduler does (same errors); when valid, show each "
-        "cron expression in words and the next start and stop times in the schedule's zone and UTC.",
-    )
-    check.add_argument("value", metavar="VALUE", help="the tag value: inline JSON or a URL; - reads standard input")
-    check.add_argument("--count", type=count, default=3, help="how many next start and stop times to show (3)")
-    check.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid: the exit code tells")
-    check.set_defaults(command=_check_command)
-
-    plan = command(
-        "plan",
-        [common, at, aws],
-        "show what the schedules will do to the tagged instances, and a week timeline",
-        "Read the tagged instances as a run does and show, per instance, its schedule, the next start "
-        "and stop, and why it will not be touched; then a timeline, one row per distinct schedule, "
-        "shaded where the schedule keeps instances running (the state set by the latest start or stop "
-        "at or before each hour).",
-    )
-    plan.add_argument("--hours", type=hours, default=TIMELINE_HOURS, help="timeline length in hours (168, a week)")
-    plan.add_argument("--tz", metavar="ZONE", help=f"time zone of the timeline (default {TIMEZONE_SETTING}, else UTC)")
-    plan.set_defaults(command=_plan_command)
-
-    run_parser = command(
-        "run",
-        [common, at, aws],
-        "run the scheduler once, as the Lambda function does",
-        "One scheduling run at TIME through the handler's code: starts and stops what is due and "
-        "prints what was started, stopped, skipped and failed (--json: the summary the handler returns).",
-    )
-    run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
-    run_parser.set_defaults(command=_run_command)
-    return parser
-
-
-def _cli_logging(verbose: bool) -> None:
-    if verbose:
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        logger.setLevel(logging.INFO)
-    else:
-        logger.setLevel(logging.CRITICAL)  # the command prints what matters
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line: `check`, `plan` and `run` (see `--help`). Returns the exit code."""
-    args = _cli_parser().parse_args(argv)
-    _cli_logging(args.verbose)
-    try:
-        return args.command(args, Style.for_stream(sys.stdout))
-    except (ConfigError, BotoCoreError) as err:
-        print(f"ec2_powercycle: error: {err}", file=sys.stderr)
-        return EXIT_SETUP
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -39,6 +39,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
+    # The process keeps one boto3 session, as a Lambda execution environment does; each test
+    # makes its own clients (fixtures that wrap `ec2_client` see every call) and assumes its roles.
+    ec2_powercycle.shared_aws().forget()
 
 
 @pytest.fixture
@@ -47,9 +50,19 @@ def aws() -> Iterator[None]:
         yield
 
 
+# One session for the tests' own clients: moto resets boto3's default session at every mock, and a
+# new session loads the EC2 service model again (over half a second per test).
+_TEST_SESSION = boto3.session.Session()
+
+
+def session_client(service: str, region: str = REGION, **kwargs: Any) -> Any:
+    """A boto3 client for a test's own calls (seeding, reading states back), on the shared session."""
+    return _TEST_SESSION.client(service, region_name=region, **kwargs)
+
+
 @pytest.fixture
 def ec2(aws: None) -> Any:
-    return boto3.client("ec2", region_name=REGION)
+    return session_client("ec2")
 
 
 class Fleet:
@@ -60,7 +73,7 @@ class Fleet:
 
     def client(self, region: str = REGION) -> Any:
         if region not in self._clients:
-            self._clients[region] = boto3.client("ec2", region_name=region)
+            self._clients[region] = session_client("ec2", region)
         return self._clients[region]
 
     def launch(

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import IMAGE_ID, TAG
+from conftest import IMAGE_ID, TAG, session_client
 from moto.sts.models import sts_backends
 
 import ec2_powercycle
@@ -23,13 +23,13 @@ STOP_AT_EIGHT = '{"stop": "0 8 * * *"}'
 def account_client(account: str | None, region: str) -> Any:
     """An EC2 client in a spoke account (through a role assumed in moto) or in the own account (None)."""
     if account is None:
-        return boto3.client("ec2", region_name=region)
-    credentials = boto3.client("sts", region_name=region).assume_role(
+        return session_client("ec2", region)
+    credentials = session_client("sts", region).assume_role(
         RoleArn=ROLE.format(account=account), RoleSessionName="test-setup"
     )["Credentials"]
-    return boto3.client(
+    return session_client(
         "ec2",
-        region_name=region,
+        region,
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],

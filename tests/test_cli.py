@@ -99,11 +99,11 @@ def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess
     )
 
 
-def ec2_of(endpoint: str) -> Any:
+def ec2_of(endpoint: str, region: str = REGION) -> Any:
     return boto3.client(
         "ec2",
         endpoint_url=endpoint,
-        region_name=REGION,
+        region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
@@ -442,12 +442,71 @@ def test_plan_notes_what_a_run_now_would_do(fresh: str) -> None:
     result = cli("plan", "--json", "--at", LONDON_START_RUN, env=aws_env(fresh))
     entry = json.loads(result.stdout)["instances"][0]
     assert entry["instance_id"] == instance
-    assert entry["now"] == {"outcome": "act", "reason": "start due at 2026-11-23T08:00:00Z"}
+    assert entry["now"] == {"outcome": "act", "action": "start", "reason": "start due at 2026-11-23T08:00:00Z"}
     text = cli("plan", "--at", LONDON_START_RUN, env=aws_env(fresh)).stdout
     assert "    a run now: start due at 2026-11-23T08:00:00Z" in text
 
 
 # --- run ------------------------------------------------------------------------
+
+
+SPOKE = "111111111111"
+SPOKE_ROLE = f"arn:aws:iam::{SPOKE}:role/ec2-powercycle-spoke"
+OTHER_REGION = "us-east-1"
+
+
+def spoke_ec2(endpoint: str, region: str) -> Any:
+    """An EC2 client in the spoke account, through a role assumed on moto_server."""
+    sts = boto3.client(
+        "sts", endpoint_url=endpoint, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    credentials = sts.assume_role(RoleArn=SPOKE_ROLE, RoleSessionName="test-setup")["Credentials"]
+    return boto3.client(
+        "ec2",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+@pytest.mark.parametrize("own_account", ["true", "false"])
+def test_plan_and_a_dry_run_agree_on_every_start_and_stop(fresh: str, own_account: str) -> None:
+    """One decision path: over two accounts and two regions, plan's "act" entries are the dry run's actions."""
+    office = json.dumps(LONDON_OFFICE)
+    launched: dict[str, tuple[str, str]] = {}  # instance ID -> (account, region)
+    for account, region in [("own", REGION), ("own", OTHER_REGION), (SPOKE, REGION), (SPOKE, OTHER_REGION)]:
+        ec2 = ec2_of(fresh, region) if account == "own" else spoke_ec2(fresh, region)
+        fleet = [
+            ({"ec2Powercycle": office}, "stopped"),  # start due
+            ({"ec2Powercycle": '{"stop": "5 8 * * *"}'}, "running"),  # stop due
+            ({"ec2Powercycle": office}, "running"),  # already running: skipped
+            ({"ec2Powercycle": '{"start": "0 12 * * *"}'}, "stopped"),  # nothing due
+            ({"ec2Powercycle": office, "environment": "p"}, "stopped"),  # protected
+            ({"ec2Powercycle": '{"stat": "0 8 * * *"}'}, "stopped"),  # bad tag
+        ]
+        for tags, state in fleet:
+            launched[launch(ec2, tags, state)] = (account, region)
+    env = aws_env(
+        fresh,
+        EC2_POWERCYCLE_ROLE_ARNS=SPOKE_ROLE,
+        EC2_POWERCYCLE_OWN_ACCOUNT=own_account,
+        EC2_POWERCYCLE_REGIONS=f"{REGION},{OTHER_REGION}",
+    )
+    plan = json.loads(cli("plan", "--json", "--at", LONDON_START_RUN, env=env).stdout)
+    run = json.loads(cli("run", "--dry-run", "--json", "--at", LONDON_START_RUN, env=env).stdout)
+    planned = {
+        action: sorted(entry["instance_id"] for entry in plan["instances"] if entry["now"]["action"] == action)
+        for action in ("start", "stop")
+    }
+    assert planned == {"start": sorted(run["started"]), "stop": sorted(run["stopped"])}
+    covered = {(entry["account"], entry["region"]) for entry in plan["instances"]}
+    assert covered == {(target["account"], target["region"]) for target in run["targets"]}
+    expected_accounts = {"own", SPOKE} if own_account == "true" else {SPOKE}
+    assert {account for account, _ in covered} == expected_accounts
+    assert len(run["started"]) == len(run["stopped"]) == 2 * len(expected_accounts)
+    assert all(launched[instance_id][0] in expected_accounts for instance_id in run["started"] + run["stopped"])
 
 
 def test_run_at_a_start_time_then_a_stop_time(fleet: dict[str, str], endpoint: str, env: dict[str, str]) -> None:
@@ -537,7 +596,7 @@ def test_no_region(tmp_path: Path, endpoint: str) -> None:
 
 def test_unreachable_endpoint(dead_url: str) -> None:
     plan = cli("plan", env=aws_env(dead_url))
-    assert_clean_failure(plan, 1, f"cannot read instances in {REGION}: EndpointConnectionError")
+    assert_clean_failure(plan, 1, f"own/{REGION}: cannot read instances: EndpointConnectionError")
     run = cli("run", env=aws_env(dead_url))
     assert_clean_failure(run, 1, REGION)  # the run's own message names what failed
     assert any(line.startswith("failed") and "EndpointConnectionError" in line for line in run.stdout.splitlines())

@@ -29,10 +29,3 @@ def test_every_setting_of_the_code_is_in_the_settings_table_with_its_default() -
     assert f"`{ec2_powercycle.DEFAULT_WINDOW_MINUTES}`" in rows["EC2_POWERCYCLE_WINDOW_MINUTES"]
     assert f"`{ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS}`" in rows["EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS"]
     assert f"`{ec2_powercycle.DEFAULT_MAX_WORKERS}`" in rows["EC2_POWERCYCLE_MAX_WORKERS"]
-
-
-def test_the_module_docstring_lists_every_setting() -> None:
-    doc = ec2_powercycle.__doc__ or ""
-    for name, value in vars(ec2_powercycle).items():
-        if name.endswith("_SETTING"):
-            assert value in doc, f"{value} is missing from the module docstring"

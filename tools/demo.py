@@ -29,10 +29,10 @@ RUNS = ("2026-11-23T08:07:00Z", "2026-11-23T18:07:00Z")  # London's start, then 
 
 def command(argv: list[str]) -> int:
     """Show the command as typed, then run it in this process through the module's main()."""
-    import ec2_powercycle
+    import ec2_powercycle_cli
 
-    print(f"$ python ec2_powercycle.py {shlex.join(argv)}", flush=True)
-    code = ec2_powercycle.main(argv)
+    print(f"$ ec2-powercycle {shlex.join(argv)}", flush=True)
+    code = ec2_powercycle_cli.main(argv)
     sys.stderr.flush()
     print(f"(exit code {code})\n", flush=True)
     return code
