@@ -38,7 +38,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -819,8 +819,13 @@ def url_is_allowed(url: str, allow_prefixes: Iterable[str]) -> bool:
     return False
 
 
-def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], list[str]]) -> None:
-    """Refuse a URL that is not https to public addresses (unless allowed): ScheduleError."""
+def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], list[str]]) -> list[str]:
+    """The addresses to fetch url from: its host resolved once, every address public unless allowed.
+
+    Refuses (ScheduleError) a URL that is not https to public addresses and not
+    allowed. The fetch connects only to these addresses, so a DNS answer that
+    changes after the check (DNS rebinding) cannot steer the request.
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -829,14 +834,17 @@ def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], 
         raise ScheduleError(f"malformed schedule URL {redact_url(url)}") from err
     if not host:
         raise ScheduleError(f"schedule URL {redact_url(url)} has no host")
-    if url_is_allowed(url, allow_prefixes):
-        return
-    if parts.scheme.lower() != "https":
+    allowed = url_is_allowed(url, allow_prefixes)
+    if not allowed and parts.scheme.lower() != "https":
         raise ScheduleError(f"refused schedule URL {redact_url(url)}: only https is allowed (see {URL_ALLOW_SETTING})")
     try:
         addresses = resolve(host)
     except OSError as err:
         raise ScheduleError(f"cannot resolve host of schedule URL {redact_url(url)}: {err}") from err
+    if not addresses:
+        raise ScheduleError(f"host of schedule URL {redact_url(url)} resolves to no address")
+    if allowed:
+        return addresses
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         mapped = getattr(ip, "ipv4_mapped", None)
@@ -845,14 +853,17 @@ def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], 
                 f"refused schedule URL {redact_url(url)}: {host} resolves to non-public address {address} "
                 f"(see {URL_ALLOW_SETTING})"
             )
+    return addresses
 
 
 def resolve_host(host: str) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
+    """The host's addresses, once each, in the resolver's order of preference."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-def fetch_schedule_text(url: str) -> str:
-    """GET a schedule document within URL_DEADLINE_SECONDS, whatever the server does.
+def fetch_schedule_text(url: str, addresses: Sequence[str]) -> str:
+    """GET a schedule document from one of the addresses within URL_DEADLINE_SECONDS, whatever the server does.
 
     Timeouts only bound each read, so a server sending its headers a byte at a
     time could hold a run for hours: the exchange runs in a daemon thread that
@@ -863,7 +874,7 @@ def fetch_schedule_text(url: str) -> str:
 
     def fetch() -> None:
         try:
-            outcome.append(_get_schedule_text(url))
+            outcome.append(_get_schedule_text(url, addresses))
         except BaseException as err:  # handed to the caller below
             outcome.append(err)
 
@@ -877,45 +888,99 @@ def fetch_schedule_text(url: str) -> str:
     return outcome[0]
 
 
-def _get_schedule_text(url: str) -> str:
-    """GET with timeouts, a size cap while reading, no redirects; the body loop also keeps the deadline."""
+def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
+    """GET from the first of the addresses that can be reached; any failure is this URL's ScheduleError."""
     import requests  # only runs that use URL schedules pay for importing requests
 
     # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
     deadline = time.monotonic() + URL_DEADLINE_SECONDS
     shown = redact_url(url)
-    with requests.Session() as session:
-        session.trust_env = False  # no proxies or .netrc credentials from the environment
-        try:
-            with session.get(
-                url,
-                timeout=(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS),
-                stream=True,
-                allow_redirects=False,
-                headers={"Accept": "application/json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise ScheduleError(f"schedule URL {shown} answered HTTP {response.status_code}, expected 200")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > URL_MAX_BYTES:
-                    raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
-                body = bytearray()
-                # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
-                while chunk := response.raw.read1(8192, decode_content=True):
-                    body += chunk
-                    if len(body) > URL_MAX_BYTES:
-                        raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
-                    if time.monotonic() > deadline:
-                        raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
-        except ScheduleError:
-            raise
-        except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
-            raise ScheduleError(f"cannot fetch schedule URL {shown}: {type(err).__name__}") from err
+    try:
+        for address in addresses[:-1]:
+            try:
+                body = _get_capped_body(url, address, deadline)
+                break
+            except requests.ConnectionError:  # no connection (IPv6 without a route, say): the next, as any client
+                continue
+        else:
+            body = _get_capped_body(url, addresses[-1], deadline)
+    except ScheduleError:
+        raise
+    except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
+        raise ScheduleError(f"cannot fetch schedule URL {shown}: {type(err).__name__}") from err
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ScheduleError(f"schedule at {shown} is not UTF-8 text") from err
+
+
+def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
+    """GET url from address with timeouts, a size cap while reading, no redirects; the body loop keeps the deadline."""
+    import requests
+
+    shown = redact_url(url)
+    with requests.Session() as session:
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        pinned = _pinned_adapter(address)
+        session.mount("https://", pinned)
+        session.mount("http://", pinned)
+        with session.get(
+            url,
+            timeout=(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS),
+            stream=True,
+            allow_redirects=False,
+            headers={"Accept": "application/json"},
+        ) as response:
+            if response.status_code != 200:
+                raise ScheduleError(f"schedule URL {shown} answered HTTP {response.status_code}, expected 200")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > URL_MAX_BYTES:
+                raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
+            body = bytearray()
+            # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+            while chunk := response.raw.read1(8192, decode_content=True):
+                body += chunk
+                if len(body) > URL_MAX_BYTES:
+                    raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
+    return body
+
+
+def _pinned_adapter(address: str) -> Any:
+    """A requests transport adapter that connects to address, whatever the URL's host.
+
+    TLS still names the URL's host (SNI, and the certificate is checked against
+    it), and so does the Host header: the server sees an ordinary request.
+    """
+    from requests.adapters import HTTPAdapter
+
+    class PinnedAdapter(HTTPAdapter):
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+            if host_params["scheme"] == "https":
+                # SNI, and the name the certificate must match (assert_hostname would only repeat it).
+                pool_kwargs["server_hostname"] = host_params["host"]
+            host_params["host"] = address
+            return host_params, pool_kwargs
+
+        def add_headers(self, request: Any, **kwargs: Any) -> None:
+            request.headers["Host"] = _host_header(request.url)
+
+    return PinnedAdapter()
+
+
+def _host_header(url: str) -> str:
+    """The Host header for url: its host (IPv6 bracketed), with the port unless it is the scheme's default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if parts.scheme.lower() == "https" else 80
+    return host if parts.port in (None, default_port) else f"{host}:{parts.port}"
 
 
 class ScheduleResolver:
@@ -928,7 +993,7 @@ class ScheduleResolver:
         self,
         settings: Settings,
         memo: RunMemo | None = None,
-        fetch: Callable[[str], str] = fetch_schedule_text,
+        fetch: Callable[[str, Sequence[str]], str] = fetch_schedule_text,
         resolve: Callable[[str], list[str]] = resolve_host,
     ) -> None:
         self._settings = settings
@@ -955,8 +1020,8 @@ class ScheduleResolver:
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
         shown = redact_url(url)
         try:
-            check_url(url, self._settings.url_allow, self._resolve)
-            text = self._fetch(url)
+            addresses = check_url(url, self._settings.url_allow, self._resolve)
+            text = self._fetch(url, addresses)
             try:
                 return parse_schedule_json(text, self._settings.timezone)
             except ScheduleError as err:

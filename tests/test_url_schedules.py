@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import ipaddress
 import json
 import logging
+import socket
+import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ApiRecorder, Fleet
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 import ec2_powercycle
-from ec2_powercycle import ScheduleError, Settings, check_url, handler
+from ec2_powercycle import ScheduleError, Settings, check_url, fetch_schedule_text, handler
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 STOP_AT_EIGHT = {"stop": "0 8 * * *"}
@@ -217,7 +231,7 @@ def test_every_resolved_address_must_be_public() -> None:
     resolved = {"mixed.example": ["93.184.215.14", "10.0.0.1"], "public.example": ["93.184.215.14"]}
     with pytest.raises(ScheduleError, match=r"non-public address 10\.0\.0\.1"):
         check_url("https://mixed.example/s.json", (), resolved.__getitem__)
-    check_url("https://public.example/s.json", (), resolved.__getitem__)
+    assert check_url("https://public.example/s.json", (), resolved.__getitem__) == ["93.184.215.14"]
 
 
 def test_an_unresolvable_host_is_refused() -> None:
@@ -241,14 +255,14 @@ def test_an_unresolvable_host_is_refused() -> None:
     ],
 )
 def test_allow_prefixes_match_scheme_host_port_and_path(url: str, allowed: bool) -> None:
-    def no_dns(host: str) -> list[str]:
-        raise AssertionError("resolved a host")
+    def dns(host: str) -> list[str]:
+        return ["10.0.0.5"]
 
-    if allowed:
-        check_url(url, ("http://10.0.0.5:8080/schedules/",), no_dns)
+    if allowed:  # resolved once all the same: the fetch connects to this address
+        assert check_url(url, ("http://10.0.0.5:8080/schedules/",), dns) == ["10.0.0.5"]
     else:
         with pytest.raises(ScheduleError):
-            check_url(url, ("http://10.0.0.5:8080/schedules/",), lambda host: ["10.0.0.5"])
+            check_url(url, ("http://10.0.0.5:8080/schedules/",), dns)
 
 
 def test_secrets_in_urls_are_never_logged_or_reported(
@@ -299,3 +313,186 @@ def test_a_connection_cut_mid_body_is_that_instances_error(
     assert summary["stopped"] == [good]
     [error] = summary["errors"]
     assert error["instance_id"] == cut and "cannot fetch schedule URL" in error["error"]
+
+
+# --- The request goes to an address that was checked ------------------------------------
+
+PUBLIC_ADDRESS = "93.184.216.34"  # example.com's; the connections fixture keeps every test off it
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every (address, port) a socket connects to; anything but loopback is refused, never reached."""
+    attempted: list[tuple[str, int]] = []
+    real_connect = socket.socket.connect
+
+    def loopback_only(sock: socket.socket, address: Any) -> None:
+        attempted.append(address[:2])
+        if not ipaddress.ip_address(address[0]).is_loopback:
+            raise OSError(errno.ENETUNREACH, "tests reach nothing beyond loopback")
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+    return attempted
+
+
+@dataclass
+class TlsServer:
+    """What a one-request HTTPS server on 127.0.0.1 saw: TLS server names (SNI) and request heads."""
+
+    port: int
+    server_names: list[str] = field(default_factory=list)
+    request_heads: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], TlsServer]]:
+    """Starts one-request HTTPS servers on 127.0.0.1 whose certificate names a given host.
+
+    The certificates come from a CA made for the test, which requests trusts in place of its
+    bundle (the fetch ignores the environment, so REQUESTS_CA_BUNDLE cannot say so).
+    """
+    ca_key, ca_cert = _certificate("ec2-powercycle test CA")
+    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr("requests.adapters.DEFAULT_CA_BUNDLE_PATH", str(tmp_path / "ca.pem"))
+    listeners: list[socket.socket] = []
+
+    def start(host_name: str) -> TlsServer:
+        key, cert = _certificate(host_name, issuer=(ca_key, ca_cert))
+        chain = tmp_path / f"{host_name}.pem"
+        chain.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        server = TlsServer(listener.getsockname()[1])
+        context.sni_callback = lambda _socket, server_name, _context: server.server_names.append(server_name)
+        threading.Thread(target=_serve_one_request, args=(listener, context, server), daemon=True).start()
+        return server
+
+    yield start
+    for listener in listeners:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting
+        listener.close()
+
+
+def _serve_one_request(listener: socket.socket, context: ssl.SSLContext, server: TlsServer) -> None:
+    with contextlib.suppress(OSError):  # never connected to, or the client refused the certificate
+        connection, _ = listener.accept()
+        with connection, context.wrap_socket(connection, server_side=True) as tls:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := tls.recv(4096)):
+                head += chunk
+            server.request_heads.append(head.decode())
+            body = json.dumps(STOP_AT_EIGHT).encode()
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+
+def _certificate(
+    name: str, issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and certificate: a CA's when issuer is None, else a server's for host name, signed by issuer."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signing_key, issuer_name = (key, subject) if issuer is None else (issuer[0], issuer[1].subject)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2000, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2100, 1, 1, tzinfo=UTC))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        )
+    return key, builder.sign(signing_key, hashes.SHA256())
+
+
+def test_a_dns_answer_that_changes_after_the_check_cannot_steer_the_request(
+    fleet: Fleet,
+    api: ApiRecorder,
+    tls_server: Callable[[str], TlsServer],
+    connections: list[tuple[str, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: public for the check, then loopback, where a server with a valid certificate waits."""
+    loopback = tls_server("rebind.example")
+    lookups: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding_dns(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.example":
+            return real_getaddrinfo(host, *args, **kwargs)
+        lookups.append(host)
+        return real_getaddrinfo(PUBLIC_ADDRESS if len(lookups) == 1 else "127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    [instance] = fleet.launch(f"https://rebind.example:{loopback.port}/schedules/s.json")
+    [error] = handler(MONDAY_0807)["errors"]
+    assert error["instance_id"] == instance and "cannot fetch schedule URL" in error["error"]
+    assert (lookups, connections) == (["rebind.example"], [(PUBLIC_ADDRESS, loopback.port)])
+    assert loopback.server_names == loopback.request_heads == []
+
+
+def test_a_pinned_https_fetch_names_the_host_in_tls_and_in_the_host_header(
+    tls_server: Callable[[str], TlsServer], connections: list[tuple[str, int]]
+) -> None:
+    server = tls_server("schedules.example")
+    url = f"https://schedules.example:{server.port}/schedules/s.json"
+    assert json.loads(fetch_schedule_text(url, ["127.0.0.1"])) == STOP_AT_EIGHT
+    assert connections == [("127.0.0.1", server.port)]
+    assert server.server_names == ["schedules.example"]
+    assert f"\r\nHost: schedules.example:{server.port}\r\n" in server.request_heads[0]
+
+
+def test_a_pinned_https_fetch_refuses_a_certificate_for_another_name(
+    tls_server: Callable[[str], TlsServer], connections: list[tuple[str, int]]
+) -> None:
+    server = tls_server("other.example")
+    url = f"https://schedules.example:{server.port}/schedules/s.json"
+    with pytest.raises(ScheduleError, match=r"cannot fetch schedule URL .*: SSLError"):
+        fetch_schedule_text(url, ["127.0.0.1"])
+    assert server.request_heads == []
+
+
+def test_an_address_that_cannot_be_reached_gives_way_to_the_next(
+    httpserver: HTTPServer, connections: list[tuple[str, int]]
+) -> None:
+    httpserver.expect_request("/schedules/s.json").respond_with_json(STOP_AT_EIGHT)
+    url = f"http://schedules.example:{httpserver.port}/schedules/s.json"
+    assert json.loads(fetch_schedule_text(url, ["127.0.0.2", "127.0.0.1"])) == STOP_AT_EIGHT
+    assert connections == [("127.0.0.2", httpserver.port), ("127.0.0.1", httpserver.port)]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://schedules.example/s.json", "schedules.example"),
+        ("https://schedules.example:443/s.json", "schedules.example"),
+        ("https://schedules.example:8443/s.json", "schedules.example:8443"),
+        ("http://schedules.example:80/s.json", "schedules.example"),
+        ("http://Schedules.Example:8080/s.json?token=x", "schedules.example:8080"),
+        ("https://user:secret@schedules.example/s.json", "schedules.example"),
+        ("https://[2001:db8::1]/s.json", "[2001:db8::1]"),
+        ("https://[2001:db8::1]:8443/s.json", "[2001:db8::1]:8443"),
+    ],
+)
+def test_the_host_header_names_the_urls_host_and_any_port_that_is_not_the_default(url: str, host: str) -> None:
+    assert ec2_powercycle._host_header(url) == host
