@@ -165,6 +165,15 @@ def test_help_explains_the_tag_format(command: list[str]) -> None:
     assert "enforce" in result.stdout
 
 
+def test_the_installed_console_script_is_the_command_line() -> None:
+    """`make setup` installs the project into the venv (pip install --editable .): the command is on its PATH."""
+    script = Path(sys.executable).parent / "ec2-powercycle"
+    result = subprocess.run([str(script), "--help"], env=base_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ec2-powercycle ")
+    assert "check" in result.stdout and "plan" in result.stdout and "run" in result.stdout
+
+
 def test_no_command_is_a_usage_error() -> None:
     result = cli(env=base_env())
     assert result.returncode == 2

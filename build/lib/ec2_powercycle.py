@@ -1,0 +1,1522 @@
+"""ec2-powercycle: start and stop EC2 instances on schedules written in a tag.
+
+The AWS Lambda function (``ec2_powercycle.handler``), run by an EventBridge rule
+every 15 minutes; it also runs locally::
+
+    python -c "from ec2_powercycle import *; handler()"
+
+An instance opts in with a tag (``ec2Powercycle``) whose value is a JSON
+schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
+https URL of one. Each run reads the tagged instances of every account and
+region it covers, decides each one (``decide_instance``: guards, schedule,
+what falls in the window ``(t - W, t]``) and starts or stops in batches.
+
+This module holds only what a run needs, in the order a run goes: settings,
+schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
+behind URLs, EC2, the run and the handler. The command line (``check``,
+``plan``, ``run``) is ``ec2_powercycle_cli`` beside it, not shipped in the zip.
+
+README.md is the operator's manual: the tag format, the decision rule, the
+settings, the summary a run returns, and what is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The deployment zip carries its dependencies in lib/ beside this file.
+_LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+if os.path.isdir(_LIB) and _LIB not in sys.path:
+    sys.path.insert(0, _LIB)
+
+import functools
+import ipaddress
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+__all__ = ["handler"]
+__version__ = "1.0.0"  # names the deployment zip: dist/ec2-powercycle-<version>.zip (package.sh)
+
+logger = logging.getLogger("ec2_powercycle")
+
+# --- Settings: names and defaults ------------------------------------------------
+
+TAG_SETTING = "EC2_POWERCYCLE_TAG"
+WINDOW_SETTING = "EC2_POWERCYCLE_WINDOW_MINUTES"
+TIMEZONE_SETTING = "EC2_POWERCYCLE_TIMEZONE"
+PROTECTED_SETTING = "EC2_POWERCYCLE_PROTECTED_ENVIRONMENTS"
+REGIONS_SETTING = "EC2_POWERCYCLE_REGIONS"
+DRY_RUN_SETTING = "EC2_POWERCYCLE_DRY_RUN"
+URL_ALLOW_SETTING = "EC2_POWERCYCLE_URL_ALLOW"
+ROLE_ARNS_SETTING = "EC2_POWERCYCLE_ROLE_ARNS"
+EXTERNAL_ID_SETTING = "EC2_POWERCYCLE_EXTERNAL_ID"
+OWN_ACCOUNT_SETTING = "EC2_POWERCYCLE_OWN_ACCOUNT"
+MAX_WORKERS_SETTING = "EC2_POWERCYCLE_MAX_WORKERS"
+
+DEFAULT_TAG = "ec2Powercycle"
+DEFAULT_WINDOW_MINUTES = 15
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_PROTECTED_ENVIRONMENTS = "p"
+DEFAULT_MAX_WORKERS = 8
+OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is not known
+
+ENVIRONMENT_TAG = "environment"
+AUTOSCALING_TAG = "aws:autoscaling:groupName"
+
+# --- Limits ---------------------------------------------------------------------
+
+DESCRIBE_PAGE_SIZE = 1000
+ACTION_BATCH_SIZE = 100
+ASSUMED_ROLE_SECONDS = 3600  # the longest a role allows unless its MaxSessionDuration is raised
+ROLE_REUSE_MARGIN = timedelta(minutes=15)  # assumed credentials are reused while a whole run fits in what is left
+EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled run within a Lambda timeout
+URL_TIMEOUT_SECONDS = 5.0
+URL_DEADLINE_SECONDS = 10.0
+URL_MAX_BYTES = 64 * 1024
+SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
+MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
+
+SCHEDULE_KEYS = ("start", "stop", "tz", "enforce")
+CRON_FIELDS = "minute hour day-of-month month day-of-week"
+SCHEDULE_EXAMPLE = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
+# States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
+READ_STATES = ("pending", "running", "stopping", "stopped")
+STARTABLE_STATES = frozenset({"stopped"})
+STOPPABLE_STATES = frozenset({"running", "pending"})
+SETTLED_STARTED = frozenset({"running", "pending"})
+SETTLED_STOPPED = frozenset({"stopped", "stopping"})
+# Batch failures that say nothing about any one instance: bisecting would only
+# repeat them (botocore has already retried the retryable ones).
+BATCH_WIDE_ERRORS = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "Unavailable",
+        "AuthFailure",
+        "RequestExpired",
+    }
+)
+_REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_TRUE_WORDS = frozenset({"true", "1", "yes"})
+_FALSE_WORDS = frozenset({"false", "0", "no", ""})
+
+
+# --- Exceptions -----------------------------------------------------------------
+
+
+class PowercycleError(Exception):
+    """Base of this module's errors."""
+
+
+class ConfigError(PowercycleError):
+    """A setting or the event is wrong: the run fails before touching anything."""
+
+
+class ScheduleError(PowercycleError):
+    """One instance's schedule is wrong: that instance is reported and left alone."""
+
+
+class RoleError(PowercycleError):
+    """A role in another account could not be assumed: its targets fail, the others go on."""
+
+
+class TargetError(PowercycleError):
+    """A target (account and region) could not be read: its run fails, the others go on."""
+
+
+class RunError(PowercycleError):
+    """A target (account and region) could not be handled; raised after every other target finished.
+
+    `summary` is the run's summary (the command line prints it), or None.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+# --- Data types -----------------------------------------------------------------
+
+
+class Action(StrEnum):
+    START = "start"
+    STOP = "stop"
+
+
+class Outcome(StrEnum):
+    ACT = "act"  # call StartInstances/StopInstances
+    SKIP = "skip"  # a time was due but the instance is left alone: noted
+    ERROR = "error"  # the schedule cannot be followed: reported
+    IDLE = "idle"  # nothing due
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A validated schedule: cron expressions in a time zone."""
+
+    start: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()
+    tz: str = DEFAULT_TIMEZONE
+    enforce: bool = False
+
+
+# Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
+WallTime = tuple[int, int, int, int, int]
+WindowMinutes = tuple[tuple[datetime, tuple[WallTime, ...]], ...]
+MinutesOf = Callable[[str, datetime, timedelta], WindowMinutes]
+
+
+@dataclass(frozen=True)
+class Due:
+    """What a schedule asks for at a time: the deciding action and when it fell."""
+
+    action: Action | None
+    at: datetime | None = None
+    conflict: bool = False
+    enforced: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    action: Action | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run makes of one instance: its schedule (None when guarded or unusable) and the decision."""
+
+    schedule: Schedule | None
+    decision: Decision
+
+
+class _Slot:
+    __slots__ = ("lock", "ready", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready = False
+        self.value: Any = None
+
+
+class Memo:
+    """Values computed once per key, however many threads ask at once: the others wait for it.
+
+    Per-key locks, so one slow key (a schedule URL, an AssumeRole) holds up only
+    the threads that need it. With a limit it forgets everything when full: a
+    fleet of 100,000 distinct schedules gains nothing from remembering them all,
+    and forgetting keeps memory flat.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._slots: dict[Any, _Slot] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        slot = self._slots.get(key)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.get(key)
+                if slot is None:
+                    if self._limit is not None and len(self._slots) >= self._limit:
+                        self._slots.clear()
+                    slot = self._slots[key] = _Slot()
+        if not slot.ready:
+            with slot.lock:
+                if not slot.ready:
+                    slot.value = compute()
+                    slot.ready = True
+        return slot.value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._slots.clear()
+
+
+class RunMemo:
+    """Everything one run remembers: made by `run()` (or a command) and dropped with it.
+
+    Nothing here outlives an invocation, so nothing keyed on the run's time piles
+    up in a warm execution environment; every table is safe to share between the
+    run's threads.
+    """
+
+    def __init__(self) -> None:
+        self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
+        self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
+        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due
+        self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
+        self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
+        self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
+
+    def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
+        """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
+        return self.windows.get((tz_name, now, window), lambda: window_minutes(tz_name, now, window))
+
+
+@dataclass(frozen=True)
+class Settings:
+    tag: str = DEFAULT_TAG
+    window: timedelta = timedelta(minutes=DEFAULT_WINDOW_MINUTES)
+    timezone: str = DEFAULT_TIMEZONE
+    protected_environments: frozenset[str] = frozenset({DEFAULT_PROTECTED_ENVIRONMENTS})
+    regions: tuple[str, ...] = ()
+    dry_run: bool = False
+    url_allow: tuple[str, ...] = ()
+    role_arns: tuple[str, ...] = ()
+    external_id: str | None = None
+    own_account: bool = True
+    max_workers: int = DEFAULT_MAX_WORKERS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
+        """Read and check every setting once; a bad one raises ConfigError naming it.
+
+        With require_regions false (commands that touch no region, such as
+        `check`) a missing region gives no regions instead of an error.
+        """
+        env = os.environ if environ is None else environ
+        tag = env.get(TAG_SETTING, DEFAULT_TAG).strip()
+        if not tag or len(tag) > 128:
+            raise ConfigError(f"{TAG_SETTING} must be a tag key of 1 to 128 characters, got {tag!r}")
+        default_tz = env.get(TIMEZONE_SETTING, "").strip() or DEFAULT_TIMEZONE
+        try:
+            zone(default_tz)
+        except ScheduleError as err:
+            raise ConfigError(f"{TIMEZONE_SETTING}: {err}") from err
+        return cls(
+            tag=tag,
+            window=timedelta(minutes=_parse_window(env.get(WINDOW_SETTING))),
+            timezone=default_tz,
+            protected_environments=frozenset(
+                value.lower()
+                for value in _split_list(env.get(PROTECTED_SETTING, DEFAULT_PROTECTED_ENVIRONMENTS))
+            ),
+            regions=_parse_regions(env) if require_regions or _region_given(env) else (),
+            dry_run=parse_bool(env.get(DRY_RUN_SETTING, ""), DRY_RUN_SETTING),
+            url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
+            **_parse_accounts(env),
+        )
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_bool(value: str, name: str) -> bool:
+    """Strict: true/1/yes or false/0/no (any case); anything else is an error, never False."""
+    word = value.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be true/1/yes or false/0/no, got {value!r}")
+
+
+def _parse_window(value: str | None) -> int:
+    return _parse_positive(value, DEFAULT_WINDOW_MINUTES, WINDOW_SETTING, "minutes")
+
+
+def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
+    if value is None or not value.strip():
+        return default
+    text = value.strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise ConfigError(f"{name} must be a positive whole number of {unit}, got {value!r}")
+    return int(text)
+
+
+def _parse_accounts(env: Mapping[str, str]) -> dict[str, Any]:
+    role_arns = tuple(dict.fromkeys(_split_list(env.get(ROLE_ARNS_SETTING, ""))))
+    for arn in role_arns:
+        if not _ROLE_ARN_PATTERN.match(arn):
+            raise ConfigError(
+                f"{ROLE_ARNS_SETTING} must be comma-separated IAM role ARNs such as "
+                f"'arn:aws:iam::123456789012:role/ec2-powercycle', got {arn!r}"
+            )
+    own_account = parse_bool(env.get(OWN_ACCOUNT_SETTING, "true"), OWN_ACCOUNT_SETTING)
+    if not own_account and not role_arns:
+        raise ConfigError(f"{OWN_ACCOUNT_SETTING} is false and {ROLE_ARNS_SETTING} is empty: no account to schedule")
+    return {
+        "role_arns": role_arns,
+        "external_id": env.get(EXTERNAL_ID_SETTING, "").strip() or None,
+        "own_account": own_account,
+        "max_workers": _parse_positive(
+            env.get(MAX_WORKERS_SETTING), DEFAULT_MAX_WORKERS, MAX_WORKERS_SETTING, "workers"
+        ),
+    }
+
+
+def _parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get(REGIONS_SETTING, "")
+    if raw.strip():
+        items = [item.strip() for item in raw.split(",")]
+        bad = [item for item in items if not _REGION_PATTERN.match(item)]
+        if bad:
+            raise ConfigError(
+                f"{REGIONS_SETTING} must be comma-separated region names such as "
+                f"'eu-west-1,us-east-1', got {raw!r}"
+            )
+        return tuple(dict.fromkeys(items))
+    own = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not own:
+        raise ConfigError(f"no region: set {REGIONS_SETTING}, AWS_REGION or AWS_DEFAULT_REGION")
+    if not _REGION_PATTERN.match(own):
+        raise ConfigError(f"AWS_REGION/AWS_DEFAULT_REGION is not a region name: {own!r}")
+    return (own,)
+
+
+def _region_given(env: Mapping[str, str]) -> bool:
+    return bool(env.get(REGIONS_SETTING, "").strip() or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+
+
+def _parse_allow_prefix(prefix: str) -> str:
+    parts = urlsplit(prefix)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{URL_ALLOW_SETTING} entries must be http(s) URL prefixes, got {prefix!r}")
+    return prefix
+
+
+# --- Schedule parsing (pure) ----------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for an IANA name (ZoneInfo keeps its own cache), or ScheduleError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
+        raise ScheduleError(f"unknown time zone {name!r}; expected an IANA name such as 'Europe/London'") from err
+
+
+def is_url(value: str) -> bool:
+    return value.strip().lower().startswith(("http://", "https://"))
+
+
+def parse_schedule_json(text: str, default_tz: str) -> Schedule:
+    """Parse a JSON schedule document (an inline tag value or a URL's body)."""
+    text = text.strip()
+    if not text:
+        raise ScheduleError(f"empty schedule; expected JSON such as {SCHEDULE_EXAMPLE} or an https:// URL")
+    try:
+        document = json.loads(text)
+    except ValueError as err:
+        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {SCHEDULE_EXAMPLE}") from err
+    return parse_schedule_document(document, default_tz)
+
+
+def parse_schedule_document(document: object, default_tz: str) -> Schedule:
+    """Check a decoded JSON schedule's shape and every cron expression and zone in it."""
+    if not isinstance(document, dict):
+        raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}")
+    unknown = [key for key in document if key not in SCHEDULE_KEYS]
+    if unknown:
+        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
+    if "start" not in document and "stop" not in document:
+        raise ScheduleError(f"schedule needs a 'start' or 'stop' key, such as {SCHEDULE_EXAMPLE}")
+    tz = document.get("tz", default_tz)
+    if not isinstance(tz, str):
+        raise ScheduleError(f"'tz' must be a string such as 'Europe/London', got {_json_type(tz)}")
+    zone(tz)
+    enforce = document.get("enforce", False)
+    if not isinstance(enforce, bool):
+        raise ScheduleError(f"'enforce' must be true or false, got {_json_type(enforce)}")
+    return Schedule(
+        start=_parse_cron_list(document, "start"),
+        stop=_parse_cron_list(document, "stop"),
+        tz=tz,
+        enforce=enforce,
+    )
+
+
+def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
+    if key not in document:
+        return ()
+    value = document[key]
+    expressions = [value] if isinstance(value, str) else value
+    if not isinstance(expressions, list) or not expressions:
+        raise ScheduleError(f"{key!r} must be a cron string or a non-empty list of them, got {_json_type(value)}")
+    for expression in expressions:
+        if not isinstance(expression, str):
+            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)}")
+    return tuple(dict.fromkeys(parse_cron(expression, key) for expression in expressions))
+
+
+def parse_cron(expression: str, key: str = "cron") -> str:
+    """Check one 5-field cron expression; return it with its spacing normalised."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"invalid cron {expression!r} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})"
+        )
+    normalised = " ".join(fields)
+    plain = cron_fields(normalised)
+    if plain is not None and plain.can_fire():
+        return normalised  # plain syntax, checked by cron_fields: croniter would accept it too
+    from croniter import CroniterError
+
+    try:
+        # A fixed base keeps this pure; an expression that can never fire fails here.
+        _croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
+    except CroniterError as err:
+        raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {err}") from err
+    return normalised
+
+
+@dataclass(frozen=True)
+class CronFields:
+    """The values a plain cron expression matches, field by field (day of week: 0 is Sunday)."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+
+    def can_fire(self) -> bool:
+        """False for a date that never exists, such as 30 February."""
+        return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
+
+    def matches(self, wall: tuple[int, int, int, int, int]) -> bool:
+        minute, hour, day, month, weekday = wall
+        return (
+            minute in self.minutes
+            and hour in self.hours
+            and day in self.days
+            and month in self.months
+            and weekday in self.weekdays
+        )
+
+
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {name: number for number, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun"), 1)}
+    | {name: number for number, name in enumerate(("jul", "aug", "sep", "oct", "nov", "dec"), 7)},
+    {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+)
+_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+# A cache of a pure parse, keyed on the expression's text alone (nothing of a run's): the few
+# expressions of a fleet are parsed once per execution environment.
+@functools.lru_cache(maxsize=MEMO_LIMIT)
+def cron_fields(expression: str) -> CronFields | None:
+    """The field sets of a plain 5-field expression, or None where only croniter can say.
+
+    Plain means numbers, names, ranges, steps and lists, with day-of-month or
+    day-of-week (or both) left as ``*``. None for anything else (``L``, ``W``,
+    ``#``, ``?``, values out of range, both day fields restricted, where cron
+    matches either) and for expressions that are not valid at all: croniter
+    then judges and evaluates them. Evaluating these sets is what makes a run
+    over many distinct schedules cheap.
+    """
+    texts = expression.split()
+    if len(texts) != 5 or (texts[2] != "*" and texts[4] != "*"):
+        return None
+    sets = [_cron_field_values(text.lower(), position) for position, text in enumerate(texts)]
+    if any(values is None for values in sets):
+        return None
+    return CronFields(*sets)  # type: ignore[arg-type]
+
+
+def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
+    """The values of one field of a plain expression, or None."""
+    low, high = _CRON_BOUNDS[position]
+    names = _CRON_NAMES[position]
+    values: set[int] = set()
+    for part in text.split(","):
+        found = _PLAIN_CRON_PART.match(part)
+        if not found:
+            return None
+        whole, first, last, step = found.groups()
+        if whole == "*":
+            start, end = low, high
+        else:
+            start = _cron_value(first, names)
+            end = start if last is None else _cron_value(last, names)
+            if start is None or end is None or (step is not None and (last is None or start == end)):
+                return None  # 'a/s' and 'a-a/s' mean different things to different crons: croniter decides
+        if not low <= start <= end <= high or (step is not None and int(step) == 0):
+            return None
+        values.update(range(start, end + 1, int(step or 1)))
+    if high == 7 and 7 in values:  # day of week: 7 is Sunday too
+        values = (values - {7}) | {0}
+    return frozenset(values)
+
+
+def _cron_value(text: str, names: dict[str, int]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return names.get(text)
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+# --- Decision (pure) ------------------------------------------------------------
+
+
+def _croniter(expression: str, start: datetime) -> Any:
+    """croniter, imported on first use: runs whose expressions are all plain never load it."""
+    from croniter import croniter
+
+    return croniter(expression, start)
+
+
+def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
+    """The latest instant at or before `before` at which the expression fires in zone tz_name.
+
+    Cron times are wall-clock times. croniter walks wall-clock times (naive, so
+    it never sees daylight saving); each is then mapped to an instant with
+    `wall_to_instant`, which is monotonic, so the first one at or before
+    `before` is the latest.
+    """
+    tz = zone(tz_name)
+    local = before.astimezone(tz)
+    wall = local.replace(tzinfo=None, second=0, microsecond=0)
+    if local.fold:
+        # In the repeated hour's second pass, later wall times of the first pass are earlier instants.
+        wall += local.replace(fold=0).utcoffset() - local.utcoffset()
+    # get_prev never returns its base itself: start one minute on to include `wall`.
+    walker = _croniter(expression, wall + timedelta(minutes=1))
+    while True:
+        instant = wall_to_instant(walker.get_prev(datetime), tz)
+        if instant <= before:
+            return instant
+
+
+def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
+    """The earliest instant strictly after `after` at which the expression fires in zone tz_name.
+
+    The mirror of `latest_fire` (so latest_fire(e, z, t) <= t < next_fire(e, z, t)):
+    croniter walks wall-clock times forward and each is mapped to an instant with
+    `wall_to_instant`, the same daylight-saving rule, so the first one after
+    `after` is the next. In the second pass of a repeated hour the walk skips the
+    wall times whose first occurrence has already gone by.
+    """
+    if after.tzinfo is None:
+        raise ValueError("after must be timezone-aware")
+    tz = zone(tz_name)
+    wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    walker = _croniter(expression, wall)
+    while True:
+        instant = wall_to_instant(walker.get_next(datetime), tz)
+        if instant > after:
+            return instant
+
+
+def window_minutes(tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
+    """Each whole minute of (now - window, now], latest first, with the wall times that fire at it.
+
+    A minute's wall time is (minute, hour, day, month, weekday with 0 Sunday).
+    It has none in the second pass of a repeated hour (a time fires at its
+    first occurrence), and at the moment clocks go forward it also carries the
+    skipped wall times (they fire then). A run computes it once per zone
+    (`RunMemo.window_minutes`).
+    """
+    tz = zone(tz_name)
+    minute = timedelta(minutes=1)
+    instant = now.replace(second=0, microsecond=0)
+    result = []
+    while instant > now - window:
+        local = instant.astimezone(tz)
+        wall = local.replace(tzinfo=None)
+        walls = [] if local.fold else [wall]
+        skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
+        walls += [wall - skipped + minute * k for k in range(int(skipped / minute))]
+        result.append(
+            (instant, tuple((w.minute, w.hour, w.day, w.month, (w.weekday() + 1) % 7) for w in walls))
+        )
+        instant -= minute
+    return tuple(result)
+
+
+def latest_in_window(
+    expression: str,
+    tz_name: str,
+    now: datetime,
+    window: timedelta,
+    minutes_of: MinutesOf = window_minutes,
+) -> datetime | None:
+    """The latest instant in (now - window, now] at which the expression fires, or None.
+
+    Plain expressions are matched against the window's minutes in the zone (a
+    few set look-ups each); others take croniter's walk. Both follow the same
+    daylight-saving rule, and the tests hold them to a brute-force oracle.
+    """
+    fields = cron_fields(expression)
+    if fields is None:
+        moment = latest_fire(expression, tz_name, now)
+        return moment if moment > now - window else None
+    for instant, walls in minutes_of(tz_name, now, window):
+        if any(fields.matches(wall) for wall in walls):
+            return instant
+    return None
+
+
+def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a naive wall-clock time in tz.
+
+    A repeated wall time (clocks going back) is its first occurrence; a skipped
+    one (clocks going forward) is the moment the clocks jump.
+    """
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    # Skipped: the jump lies between the two readings of the wall time.
+    low = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = first
+    after_offset = high.astimezone(tz).utcoffset()
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) // 2
+        middle -= timedelta(seconds=middle.second, microseconds=middle.microsecond)
+        if middle <= low:
+            break
+        if middle.astimezone(tz).utcoffset() == after_offset:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of: MinutesOf = window_minutes) -> Due:
+    """What the schedule asks for at `now`: the later of its latest start and stop.
+
+    Without enforce only times inside (now - window, now] count; with enforce,
+    any time at or before now. `minutes_of` is `window_minutes` or a run's
+    memo of it.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    latest: dict[Action, datetime | None] = {}
+    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
+        if schedule.enforce:
+            times = [latest_fire(expression, schedule.tz, now) for expression in expressions]
+        else:
+            times = [latest_in_window(expression, schedule.tz, now, window, minutes_of) for expression in expressions]
+        latest[action] = max((moment for moment in times if moment is not None), default=None)
+    start, stop = latest[Action.START], latest[Action.STOP]
+    enforced = schedule.enforce
+    if start is None and stop is None:
+        return Due(None, enforced=enforced)
+    if start is not None and stop is not None and start == stop:
+        return Due(None, start, conflict=True, enforced=enforced)
+    if stop is None or (start is not None and start > stop):
+        return Due(Action.START, start, enforced=enforced)
+    return Due(Action.STOP, stop, enforced=enforced)
+
+
+def running_hours(schedule: Schedule, start: datetime, hours: int) -> list[bool]:
+    """Whether the schedule keeps instances running at each of `hours` hourly instants from `start`.
+
+    The state at an instant is set by the latest start or stop at or before it,
+    however long ago: what `due_action` says with enforce on, whatever the
+    schedule's own enforce. So a start-only schedule is running throughout and a
+    stop-only one stopped. Where the latest start and stop fall at the same time
+    (a conflict: nothing is done) an hour keeps the previous hour's state, and
+    when nothing is known yet, the first hour, it counts as stopped.
+    """
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    enforced = replace(schedule, enforce=True)
+    states: list[bool] = []
+    running = False
+    for index in range(hours):
+        due = due_action(enforced, start + timedelta(hours=index), timedelta(0))  # enforce: window unused
+        if due.action is not None:
+            running = due.action is Action.START
+        states.append(running)
+    return states
+
+
+def decide(due: Due, state: str) -> Decision:
+    """Turn what is due into what to do with an instance in `state`."""
+    if due.conflict:
+        return Decision(Outcome.ERROR, None, f"schedule conflict: start and stop both due at {_iso(due.at)}")
+    if due.action is None:
+        return Decision(Outcome.IDLE, None, "nothing due")
+    actionable, settled = (
+        (STARTABLE_STATES, SETTLED_STARTED) if due.action is Action.START else (STOPPABLE_STATES, SETTLED_STOPPED)
+    )
+    if state in actionable:
+        return Decision(Outcome.ACT, due.action, f"{due.action.value} due at {_iso(due.at)}")
+    if due.enforced and state in settled:
+        # Enforcing holds a state every run: being in it already is the steady case, not news.
+        return Decision(Outcome.IDLE, None, f"already {state}")
+    return Decision(Outcome.SKIP, None, f"{due.action.value} due at {_iso(due.at)} but instance is {state}")
+
+
+def guard_reason(tags: Mapping[str, str], protected_environments: frozenset[str]) -> str | None:
+    """Why an instance must never be touched, or None."""
+    for key, value in tags.items():
+        if key.lower() == ENVIRONMENT_TAG and value.strip().lower() in protected_environments:
+            return f"protected environment {value!r}"
+    if AUTOSCALING_TAG in tags:
+        return f"in Auto Scaling group {tags[AUTOSCALING_TAG]!r}"
+    return None
+
+
+def _iso(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- Schedules behind URLs (edge: network) --------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe to log."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def url_is_allowed(url: str, allow_prefixes: Iterable[str]) -> bool:
+    """True when url starts with an operator-allowed prefix (same scheme and host, path prefix)."""
+    target = urlsplit(url)
+    for prefix in allow_prefixes:
+        allowed = urlsplit(prefix)
+        if (
+            target.scheme.lower() == allowed.scheme.lower()
+            and target.netloc.lower() == allowed.netloc.lower()
+            and target.path.startswith(allowed.path)
+        ):
+            return True
+    return False
+
+
+def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], list[str]]) -> list[str]:
+    """The addresses to fetch url from: its host resolved once, every address public unless allowed.
+
+    Refuses (ScheduleError) a URL that is not https to public addresses and not
+    allowed. The fetch connects only to these addresses, so a DNS answer that
+    changes after the check (DNS rebinding) cannot steer the request.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as err:
+        raise ScheduleError(f"malformed schedule URL {redact_url(url)}") from err
+    if not host:
+        raise ScheduleError(f"schedule URL {redact_url(url)} has no host")
+    allowed = url_is_allowed(url, allow_prefixes)
+    if not allowed and parts.scheme.lower() != "https":
+        raise ScheduleError(f"refused schedule URL {redact_url(url)}: only https is allowed (see {URL_ALLOW_SETTING})")
+    try:
+        addresses = resolve(host)
+    except OSError as err:
+        raise ScheduleError(f"cannot resolve host of schedule URL {redact_url(url)}: {err}") from err
+    if not addresses:
+        raise ScheduleError(f"host of schedule URL {redact_url(url)} resolves to no address")
+    if allowed:
+        return addresses
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if not (mapped or ip).is_global:
+            raise ScheduleError(
+                f"refused schedule URL {redact_url(url)}: {host} resolves to non-public address {address} "
+                f"(see {URL_ALLOW_SETTING})"
+            )
+    return addresses
+
+
+def resolve_host(host: str) -> list[str]:
+    """The host's addresses, once each, in the resolver's order of preference."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def fetch_schedule_text(url: str, addresses: Sequence[str]) -> str:
+    """GET a schedule document from one of the addresses within URL_DEADLINE_SECONDS, whatever the server does.
+
+    Timeouts only bound each read, so a server sending its headers a byte at a
+    time could hold a run for hours: the exchange runs in a daemon thread that
+    is abandoned at the deadline (it ends when its socket does; being a daemon,
+    it never holds the process).
+    """
+    outcome: list[str | BaseException] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(_get_schedule_text(url, addresses))
+        except BaseException as err:  # handed to the caller below
+            outcome.append(err)
+
+    worker = threading.Thread(target=fetch, name="schedule-fetch", daemon=True)
+    worker.start()
+    worker.join(URL_DEADLINE_SECONDS)
+    if not outcome:
+        raise ScheduleError(f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
+    """GET from the first of the addresses that can be reached; any failure is this URL's ScheduleError."""
+    import requests  # only runs that use URL schedules pay for importing requests
+
+    # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
+    deadline = time.monotonic() + URL_DEADLINE_SECONDS
+    shown = redact_url(url)
+    try:
+        for address in addresses[:-1]:
+            try:
+                body = _get_capped_body(url, address, deadline)
+                break
+            except requests.ConnectionError:  # no connection (IPv6 without a route, say): the next, as any client
+                continue
+        else:
+            body = _get_capped_body(url, addresses[-1], deadline)
+    except ScheduleError:
+        raise
+    except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
+        raise ScheduleError(f"cannot fetch schedule URL {shown}: {type(err).__name__}") from err
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScheduleError(f"schedule at {shown} is not UTF-8 text") from err
+
+
+def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
+    """GET url from address with timeouts, a size cap while reading, no redirects; the body loop keeps the deadline."""
+    import requests
+
+    shown = redact_url(url)
+    with requests.Session() as session:
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        pinned = _pinned_adapter(address)
+        session.mount("https://", pinned)
+        session.mount("http://", pinned)
+        with session.get(
+            url,
+            timeout=(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS),
+            stream=True,
+            allow_redirects=False,
+            headers={"Accept": "application/json"},
+        ) as response:
+            if response.status_code != 200:
+                raise ScheduleError(f"schedule URL {shown} answered HTTP {response.status_code}, expected 200")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > URL_MAX_BYTES:
+                raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
+            body = bytearray()
+            # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+            while chunk := response.raw.read1(8192, decode_content=True):
+                body += chunk
+                if len(body) > URL_MAX_BYTES:
+                    raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
+    return body
+
+
+def _pinned_adapter(address: str) -> Any:
+    """A requests transport adapter that connects to address, whatever the URL's host.
+
+    TLS still names the URL's host (SNI, and the certificate is checked against
+    it), and so does the Host header: the server sees an ordinary request.
+    """
+    from requests.adapters import HTTPAdapter
+
+    class PinnedAdapter(HTTPAdapter):
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+            if host_params["scheme"] == "https":
+                # SNI, and the name the certificate must match (assert_hostname would only repeat it).
+                pool_kwargs["server_hostname"] = host_params["host"]
+            host_params["host"] = address
+            return host_params, pool_kwargs
+
+        def add_headers(self, request: Any, **kwargs: Any) -> None:
+            request.headers["Host"] = _host_header(request.url)
+
+    return PinnedAdapter()
+
+
+def _host_header(url: str) -> str:
+    """The Host header for url: its host (IPv6 bracketed), with the port unless it is the scheme's default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if parts.scheme.lower() == "https" else 80
+    return host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+
+
+class ScheduleResolver:
+    """Turns tag values into Schedules, each distinct value and URL once per run (thread-safe).
+
+    `memo` is the run's; `fetch` and `resolve` are the network edges (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        memo: RunMemo | None = None,
+        fetch: Callable[[str, Sequence[str]], str] = fetch_schedule_text,
+        resolve: Callable[[str], list[str]] = resolve_host,
+    ) -> None:
+        self._settings = settings
+        self._memo = memo or RunMemo()
+        self._fetch = fetch
+        self._resolve = resolve
+
+    def resolve(self, value: str) -> Schedule | ScheduleError:
+        """The Schedule of a tag value, or the ScheduleError saying why there is none.
+
+        Errors are returned, not raised: one remembered error serves many instances.
+        """
+        if is_url(value):
+            url = value.strip()
+            return self._memo.urls.get(url, lambda: self._fetch_and_parse(url))  # type: ignore[no-any-return]
+        return self._memo.schedules.get(value, lambda: self._parse(value))  # type: ignore[no-any-return]
+
+    def _parse(self, text: str) -> Schedule | ScheduleError:
+        try:
+            return parse_schedule_json(text, self._settings.timezone)
+        except ScheduleError as err:
+            return err
+
+    def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
+        shown = redact_url(url)
+        try:
+            addresses = check_url(url, self._settings.url_allow, self._resolve)
+            text = self._fetch(url, addresses)
+            try:
+                return parse_schedule_json(text, self._settings.timezone)
+            except ScheduleError as err:
+                raise ScheduleError(f"schedule at {shown}: {err}") from err
+        except ScheduleError as err:
+            logger.warning("schedule URL %s unusable: %s", shown, err)
+            return err
+
+
+# --- EC2 (edge: AWS) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One account and region to schedule; role_arn None is the function's own account."""
+
+    account: str
+    region: str
+    role_arn: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.account}/{self.region}"
+
+
+@dataclass
+class TargetResult:
+    target: Target
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    # (instance ID, reason) pairs: a third of the memory of the summary's dicts, made at the end.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[tuple[str | None, str]] = field(default_factory=list)
+    instances: int = 0
+    failed: bool = False
+
+    def skip(self, instance_id: str, reason: str) -> None:
+        self.skipped.append((instance_id, reason))
+
+    def error(self, instance_id: str | None, error: str) -> None:
+        self.errors.append((instance_id, error))
+
+    def skipped_entries(self) -> Iterator[dict[str, Any]]:
+        for instance_id, reason in self.skipped:
+            yield {"instance_id": instance_id, **self._where(), "reason": reason}
+
+    def error_entries(self) -> Iterator[dict[str, Any]]:
+        for instance_id, error in self.errors:
+            yield {"instance_id": instance_id, **self._where(), "error": error}
+
+    def fail(self, problem: str) -> TargetResult:
+        """The target could not be read: reported with instance_id null; the run will raise."""
+        self.failed = True
+        self.error(None, f"{self.target}: {problem}")
+        logger.error("%s: %s", self.target, problem)
+        return self
+
+    def _where(self) -> dict[str, str]:
+        return {"account": self.target.account, "region": self.target.region}
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            **self._where(),
+            "instances": self.instances,
+            "started": self.started,
+            "stopped": self.stopped,
+            "skipped": len(self.skipped),
+            "errors": len(self.errors),
+        }
+
+
+def aws_session() -> Any:
+    """A boto3 session whose responses keep timestamps as text.
+
+    Parsing the four timestamps of every instance (launch and attach times) with
+    dateutil is about a third of botocore's CPU on DescribeInstances, and the
+    scheduler reads none of them.
+    """
+    import botocore.session
+
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return boto3.session.Session(botocore_session=core)
+
+
+def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
+    """An EC2 client with botocore's standard retry mode (throttling included).
+
+    `credentials` (an assumed role's) make a client for another account from the
+    same session, so the service model is loaded once however many accounts.
+    """
+    config = Config(
+        region_name=region,
+        retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS},
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    keys = (
+        {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials["SessionToken"],
+        }
+        if credentials
+        else {}
+    )
+    return session.client("ec2", config=config, **keys)
+
+
+def sts_client(session: Any, region: str) -> Any:
+    return session.client(
+        "sts",
+        region_name=region,
+        config=Config(retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS}),
+    )
+
+
+def assume_role(sts: Any, role_arn: str, settings: Settings) -> dict[str, Any]:
+    """Temporary credentials for a role in another account (STS AssumeRole)."""
+    name = re.sub(r"[^\w+=,.@-]", "-", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "ec2-powercycle"))[:64]
+    extra = {"ExternalId": settings.external_id} if settings.external_id else {}
+    reply = sts.assume_role(RoleArn=role_arn, RoleSessionName=name, DurationSeconds=ASSUMED_ROLE_SECONDS, **extra)
+    return reply["Credentials"]  # type: ignore[no-any-return]
+
+
+def _expires_in(credentials: Mapping[str, Any], now: datetime) -> timedelta:
+    """How long assumed credentials stay valid (zero when their expiry cannot be read)."""
+    try:
+        expiry = datetime.fromisoformat(str(credentials["Expiration"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return timedelta(0)
+    if expiry.tzinfo is None:
+        return timedelta(0)
+    return expiry - now
+
+
+def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
+    """Every instance carrying the tag in a readable state, page by page (streamed)."""
+    paginator = ec2.get_paginator("describe_instances")
+    pages = paginator.paginate(
+        Filters=[
+            {"Name": "tag-key", "Values": [tag]},
+            {"Name": "instance-state-name", "Values": list(READ_STATES)},
+        ],
+        PaginationConfig={"PageSize": DESCRIBE_PAGE_SIZE},  # read at call time: tests shrink it
+    )
+    page_iterator = iter(pages)
+    while (page := next(page_iterator, None)) is not None:
+        reservations = page.get("Reservations", ())
+        instances = [instance for reservation in reservations for instance in reservation.get("Instances", ())]
+        # Let go of this page before the next is read and parsed: one page in memory, not two.
+        page = reservations = None
+        yield from instances
+        instances = []
+
+
+def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult) -> list[str]:
+    """Start or stop the instances in batches; return the IDs the API accepted.
+
+    A failed batch is split in halves until the instances at fault are alone, so
+    one bad instance costs about 2*log2(batch) extra calls and the rest still
+    change state. Failures that name no instance (throttling after botocore's
+    retries, service errors) fail their batch without splitting.
+    """
+    call = ec2.start_instances if action is Action.START else ec2.stop_instances
+    done: list[str] = []
+
+    def attempt(batch: list[str]) -> None:
+        try:
+            call(InstanceIds=batch)
+        except (ClientError, BotoCoreError) as err:
+            names_instances = isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") not in (
+                BATCH_WIDE_ERRORS
+            )
+            if names_instances and len(batch) > 1:
+                middle = len(batch) // 2
+                attempt(batch[:middle])
+                attempt(batch[middle:])
+                return
+            for instance_id in batch:
+                result.error(instance_id, f"{action.value} failed: {_describe_error(err)}")
+            return
+        done.extend(batch)
+
+    for offset in range(0, len(instance_ids), ACTION_BATCH_SIZE):
+        attempt(instance_ids[offset : offset + ACTION_BATCH_SIZE])
+    return done
+
+
+def _describe_error(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {str(error.get('Message', '')).strip()}"
+    return f"{type(err).__name__}: {err}"
+
+
+class Aws:
+    """The boto3 session, EC2 clients and assumed-role credentials of an execution environment.
+
+    Made once and reused by every invocation in the environment, as AWS's Lambda
+    guidance recommends: a new session loads the EC2 service model again, about
+    0.2 s of CPU. Clients are made under a lock (a boto3 session is not
+    thread-safe). An assumed role's credentials are reused while they have more
+    than ROLE_REUSE_MARGIN left; within a run each role is assumed at most once
+    (the run's memo), and a role that could not be assumed is tried again by
+    the next run.
+    """
+
+    def __init__(self, session: Any = None) -> None:
+        self._session = session or aws_session()
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
+        self._sts: dict[str, Any] = {}
+        self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
+
+    def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
+        """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
+        credentials = self._role_credentials(target.role_arn, settings, memo) if target.role_arn else None
+        key_id = credentials["AccessKeyId"] if credentials else None
+        with self._lock:
+            made_with, client = self._clients.get((target.region, target.role_arn), (None, None))
+            if client is None or made_with != key_id:
+                client = ec2_client(target.region, self._session, credentials)
+                self._clients[(target.region, target.role_arn)] = (key_id, client)
+            return client
+
+    def forget(self) -> None:
+        """Drop the clients and credentials, keeping the session (tests: each makes its own clients)."""
+        with self._lock:
+            self._clients.clear()
+            self._credentials.clear()
+
+    def _role_credentials(self, role_arn: str, settings: Settings, memo: RunMemo) -> dict[str, Any]:
+        credentials = memo.roles.get(role_arn, lambda: self._credentials_for(role_arn, settings))
+        if isinstance(credentials, str):
+            raise RoleError(credentials)
+        return credentials  # type: ignore[no-any-return]
+
+    def _credentials_for(self, role_arn: str, settings: Settings) -> dict[str, Any] | str:
+        known = self._credentials.get(role_arn)
+        if known is not None and _expires_in(known, datetime.now(UTC)) > ROLE_REUSE_MARGIN:
+            return known
+        region = settings.regions[0]
+        try:
+            with self._lock:
+                if region not in self._sts:
+                    self._sts[region] = sts_client(self._session, region)
+            credentials = assume_role(self._sts[region], role_arn, settings)
+        except (ClientError, BotoCoreError) as err:
+            return f"cannot assume role {role_arn}: {_describe_error(err)}"
+        self._credentials[role_arn] = credentials
+        return credentials
+
+
+_SESSION_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+_shared: tuple[tuple[tuple[str, str], ...], Aws] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_aws() -> Aws:
+    """The execution environment's Aws, made on first use.
+
+    Made again only if the variables that choose the endpoint or the profile
+    change (tests, the command line's --endpoint-url), which they never do in a
+    Lambda execution environment.
+    """
+    global _shared
+    key = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith(_SESSION_VARIABLES)))
+    with _shared_lock:
+        if _shared is None or _shared[0] != key:
+            _shared = (key, Aws())
+        return _shared[1]
+
+
+# --- A run: one instance, one target, every target --------------------------------
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every decision of one run shares: settings, the time, AWS access and the run's memo."""
+
+    settings: Settings
+    now: datetime
+    aws: Aws
+    memo: RunMemo = field(default_factory=RunMemo)
+    resolver: ScheduleResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+
+
+def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+
+
+def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
+    """The one decision path: what a run does with an instance (its tags, state, the run's time).
+
+    The handler's runs and the command line's `plan` both decide through here.
+    Each distinct (tag value, state) pair is decided once per run, so an instance
+    that shares its schedule with others costs a dictionary look-up.
+    """
+    tags = instance_tags(instance)
+    settings = context.settings
+    reason = guard_reason(tags, settings.protected_environments)
+    if reason:
+        return Verdict(None, Decision(Outcome.SKIP, None, reason))
+    value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
+    return context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))  # type: ignore[no-any-return]
+
+
+def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
+    tag = context.settings.tag
+    schedule = context.resolver.resolve(value)
+    if isinstance(schedule, ScheduleError):
+        return Verdict(None, Decision(Outcome.ERROR, None, f"bad schedule in tag {tag!r}: {schedule}"))
+    try:
+        due = context.memo.due.get(schedule, lambda: _due(schedule, context))
+    except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
+        return Verdict(None, Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {tag!r}: {err}"))
+    return Verdict(schedule, decide(due, state))
+
+
+def _due(schedule: Schedule, context: RunContext) -> Due:
+    return due_action(schedule, context.now, context.settings.window, context.memo.window_minutes)
+
+
+def read_target(
+    target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]
+) -> Any:
+    """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
+
+    Raises TargetError saying why the target could not be read.
+    """
+    try:
+        ec2 = context.aws.ec2(target, context.settings, context.memo)
+        for instance in tagged_instances(ec2, context.settings.tag):
+            visit(instance, decide_instance(instance, context))
+    except RoleError as err:
+        raise TargetError(str(err)) from err
+    except (ClientError, BotoCoreError) as err:
+        raise TargetError(f"cannot read instances: {_describe_error(err)}") from err
+    except Exception as err:  # a bug must not cost the other targets their run; it still fails the run
+        logger.exception("%s: unexpected error", target)
+        raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
+    return ec2
+
+
+def run_target(target: Target, context: RunContext) -> TargetResult:
+    """Read, decide and act in one account and region; never raises."""
+    settings = context.settings
+    result = TargetResult(target)
+    to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
+
+    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
+        result.instances += 1
+        decision = verdict.decision
+        if decision.outcome is Outcome.ACT:
+            to_act[decision.action].append(instance["InstanceId"])  # type: ignore[index]
+        elif decision.outcome is Outcome.SKIP:
+            result.skip(instance["InstanceId"], decision.reason)
+        elif decision.outcome is Outcome.ERROR:
+            result.error(instance["InstanceId"], decision.reason)
+
+    try:
+        ec2 = read_target(target, context, visit)
+    except TargetError as err:
+        return result.fail(str(err))
+    for action, ids in to_act.items():
+        done = ids if settings.dry_run else act(ec2, action, ids, result)
+        (result.started if action is Action.START else result.stopped).extend(done)
+    logger.info(
+        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
+        target,
+        result.instances,
+        len(result.started),
+        len(result.stopped),
+        len(result.skipped),
+        len(result.errors),
+        " (dry run)" if settings.dry_run else "",
+    )
+    return result
+
+
+def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
+    """Every account and region pair to schedule: the own account (unless turned off), then each role's."""
+    accounts: list[tuple[str, str | None]] = [(own_account, None)] if settings.own_account else []
+    accounts += [(arn.split(":")[4], arn) for arn in settings.role_arns]  # role ARNs were checked at start-up
+    return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
+
+
+def each_target(targets: list[Target], work: Callable[[Target], Any], max_workers: int) -> list[Any]:
+    """work(target) for every target, in a pool of max_workers threads; results in the targets' order."""
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+        return list(pool.map(work, targets))
+
+
+# --- Handler --------------------------------------------------------------------
+
+
+def reference_time(event: Any) -> datetime:
+    """The event's `time` (so retries act as the original would), else now, in UTC."""
+    raw = event.get("time") if isinstance(event, Mapping) else None
+    if raw is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ConfigError(f"event time {raw!r} is not an ISO-8601 time such as '2026-11-23T08:00:00Z'") from err
+    if moment.tzinfo is None:
+        raise ConfigError(f"event time {raw!r} has no time zone; expected e.g. '2026-11-23T08:00:00Z'")
+    return moment.astimezone(UTC)
+
+
+def own_account_id(context: Any) -> str:
+    """The function's account, from the Lambda context's function ARN; OWN_ACCOUNT when run elsewhere."""
+    arn = str(getattr(context, "invoked_function_arn", "") or "")
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 and parts[4].isdigit() else OWN_ACCOUNT
+
+
+def summarise(now: datetime, settings: Settings, results: list[TargetResult]) -> dict[str, Any]:
+    return {
+        "time": _iso(now),
+        "window_start": _iso(now - settings.window),
+        "window_end": _iso(now),
+        "dry_run": settings.dry_run,
+        "regions": list(dict.fromkeys(result.target.region for result in results)),
+        "accounts": list(dict.fromkeys(result.target.account for result in results)),
+        "targets": [result.totals() for result in results],
+        "instances": sum(result.instances for result in results),
+        "started": [i for result in results for i in result.started],
+        "stopped": [i for result in results for i in result.stopped],
+        "skipped": [entry for result in results for entry in result.skipped_entries()],
+        "errors": [entry for result in results for entry in result.error_entries()],
+    }
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    """Log the summary as one JSON line, cutting long lists so the line fits in a log event."""
+    entries = sum(len(summary[key]) for key in ("started", "stopped", "skipped", "errors"))
+    # An entry is some 20 characters of JSON or more: past this many, do not build a line only to cut it.
+    line = json.dumps(summary, default=str) if entries < SUMMARY_LOG_MAX_CHARS // 20 else ""
+    if not line or len(line) > SUMMARY_LOG_MAX_CHARS:
+        shortened = dict(summary)
+        for key in ("started", "stopped", "skipped", "errors"):
+            items = summary[key]
+            shortened[key] = items[:100]
+            shortened[f"{key}_count"] = len(items)
+        shortened["targets"] = [
+            {**totals, "started": len(totals["started"]), "stopped": len(totals["stopped"])}
+            for totals in summary.get("targets", ())
+        ]
+        shortened["truncated"] = True
+        line = json.dumps(shortened, default=str)
+    logger.info("%s", line)
+    if summary["errors"]:
+        logger.warning("%d errors in this run; see the summary's errors", len(summary["errors"]))
+
+
+def _ensure_logging() -> None:
+    # Lambda configures the root logger; a local run would otherwise print nothing.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, session: Any = None) -> dict[str, Any]:
+    """One scheduling run at `now` for every account and region.
+
+    Targets run concurrently in a pool of settings.max_workers; a failed target
+    is reported and the others go on; RunError is raised after the summary.
+    `session` (a boto3 Session) is for callers that bring their own; otherwise
+    the execution environment's session and clients are reused.
+    """
+    context = RunContext(settings, now, Aws(session) if session else shared_aws())
+    targets = targets_of(settings, own_account)
+    results = each_target(targets, lambda target: run_target(target, context), settings.max_workers)
+    summary = summarise(now, settings, results)
+    log_summary(summary)
+    failed = [str(result.target) for result in results if result.failed]
+    if failed:
+        raise RunError(f"could not handle {', '.join(failed)}; see the summary's errors", summary)
+    return summary
+
+
+def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
+    _ensure_logging()
+    return run(Settings.from_env(), reference_time(event), own_account_id(context))
+
+
+if __name__ == "__main__":  # `python ec2_powercycle.py COMMAND`: the command line, kept beside this module
+    from ec2_powercycle_cli import main
+
+    raise SystemExit(main())

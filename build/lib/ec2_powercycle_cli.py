@@ -1,0 +1,732 @@
+"""ec2-powercycle's command line: check a tag value, plan what the schedules will do, run once.
+
+Installed as the console script ``ec2-powercycle`` (``pip install .``); also
+``python ec2_powercycle_cli.py`` and ``python ec2_powercycle.py``, which hand over
+to it. Not shipped in the Lambda zip: the function never loads it::
+
+    ec2-powercycle check VALUE     # validate a tag value, show its next times
+    ec2-powercycle plan            # what the schedules will do, and a week timeline
+    ec2-powercycle run --at TIME   # one handler run (--dry-run, --json)
+
+``plan`` and ``run`` take ``--region`` (repeatable), ``--endpoint-url`` and
+``--tag``, and cover the accounts a run covers (``EC2_POWERCYCLE_ROLE_ARNS``,
+``EC2_POWERCYCLE_OWN_ACCOUNT``); ``check`` needs no credentials. ``plan``
+decides every instance through the handler's own ``decide_instance``, so it
+shows exactly what a run at its time would do. Exit codes: 0 fine, 1 an
+invalid schedule or errors in a plan or run, 2 a usage or set-up problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ec2_powercycle import (
+    DEFAULT_TAG,
+    OWN_ACCOUNT,
+    REGIONS_SETTING,
+    TAG_SETTING,
+    TIMEZONE_SETTING,
+    Action,
+    ConfigError,
+    Decision,
+    Outcome,
+    RunContext,
+    RunError,
+    Schedule,
+    ScheduleError,
+    ScheduleResolver,
+    Settings,
+    Target,
+    TargetError,
+    Verdict,
+    _iso,
+    aws_session,
+    each_target,
+    ec2_client,
+    instance_tags,
+    is_url,
+    logger,
+    next_fire,
+    read_target,
+    reference_time,
+    run,
+    running_hours,
+    shared_aws,
+    tagged_instances,
+    targets_of,
+    zone,
+)
+
+CLI_EPILOG = """\
+the tag:
+  key ec2Powercycle (EC2_POWERCYCLE_TAG), value a JSON schedule such as
+    {"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}
+  or the https:// URL of such a document. start, stop: a 5-field cron expression
+  (minute hour day-of-month month day-of-week) or a list of them; either may be
+  absent. tz: an IANA zone (default EC2_POWERCYCLE_TIMEZONE, else UTC).
+  enforce: true holds the scheduled state every run (default false: each start
+  and stop acts once, manual changes are respected).
+
+exit codes: 0 fine; 1 invalid schedule, or errors in a plan or run;
+  2 usage or set-up problem (bad option or setting, no region, unknown region,
+  no credentials).
+"""
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_SETUP = 2
+TIMELINE_HOURS = 7 * 24
+TIMELINE_MAX_HOURS = 31 * 24
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One tagged instance as `plan` shows it: what a run at the plan's time makes of it."""
+
+    instance_id: str
+    account: str
+    region: str
+    name: str
+    state: str
+    source: str  # "inline" or "url"
+    schedule: Schedule | None  # None: the scheduler will not touch it (guarded, bad schedule)
+    decision: Decision
+    next_start: datetime | None = None
+    next_stop: datetime | None = None
+
+    @property
+    def untouched(self) -> str | None:
+        """Why the scheduler will not touch the instance, or None."""
+        return self.decision.reason if self.schedule is None else None
+
+
+@dataclass(frozen=True)
+class Style:
+    """ANSI colour on a terminal (unless NO_COLOR is set), plain text elsewhere."""
+
+    colour: bool = False
+    running: str = "#"
+    stopped: str = "."
+
+    @classmethod
+    def for_stream(cls, stream: Any) -> Style:
+        colour = stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        try:
+            "█·".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return cls(colour)
+        return cls(colour, "█", "·")
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour and text else text
+
+    def bold(self, text: str) -> str:
+        return self.paint(text, "1")
+
+    def good(self, text: str) -> str:
+        return self.paint(text, "32")
+
+    def warn(self, text: str) -> str:
+        return self.paint(text, "33")
+
+    def bad(self, text: str) -> str:
+        return self.paint(text, "31")
+
+
+def upcoming_times(schedule: Schedule, after: datetime, count: int) -> list[tuple[datetime, Action]]:
+    """The next `count` start times and next `count` stop times after `after`, in time order."""
+    found: list[tuple[datetime, Action]] = []
+    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
+        times: set[datetime] = set()
+        for expression in expressions:
+            moment = after
+            for _ in range(count):
+                moment = next_fire(expression, schedule.tz, moment)
+                times.add(moment)
+        found.extend((moment, action) for moment in sorted(times)[:count])
+    return sorted(found)
+
+
+def schedule_document(schedule: Schedule) -> dict[str, Any]:
+    """A Schedule as JSON data (lists of expressions, zone, enforce)."""
+    return {"start": list(schedule.start), "stop": list(schedule.stop), "tz": schedule.tz, "enforce": schedule.enforce}
+
+
+def describe_cron(expression: str) -> str | None:
+    """The expression in plain words ("At 08:00, Monday through Friday"), or None without cron-descriptor."""
+    try:
+        from cron_descriptor import ExpressionDescriptor, Options
+    except ImportError:
+        return None
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(ExpressionDescriptor(expression, options).get_description())
+    except Exception:  # its own parser may refuse what croniter accepts: the words are a nicety
+        return None
+
+
+def plan_entry(instance: dict[str, Any], verdict: Verdict, target: Target, tag: str, now: datetime) -> PlanEntry:
+    """One instance, its run decision (from `decide_instance`) and its schedule's next times."""
+    tags = instance_tags(instance)
+    schedule = verdict.schedule
+    return PlanEntry(
+        instance_id=instance["InstanceId"],
+        account=target.account,
+        region=target.region,
+        name=tags.get("Name", ""),
+        state=instance["State"]["Name"],
+        source="url" if is_url(tags.get(tag, "")) else "inline",
+        schedule=schedule,
+        decision=verdict.decision,
+        next_start=None if schedule is None else _next(schedule.start, schedule.tz, now),
+        next_stop=None if schedule is None else _next(schedule.stop, schedule.tz, now),
+    )
+
+
+def _next(expressions: tuple[str, ...], tz_name: str, now: datetime) -> datetime | None:
+    return min((next_fire(expression, tz_name, now) for expression in expressions), default=None)
+
+
+def timeline_start(now: datetime, tz_name: str) -> datetime:
+    """The start of the hour containing `now` on the clocks of zone tz_name."""
+    local = now.astimezone(zone(tz_name))
+    return now - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+
+
+def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name: str) -> dict[str, Any]:
+    """One row per distinct schedule of the instances it will act on: running hours and stopped share."""
+    users: dict[Schedule, list[str]] = {}
+    for entry in entries:
+        if entry.schedule is not None:
+            users.setdefault(entry.schedule, []).append(entry.instance_id)
+    rows = []
+    ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
+    for number, (schedule, instance_ids) in enumerate(ranked, 1):
+        running = running_hours(schedule, start, hours)
+        stopped = running.count(False)
+        rows.append(
+            {
+                "id": f"S{number}",
+                "schedule": schedule_document(schedule),
+                "instances": len(instance_ids),
+                "instance_ids": instance_ids,
+                "running": running,
+                "stopped_hours": stopped,
+                "stopped_share": round(stopped / hours, 4),
+            }
+        )
+    return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
+
+
+def plan_data(
+    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """The plan as JSON data (`plan --json`)."""
+    return {
+        "time": _iso(now),
+        "tag": settings.tag,
+        "regions": list(settings.regions),
+        "accounts": list(dict.fromkeys(entry.account for entry in entries)),
+        "instances": [
+            {
+                "instance_id": entry.instance_id,
+                "account": entry.account,
+                "region": entry.region,
+                "name": entry.name,
+                "state": entry.state,
+                "source": entry.source,
+                "schedule": None if entry.schedule is None else schedule_document(entry.schedule),
+                "touched": entry.untouched is None,
+                "reason": entry.untouched,
+                "next_start": _iso(entry.next_start) or None,
+                "next_stop": _iso(entry.next_stop) or None,
+                "now": {
+                    "outcome": entry.decision.outcome.value,
+                    "action": None if entry.decision.action is None else entry.decision.action.value,
+                    "reason": entry.decision.reason,
+                },
+            }
+            for entry in entries
+        ],
+        "timeline": timeline,
+        "errors": problems,
+    }
+
+
+# Text output (pure: data in, lines out).
+
+
+def _when(moment: datetime, tz_name: str) -> str:
+    return moment.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _until(moment: datetime, now: datetime) -> str:
+    minutes = int((moment - now).total_seconds() // 60)
+    if minutes < 1:
+        return "in <1m"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"in {days}d {hours}h" if hours else f"in {days}d"
+    if hours:
+        return f"in {hours}h {minutes}m" if minutes else f"in {hours}h"
+    return f"in {minutes}m"
+
+
+def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = None) -> list[str]:
+    """Left-aligned columns two spaces apart; paint[i] colours column i after padding."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        if paint:
+            cells = [colour(cell) for colour, cell in zip(paint, cells, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _schedule_words(document: dict[str, Any]) -> str:
+    """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London)"."""
+    parts = [f"{key} {' or '.join(document[key])}" for key in ("start", "stop") if document[key]]
+    return ", ".join(parts) + f" ({document['tz']}{', enforce' if document['enforce'] else ''})"
+
+
+def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
+    """A valid schedule: zone, enforce, each expression in words, the next times in its zone and UTC."""
+    source = "a URL" if is_url(value) else "inline JSON"
+    lines = [f"{style.good('valid')} schedule ({source})", f"  zone     {schedule.tz}"]
+    if schedule.enforce:
+        lines.append("  enforce  true: the latest start or stop is held every run; manual changes are undone")
+    else:
+        lines.append("  enforce  false: each start and stop acts once; manual changes are respected")
+    width = max(len(expression) for expression in (*schedule.start, *schedule.stop))
+    for key, expressions in (("start", schedule.start), ("stop", schedule.stop)):
+        if not expressions:
+            lines.append(f"  {key:<7}  none")
+        for expression in expressions:
+            words = describe_cron(expression)
+            lines.append(f"  {key:<7}  {expression:<{width}}  {words or ''}".rstrip())
+    lines.append("")
+    lines.append(f"next times after {_utc(now)}:")
+    rows = [
+        [action.value, _when(moment, schedule.tz), _utc(moment), _until(moment, now)]
+        for moment, action in upcoming_times(schedule, now, count)
+    ]
+    lines.extend("  " + line for line in _table(rows))
+    return "\n".join(lines)
+
+
+def format_plan(
+    entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], style: Style
+) -> str:
+    """The instance table (with why an instance is left alone) followed by the timeline."""
+    regions = ", ".join(settings.regions)
+    lines = [style.bold(f"Plan at {_utc(now)}: {len(entries)} instances tagged {settings.tag} in {regions}")]
+    many_regions = len(settings.regions) > 1
+    many_accounts = len({entry.account for entry in entries}) > 1
+    header = ["NAME", "INSTANCE", *(["ACCOUNT"] if many_accounts else []), *(["REGION"] if many_regions else [])]
+    header += ["STATE", "SCHEDULE", "ZONE", "NEXT START", "NEXT STOP"]
+    rows = [header]
+    for entry in entries:
+        schedule = entry.schedule
+        times = [
+            "-"
+            if schedule is None
+            else "none"
+            if moment is None
+            else f"{_when(moment, schedule.tz)} ({_until(moment, now)})"
+            for moment in (entry.next_start, entry.next_stop)
+        ]
+        zone_name = "-" if schedule is None else schedule.tz
+        where = [*([entry.account] if many_accounts else []), *([entry.region] if many_regions else [])]
+        rows.append([entry.name or "-", entry.instance_id, *where, entry.state, entry.source, zone_name, *times])
+    table = _table(rows) if entries else []
+    if table:
+        lines.extend(["", style.bold(table[0])])
+    for entry, line in zip(entries, table[1:], strict=True):
+        lines.append(line)
+        if entry.untouched:
+            lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
+        elif entry.decision.outcome is not Outcome.IDLE:
+            mark = {Outcome.ACT: style.good, Outcome.SKIP: style.warn}.get(entry.decision.outcome, style.bad)
+            lines.append("    " + mark(f"a run now: {entry.decision.reason}"))
+    lines.append("")
+    lines.extend(format_timeline(timeline, style))
+    return "\n".join(lines)
+
+
+def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
+    """A day ruler, one shaded row per schedule with its stopped share, then what each row's schedule is."""
+    rows = timeline["schedules"]
+    if not rows:
+        return ["No schedule to show: no instance the scheduler will act on."]
+    start = datetime.fromisoformat(timeline["start"].replace("Z", "+00:00"))
+    tz = zone(timeline["zone"])
+    hours = timeline["hours"]
+    lines = [
+        style.bold(
+            f"Timeline from {_when(start, timeline['zone'])}, one column per hour "
+            f"({style.running} running, {style.stopped} stopped)"
+        )
+    ]
+    labels = [f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}" for row in rows]
+    margin = max(len(label) for label in labels) + 2
+    ruler = [" "] * hours
+    free = 0
+    for index in range(hours):
+        local = (start + timedelta(hours=index)).astimezone(tz)
+        if (index == 0 or local.hour == 0) and index >= free:
+            text = local.strftime("%a %d")
+            ruler[index : index + len(text)] = text
+            free = index + len(text) + 1
+    lines.append(" " * margin + "".join(ruler[:hours]).rstrip())
+    for label, row in zip(labels, rows, strict=True):
+        shading = "".join(
+            style.good(style.running) if running else style.stopped for running in row["running"]
+        )
+        share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
+        lines.append(f"{label.ljust(margin)}{shading}  {share}")
+    lines.append("")
+    lines.extend(f"{row['id']}  {_schedule_words(row['schedule'])}" for row in rows)
+    return lines
+
+
+def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], style: Style) -> str:
+    """The run summary as a table; labels maps instance IDs to (Name tag, region) where known."""
+    start = datetime.fromisoformat(summary["window_start"].replace("Z", "+00:00"))
+    now = datetime.fromisoformat(summary["time"].replace("Z", "+00:00"))
+    dry = " (dry run: nothing changed)" if summary["dry_run"] else ""
+    lines = [
+        style.bold(
+            f"Run at {_utc(now)}, window {start:%H:%M} to {now:%H:%M} UTC, {', '.join(summary['regions'])}: "
+            f"{summary['instances']} tagged instances{dry}"
+        )
+    ]
+    many_regions = len(summary["regions"]) > 1
+    rows: list[list[str]] = []
+    paint: list[Callable[[str], str]] = []
+
+    def add(what: str, colour: Callable[[str], str], instance_id: str | None, region: str, note: str) -> None:
+        name, known_region = labels.get(instance_id or "", ("", ""))
+        row = [what, name or "-", instance_id or "-"]
+        rows.append([*row, *([region or known_region or "-"] if many_regions else []), note])
+        paint.append(colour)
+
+    unchanged = "dry run: left as it is" if summary["dry_run"] else ""
+    for instance_id in summary["started"]:
+        add("started", style.good, instance_id, "", unchanged)
+    for instance_id in summary["stopped"]:
+        add("stopped", style.good, instance_id, "", unchanged)
+    for entry in summary["skipped"]:
+        add("skipped", style.warn, entry["instance_id"], entry["region"], entry["reason"])
+    for entry in summary["errors"]:
+        add("failed", style.bad, entry["instance_id"], entry["region"], entry["error"])
+    if rows:
+        header = ["WHAT", "NAME", "INSTANCE", *(["REGION"] if many_regions else []), "NOTE"]
+        table = _table([header, *rows])
+        lines.append(style.bold(table[0]))
+        lines.extend(colour(line) for colour, line in zip(paint, table[1:], strict=True))
+    else:
+        lines.append("nothing due")
+    counts = [(len(summary["started"]), "started"), (len(summary["stopped"]), "stopped")]
+    counts += [(len(summary["skipped"]), "skipped"), (len(summary["errors"]), "failed")]
+    lines.append(", ".join(f"{number} {word}" for number, word in counts))
+    return "\n".join(lines)
+
+
+# Edges of the command line: settings, AWS set-up, commands.
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _cli_time(text: str | None) -> datetime:
+    try:
+        return reference_time({"time": text})
+    except ConfigError as err:
+        raise ConfigError(f"--at: {err}") from err
+
+
+def _cli_settings(args: Any, *, aws: bool) -> Settings:
+    """Settings.from_env with the command's flags on top; for AWS commands, checked regions and credentials."""
+    settings = Settings.from_env(require_regions=False)
+    changes: dict[str, Any] = {}
+    if getattr(args, "tag", None) is not None:
+        tag = args.tag.strip()
+        if not tag or len(tag) > 128:
+            raise ConfigError(f"--tag must be a tag key of 1 to 128 characters, got {args.tag!r}")
+        changes["tag"] = tag
+    if getattr(args, "dry_run", False):
+        changes["dry_run"] = True
+    if aws:
+        if args.endpoint_url:
+            parts = urlsplit(args.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"--endpoint-url must be an http(s) URL, got {args.endpoint_url!r}")
+            os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client made from here on
+        session = boto3.session.Session()
+        changes["regions"] = _cli_regions(args.region or list(settings.regions), session)
+        if session.get_credentials() is None:
+            raise ConfigError(
+                "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or run where a role provides them"
+            )
+    return replace(settings, **changes)
+
+
+def _cli_regions(requested: list[str], session: Any) -> tuple[str, ...]:
+    regions = [name.strip() for item in requested for name in item.split(",") if name.strip()]
+    if not regions and session.region_name:
+        regions = [session.region_name]  # the profile's region in ~/.aws/config
+    if not regions:
+        raise ConfigError(f"no region: pass --region, or set {REGIONS_SETTING}, AWS_REGION or AWS_DEFAULT_REGION")
+    known = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("ec2", partition)
+    }
+    for name in regions:
+        if name not in known:
+            raise ConfigError(f"unknown region {name!r}; expected an EC2 region name such as 'eu-west-1'")
+    return tuple(dict.fromkeys(regions))
+
+
+def _check_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=False)
+    now = _cli_time(args.at)
+    value = sys.stdin.read() if args.value == "-" else args.value
+    schedule = ScheduleResolver(settings).resolve(value)
+    if isinstance(schedule, ScheduleError):
+        if args.json:
+            _print_json({"valid": False, "error": str(schedule)})
+        else:
+            print(f"{style.bad('invalid')}: {schedule}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.json:
+        expressions = [*schedule.start, *schedule.stop]
+        _print_json(
+            {
+                "valid": True,
+                "source": "url" if is_url(value) else "inline",
+                "schedule": schedule_document(schedule),
+                "words": {expression: describe_cron(expression) for expression in expressions},
+                "after": _iso(now),
+                "next": [
+                    {
+                        "action": action.value,
+                        "time": _iso(moment),
+                        "local": moment.astimezone(zone(schedule.tz)).isoformat(),
+                    }
+                    for moment, action in upcoming_times(schedule, now, args.count)
+                ],
+            }
+        )
+    elif not args.quiet:
+        print(format_check(schedule, value, now, args.count, style))
+    return EXIT_OK
+
+
+def _read_region(region: str, ec2: Any, settings: Settings) -> list[dict[str, Any]] | str:
+    """The tagged instances of a region (the handler's paging and filters), or why they cannot be read."""
+    try:
+        return list(tagged_instances(ec2, settings.tag))
+    except (ClientError, BotoCoreError) as err:
+        return f"cannot read instances in {region}: {err}"
+
+
+def survey(target: Target, context: RunContext) -> tuple[list[PlanEntry], str | None]:
+    """A target's plan entries, decided as a run at the context's time would, or why it cannot be read."""
+    entries: list[PlanEntry] = []
+    tag, now = context.settings.tag, context.now
+
+    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
+        entries.append(plan_entry(instance, verdict, target, tag, now))
+
+    try:
+        read_target(target, context, visit)
+    except TargetError as err:
+        return entries, f"{target}: {err}"
+    return entries, None
+
+
+def _plan_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=True)
+    now = _cli_time(args.at)
+    tz_name = args.tz or settings.timezone
+    try:
+        zone(tz_name)
+    except ScheduleError as err:
+        raise ConfigError(f"--tz: {err}") from err
+    context = RunContext(settings, now, shared_aws())  # the run's targets, clients and decision path
+    targets = targets_of(settings, OWN_ACCOUNT)
+    surveyed = each_target(targets, lambda target: survey(target, context), settings.max_workers)
+    problems = [problem for _, problem in surveyed if problem]
+    entries = sorted(
+        (entry for target_entries, _ in surveyed for entry in target_entries),
+        key=lambda entry: (entry.account, entry.region, entry.name, entry.instance_id),
+    )
+    timeline = plan_timeline(entries, timeline_start(now, tz_name), args.hours, tz_name)
+    if args.json:
+        _print_json(plan_data(entries, settings, now, timeline, problems))
+    elif len(problems) < len(surveyed):
+        print(format_plan(entries, settings, now, timeline, style))
+    for problem in problems:
+        print(f"ec2-powercycle: error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[str, str]]:
+    """Instance ID -> (Name tag, region) of the tagged instances, for the run table; best effort."""
+    labels: dict[str, tuple[str, str]] = {}
+    session = aws_session()
+    for region in regions:
+        instances = _read_region(region, ec2_client(region, session), settings)
+        for instance in instances if isinstance(instances, list) else ():
+            tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+            labels[instance["InstanceId"]] = (tags.get("Name", ""), region)
+    return labels
+
+
+def _run_command(args: Any, style: Style) -> int:
+    settings = _cli_settings(args, aws=True)
+    now = _cli_time(args.at)
+    failure = None
+    try:
+        summary = run(settings, now)
+    except RunError as err:
+        if err.summary is None:
+            raise
+        summary, failure = err.summary, str(err)
+    if args.json:
+        _print_json(summary)
+    else:
+        failed_regions = {entry["region"] for entry in summary["errors"] if entry["instance_id"] is None}
+        readable = [region for region in summary["regions"] if region not in failed_regions]
+        print(format_run(summary, _instance_labels(readable, settings), style))
+    if failure:
+        print(f"ec2-powercycle: error: {failure}", file=sys.stderr)
+    return EXIT_PROBLEMS if summary["errors"] else EXIT_OK
+
+
+def _cli_parser() -> Any:
+
+    def hours(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= TIMELINE_MAX_HOURS:
+            raise argparse.ArgumentTypeError(f"expected a whole number of hours from 1 to {TIMELINE_MAX_HOURS}")
+        return int(text)
+
+    def count(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= 100:
+            raise argparse.ArgumentTypeError("expected a whole number from 1 to 100")
+        return int(text)
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON data instead of text")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what the scheduler does to stderr")
+    at = argparse.ArgumentParser(add_help=False)
+    at.add_argument("--at", metavar="TIME", help="the reference time, ISO 8601 such as 2026-11-23T08:00:00Z (now)")
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument(
+        "--region",
+        action="append",
+        metavar="R",
+        help=f"a region to read (repeatable; default {REGIONS_SETTING}, AWS_REGION or the profile's region)",
+    )
+    aws.add_argument("--endpoint-url", metavar="URL", help="another EC2 endpoint, such as a local emulator")
+    aws.add_argument("--tag", metavar="KEY", help=f"the tag key (default {TAG_SETTING}, else {DEFAULT_TAG})")
+
+    parser = argparse.ArgumentParser(
+        prog="ec2-powercycle",
+        description="Start and stop EC2 instances on cron schedules in a tag: "
+        "check a tag value, plan what the schedules will do, run the scheduler once.",
+        epilog=CLI_EPILOG,
+        formatter_class=formatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, parents: list[Any], summary: str, description: str) -> Any:
+        sub = commands.add_parser(
+            name, parents=parents, help=summary, description=description, epilog=CLI_EPILOG, formatter_class=formatter
+        )
+        return sub
+
+    check = command(
+        "check",
+        [common, at],
+        "validate a tag value and show its next start and stop times",
+        "Validate a tag value exactly as the scheduler does (same errors); when valid, show each "
+        "cron expression in words and the next start and stop times in the schedule's zone and UTC.",
+    )
+    check.add_argument("value", metavar="VALUE", help="the tag value: inline JSON or a URL; - reads standard input")
+    check.add_argument("--count", type=count, default=3, help="how many next start and stop times to show (3)")
+    check.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid: the exit code tells")
+    check.set_defaults(command=_check_command)
+
+    plan = command(
+        "plan",
+        [common, at, aws],
+        "show what the schedules will do to the tagged instances, and a week timeline",
+        "Read the tagged instances as a run does and show, per instance, its schedule, the next start "
+        "and stop, and why it will not be touched; then a timeline, one row per distinct schedule, "
+        "shaded where the schedule keeps instances running (the state set by the latest start or stop "
+        "at or before each hour).",
+    )
+    plan.add_argument("--hours", type=hours, default=TIMELINE_HOURS, help="timeline length in hours (168, a week)")
+    plan.add_argument("--tz", metavar="ZONE", help=f"time zone of the timeline (default {TIMEZONE_SETTING}, else UTC)")
+    plan.set_defaults(command=_plan_command)
+
+    run_parser = command(
+        "run",
+        [common, at, aws],
+        "run the scheduler once, as the Lambda function does",
+        "One scheduling run at TIME through the handler's code: starts and stops what is due and "
+        "prints what was started, stopped, skipped and failed (--json: the summary the handler returns).",
+    )
+    run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    run_parser.set_defaults(command=_run_command)
+    return parser
+
+
+def _cli_logging(verbose: bool) -> None:
+    if verbose:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.CRITICAL)  # the command prints what matters
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `check`, `plan` and `run` (see `--help`). Returns the exit code."""
+    args = _cli_parser().parse_args(argv)
+    _cli_logging(args.verbose)
+    try:
+        return args.command(args, Style.for_stream(sys.stdout))
+    except (ConfigError, BotoCoreError) as err:
+        print(f"ec2-powercycle: error: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
