@@ -69,12 +69,14 @@ ROLE_ARNS_SETTING = "EC2_POWERCYCLE_ROLE_ARNS"
 EXTERNAL_ID_SETTING = "EC2_POWERCYCLE_EXTERNAL_ID"
 OWN_ACCOUNT_SETTING = "EC2_POWERCYCLE_OWN_ACCOUNT"
 MAX_WORKERS_SETTING = "EC2_POWERCYCLE_MAX_WORKERS"
+CATCH_UP_SETTING = "EC2_POWERCYCLE_CATCH_UP_MINUTES"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_PROTECTED_ENVIRONMENTS = "p"
 DEFAULT_MAX_WORKERS = 8
+DEFAULT_CATCH_UP_MINUTES = 60  # or the window, when that is longer
 OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is not known
 
 ENVIRONMENT_TAG = "environment"
@@ -91,9 +93,10 @@ URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
+SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
 
-SCHEDULE_KEYS = ("start", "stop", "tz", "enforce")
+SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
 SCHEDULE_EXAMPLE = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
 # States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
@@ -102,6 +105,22 @@ STARTABLE_STATES = frozenset({"stopped"})
 STOPPABLE_STATES = frozenset({"running", "pending"})
 SETTLED_STARTED = frozenset({"running", "pending"})
 SETTLED_STOPPED = frozenset({"stopped", "stopping"})
+# StateReason codes of a start that EC2 accepted and the instance could not carry out
+# (AWS's list of state reason codes: the others are stops, shutdowns and Spot events).
+FAILED_START_CODES = frozenset(
+    {
+        "Server.InsufficientInstanceCapacity",
+        "Server.InternalError",
+        "Client.InternalError",
+        "Client.VolumeLimitExceeded",
+        "Client.InvalidSnapshot.NotFound",
+    }
+)
+HIBERNATION_REFUSED = "UnsupportedHibernationConfiguration"
+FAILED_START_HINTS = {
+    "Client.InternalError": "most often a KMS key the instance's encrypted volumes cannot use (kms:CreateGrant)",
+}
+_STOPPED_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 # Batch failures that say nothing about any one instance: bisecting would only
 # repeat them (botocore has already retried the retryable ones).
 BATCH_WIDE_ERRORS = frozenset(
@@ -170,6 +189,7 @@ class Outcome(StrEnum):
     SKIP = "skip"  # a time was due but the instance is left alone: noted
     ERROR = "error"  # the schedule cannot be followed: reported
     IDLE = "idle"  # nothing due
+    LEFT = "left"  # changed by a person after the latest scheduled time: left alone, not listed
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class Schedule:
     stop: tuple[str, ...] = ()
     tz: str = DEFAULT_TIMEZONE
     enforce: bool = False
+    hibernate: bool = False
 
 
 # Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
@@ -203,6 +224,18 @@ class Decision:
     outcome: Outcome
     action: Action | None
     reason: str
+    caught_up: datetime | None = None  # the missed scheduled time an action makes up for
+    problem: str | None = None  # reported in errors even when acting (a start that did not take, retried)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What an instance's own record says about its last state change (read only when needed)."""
+
+    state: str
+    last_change: datetime | None  # LaunchTime when running, the stop time when stopped; None when unknown
+    launched: datetime | None  # LaunchTime: EC2 sets it at every start, also one that then fails
+    state_reason: tuple[str, str] | None  # StateReason (code, message)
 
 
 @dataclass(frozen=True)
@@ -268,7 +301,8 @@ class RunMemo:
     def __init__(self) -> None:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
-        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due
+        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window
+        self.recent = Memo(MEMO_LIMIT)  # Schedule -> Due over the catch-up horizon
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
         self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
@@ -291,6 +325,7 @@ class Settings:
     external_id: str | None = None
     own_account: bool = True
     max_workers: int = DEFAULT_MAX_WORKERS
+    catch_up: timedelta = timedelta(minutes=DEFAULT_CATCH_UP_MINUTES)  # H; zero turns catch-up off
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -308,9 +343,11 @@ class Settings:
             zone(default_tz)
         except ScheduleError as err:
             raise ConfigError(f"{TIMEZONE_SETTING}: {err}") from err
+        window = _parse_window(env.get(WINDOW_SETTING))
         return cls(
             tag=tag,
-            window=timedelta(minutes=_parse_window(env.get(WINDOW_SETTING))),
+            window=timedelta(minutes=window),
+            catch_up=timedelta(minutes=_parse_catch_up(env.get(CATCH_UP_SETTING), window)),
             timezone=default_tz,
             protected_environments=frozenset(
                 value.lower()
@@ -339,6 +376,18 @@ def parse_bool(value: str, name: str) -> bool:
 
 def _parse_window(value: str | None) -> int:
     return _parse_positive(value, DEFAULT_WINDOW_MINUTES, WINDOW_SETTING, "minutes")
+
+
+def _parse_catch_up(value: str | None, window: int) -> int:
+    if value is None or not value.strip():
+        return max(DEFAULT_CATCH_UP_MINUTES, window)
+    text = value.strip()
+    if not text.isdigit() or 0 < int(text) < window:
+        raise ConfigError(
+            f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least "
+            f"{WINDOW_SETTING} ({window}), got {value!r}"
+        )
+    return int(text)
 
 
 def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
@@ -441,14 +490,15 @@ def parse_schedule_document(document: object, default_tz: str) -> Schedule:
     if not isinstance(tz, str):
         raise ScheduleError(f"'tz' must be a string such as 'Europe/London', got {_json_type(tz)}")
     zone(tz)
-    enforce = document.get("enforce", False)
-    if not isinstance(enforce, bool):
-        raise ScheduleError(f"'enforce' must be true or false, got {_json_type(enforce)}")
+    flags = {key: document.get(key, False) for key in ("enforce", "hibernate")}
+    for key, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ScheduleError(f"{key!r} must be true or false, got {_json_type(flag)}")
     return Schedule(
         start=_parse_cron_list(document, "start"),
         stop=_parse_cron_list(document, "stop"),
         tz=tz,
-        enforce=enforce,
+        **flags,
     )
 
 
@@ -775,6 +825,88 @@ def decide(due: Due, state: str) -> Decision:
     return Decision(Outcome.SKIP, None, f"{due.action.value} due at {_iso(due.at)} but instance is {state}")
 
 
+def follow_up(
+    decision: Decision, schedule: Schedule, recent: Due, record: InstanceRecord, now: datetime, horizon: timedelta
+) -> Decision:
+    """What the instance's own record adds to the window's decision: a start that did not take, a missed run.
+
+    `recent` is what the schedule asks for over the catch-up horizon (now - horizon,
+    now] (with enforce, at or before now). A stopped instance whose start at or
+    after the recent start failed (its StateReason code, LaunchTime) is an error;
+    Server.* failures are retried, Client.* ones will not fix themselves. Without
+    enforce, when the window holds no time, the recent time's action is made up
+    for if the instance is in the opposite state and its last change came before
+    that time (nothing has changed it since); a later change was a person's, and
+    an unknown one is never guessed at.
+    """
+    if recent.action is Action.START and record.state == "stopped":
+        failed = start_failure(record, recent.at)  # type: ignore[arg-type]
+        if failed is not None:
+            return failed
+    if decision.outcome is not Outcome.IDLE or schedule.enforce or recent.action is None or recent.conflict:
+        return decision
+    actionable = STARTABLE_STATES if recent.action is Action.START else STOPPABLE_STATES
+    if record.state not in actionable or record.last_change is None or recent.at is None:
+        return decision
+    action, due = recent.action.value, _iso(recent.at)
+    if record.last_change < recent.at:
+        return Decision(
+            Outcome.ACT,
+            recent.action,
+            f"{action} due at {due} was missed: caught up now (catch-up until {_iso(recent.at + horizon)})",
+            caught_up=recent.at,
+        )
+    by_hand = "started" if record.state == "running" else "stopped"
+    return Decision(
+        Outcome.LEFT,
+        None,
+        f"{by_hand} by hand at {_iso(record.last_change)} after the {action} at {due}: left alone until the next "
+        f"{'stop' if by_hand == 'started' else 'start'}",
+    )
+
+
+def start_failure(record: InstanceRecord, start_at: datetime) -> Decision | None:
+    """The decision for a start at or after start_at that EC2 accepted and the instance could not carry out."""
+    if record.state_reason is None or record.launched is None or record.launched < start_at:
+        return None
+    code, message = record.state_reason
+    if code not in FAILED_START_CODES:
+        return None
+    said = message if message.startswith(code) else f"{code}: {message}"  # EC2's messages begin with the code
+    hint = FAILED_START_HINTS.get(code)
+    problem = f"start due at {_iso(start_at)} did not take: {said}" + (f" (hint: {hint})" if hint else "")
+    if code.startswith("Server."):
+        return Decision(Outcome.ACT, Action.START, f"{problem}; started again", caught_up=start_at, problem=problem)
+    return Decision(Outcome.ERROR, None, problem)
+
+
+def instance_record(instance: Mapping[str, Any]) -> InstanceRecord:
+    """The state-change facts of a DescribeInstances entry (timestamps as text or datetimes)."""
+    state = instance["State"]["Name"]
+    launched = _instant(instance.get("LaunchTime"))
+    last_change = None
+    if state == "running":
+        last_change = launched  # EC2 sets LaunchTime at every start
+    elif state == "stopped":
+        found = _STOPPED_AT.search(str(instance.get("StateTransitionReason") or ""))
+        if found:
+            last_change = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    reason = instance.get("StateReason") or {}
+    code = reason.get("Code")
+    return InstanceRecord(state, last_change, launched, (code, str(reason.get("Message", ""))) if code else None)
+
+
+def _instant(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return moment.astimezone(UTC) if moment.tzinfo else None
+
+
 def guard_reason(tags: Mapping[str, str], protected_environments: frozenset[str]) -> str | None:
     """Why an instance must never be touched, or None."""
     for key, value in tags.items():
@@ -1054,6 +1186,8 @@ class TargetResult:
     # (instance ID, reason) pairs: a third of the memory of the summary's dicts, made at the end.
     skipped: list[tuple[str, str]] = field(default_factory=list)
     errors: list[tuple[str | None, str]] = field(default_factory=list)
+    caught_up: list[tuple[str, Action, datetime]] = field(default_factory=list)  # (instance ID, action, due)
+    hibernated: list[str] = field(default_factory=list)
     instances: int = 0
     failed: bool = False
 
@@ -1070,6 +1204,10 @@ class TargetResult:
     def error_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, error in self.errors:
             yield {"instance_id": instance_id, **self._where(), "error": error}
+
+    def caught_up_entries(self) -> Iterator[dict[str, Any]]:
+        for instance_id, action, due in self.caught_up:
+            yield {"instance_id": instance_id, **self._where(), "action": action.value, "due": _iso(due)}
 
     def fail(self, problem: str) -> TargetResult:
         """The target could not be read: reported with instance_id null; the run will raise."""
@@ -1186,28 +1324,51 @@ def act(ec2: Any, action: Action, instance_ids: list[str], result: TargetResult)
     retries, service errors) fail their batch without splitting.
     """
     call = ec2.start_instances if action is Action.START else ec2.stop_instances
+    done, _ = _in_batches(call, action, instance_ids, result)
+    return done
+
+
+def hibernate(ec2: Any, instance_ids: list[str], result: TargetResult) -> tuple[list[str], list[str]]:
+    """Stop the instances with hibernation; return (hibernated, stopped normally).
+
+    An instance that refuses hibernation (UnsupportedHibernationConfiguration: not
+    ready yet after launch, say) is stopped normally in the same run.
+    """
+    hibernated, refused = _in_batches(
+        functools.partial(ec2.stop_instances, Hibernate=True), Action.STOP, instance_ids, result, HIBERNATION_REFUSED
+    )
+    if refused:
+        logger.info("%s: %d instances refused hibernation; stopping them normally", result.target, len(refused))
+    return hibernated, act(ec2, Action.STOP, refused, result)
+
+
+def _in_batches(
+    call: Callable[..., Any], action: Action, instance_ids: list[str], result: TargetResult, refusal: str = ""
+) -> tuple[list[str], list[str]]:
+    """call(InstanceIds=batch) in batches, bisecting failures; return (accepted, refused with `refusal`)."""
     done: list[str] = []
+    refused: list[str] = []
 
     def attempt(batch: list[str]) -> None:
         try:
             call(InstanceIds=batch)
         except (ClientError, BotoCoreError) as err:
-            names_instances = isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") not in (
-                BATCH_WIDE_ERRORS
-            )
-            if names_instances and len(batch) > 1:
+            code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
+            if code is not None and code not in BATCH_WIDE_ERRORS and len(batch) > 1:
                 middle = len(batch) // 2
                 attempt(batch[:middle])
                 attempt(batch[middle:])
-                return
-            for instance_id in batch:
-                result.error(instance_id, f"{action.value} failed: {_describe_error(err)}")
+            elif refusal and code == refusal:
+                refused.extend(batch)
+            else:
+                for instance_id in batch:
+                    result.error(instance_id, f"{action.value} failed: {_describe_error(err)}")
             return
         done.extend(batch)
 
     for offset in range(0, len(instance_ids), ACTION_BATCH_SIZE):
         attempt(instance_ids[offset : offset + ACTION_BATCH_SIZE])
-    return done
+    return done, refused
 
 
 def _describe_error(err: Exception) -> str:
@@ -1317,11 +1478,13 @@ def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
 
 
 def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
-    """The one decision path: what a run does with an instance (its tags, state, the run's time).
+    """The one decision path: what a run does with an instance (its tags, state, record and the run's time).
 
     The handler's runs and the command line's `plan` both decide through here.
-    Each distinct (tag value, state) pair is decided once per run, so an instance
-    that shares its schedule with others costs a dictionary look-up.
+    The schedule's decision is made once per distinct (tag value, state) pair, so
+    an instance that shares its schedule with others costs a dictionary look-up;
+    then the instance's own record (`follow_up`) may add a catch-up or a start
+    that did not take.
     """
     tags = instance_tags(instance)
     settings = context.settings
@@ -1329,7 +1492,15 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
     if reason:
         return Verdict(None, Decision(Outcome.SKIP, None, reason))
     value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
-    return context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))  # type: ignore[no-any-return]
+    verdict: Verdict = context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))
+    schedule = verdict.schedule
+    if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
+        return verdict
+    recent: Due | None = context.memo.recent.get(schedule, lambda: _recent(schedule, context))
+    if recent is None or recent.action is None:
+        return verdict
+    decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
+    return verdict if decision is verdict.decision else Verdict(schedule, decision)
 
 
 def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
@@ -1338,14 +1509,22 @@ def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
     if isinstance(schedule, ScheduleError):
         return Verdict(None, Decision(Outcome.ERROR, None, f"bad schedule in tag {tag!r}: {schedule}"))
     try:
-        due = context.memo.due.get(schedule, lambda: _due(schedule, context))
+        due = context.memo.due.get(schedule, lambda: _due(schedule, context, context.settings.window))
     except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
         return Verdict(None, Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {tag!r}: {err}"))
     return Verdict(schedule, decide(due, state))
 
 
-def _due(schedule: Schedule, context: RunContext) -> Due:
-    return due_action(schedule, context.now, context.settings.window, context.memo.window_minutes)
+def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
+    return due_action(schedule, context.now, window, context.memo.window_minutes)
+
+
+def _recent(schedule: Schedule, context: RunContext) -> Due | None:
+    """What the schedule asks for over the catch-up horizon; None if it cannot be evaluated."""
+    try:
+        return _due(schedule, context, context.settings.catch_up)
+    except (ValueError, OverflowError):  # the window's evaluation has already reported it
+        return None
 
 
 def read_target(
@@ -1373,25 +1552,44 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     """Read, decide and act in one account and region; never raises."""
     settings = context.settings
     result = TargetResult(target)
-    to_act: dict[Action, list[str]] = {Action.START: [], Action.STOP: []}
+    starts: list[str] = []
+    stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
+    caught_up: dict[str, tuple[Action, datetime]] = {}
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
         result.instances += 1
-        decision = verdict.decision
+        instance_id, decision = instance["InstanceId"], verdict.decision
+        if decision.problem:
+            result.error(instance_id, decision.problem)
         if decision.outcome is Outcome.ACT:
-            to_act[decision.action].append(instance["InstanceId"])  # type: ignore[index]
+            if decision.action is Action.START:
+                starts.append(instance_id)
+            else:
+                stops[_hibernates(instance, verdict.schedule)].append(instance_id)
+            if decision.caught_up is not None:
+                caught_up[instance_id] = (decision.action, decision.caught_up)  # type: ignore[assignment]
         elif decision.outcome is Outcome.SKIP:
-            result.skip(instance["InstanceId"], decision.reason)
+            result.skip(instance_id, decision.reason)
         elif decision.outcome is Outcome.ERROR:
-            result.error(instance["InstanceId"], decision.reason)
+            result.error(instance_id, decision.reason)
 
     try:
         ec2 = read_target(target, context, visit)
     except TargetError as err:
         return result.fail(str(err))
-    for action, ids in to_act.items():
-        done = ids if settings.dry_run else act(ec2, action, ids, result)
-        (result.started if action is Action.START else result.stopped).extend(done)
+    if settings.dry_run:
+        result.started, result.stopped, result.hibernated = starts, stops[False] + stops[True], stops[True]
+    else:
+        result.started = act(ec2, Action.START, starts, result)
+        result.stopped = act(ec2, Action.STOP, stops[False], result)
+        if stops[True]:
+            result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
+            result.stopped += result.hibernated + stopped_instead
+    result.caught_up = [
+        (instance_id, *caught_up[instance_id])
+        for instance_id in result.started + result.stopped
+        if instance_id in caught_up
+    ]
     logger.info(
         "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
         target,
@@ -1403,6 +1601,11 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         " (dry run)" if settings.dry_run else "",
     )
     return result
+
+
+def _hibernates(instance: Mapping[str, Any], schedule: Schedule | None) -> bool:
+    """Whether a stop should hibernate: the schedule asks for it and the instance is configured for it."""
+    return bool(schedule and schedule.hibernate and instance.get("HibernationOptions", {}).get("Configured"))
 
 
 def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
@@ -1458,17 +1661,20 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
         "stopped": [i for result in results for i in result.stopped],
         "skipped": [entry for result in results for entry in result.skipped_entries()],
         "errors": [entry for result in results for entry in result.error_entries()],
+        "caught_up": [entry for result in results for entry in result.caught_up_entries()],
+        "hibernated": [i for result in results for i in result.hibernated],
     }
 
 
 def log_summary(summary: dict[str, Any]) -> None:
     """Log the summary as one JSON line, cutting long lists so the line fits in a log event."""
-    entries = sum(len(summary[key]) for key in ("started", "stopped", "skipped", "errors"))
+    lists = [key for key in SUMMARY_LISTS if key in summary]
+    entries = sum(len(summary[key]) for key in lists)
     # An entry is some 20 characters of JSON or more: past this many, do not build a line only to cut it.
     line = json.dumps(summary, default=str) if entries < SUMMARY_LOG_MAX_CHARS // 20 else ""
     if not line or len(line) > SUMMARY_LOG_MAX_CHARS:
         shortened = dict(summary)
-        for key in ("started", "stopped", "skipped", "errors"):
+        for key in lists:
             items = summary[key]
             shortened[key] = items[:100]
             shortened[f"{key}_count"] = len(items)

@@ -160,7 +160,13 @@ def upcoming_times(schedule: Schedule, after: datetime, count: int) -> list[tupl
 
 def schedule_document(schedule: Schedule) -> dict[str, Any]:
     """A Schedule as JSON data (lists of expressions, zone, enforce)."""
-    return {"start": list(schedule.start), "stop": list(schedule.stop), "tz": schedule.tz, "enforce": schedule.enforce}
+    return {
+        "start": list(schedule.start),
+        "stop": list(schedule.stop),
+        "tz": schedule.tz,
+        "enforce": schedule.enforce,
+        "hibernate": schedule.hibernate,
+    }
 
 
 def describe_cron(expression: str) -> str | None:
@@ -305,7 +311,8 @@ def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = Non
 def _schedule_words(document: dict[str, Any]) -> str:
     """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London)"."""
     parts = [f"{key} {' or '.join(document[key])}" for key in ("start", "stop") if document[key]]
-    return ", ".join(parts) + f" ({document['tz']}{', enforce' if document['enforce'] else ''})"
+    flags = "".join(f", {flag}" for flag in ("enforce", "hibernate") if document.get(flag))
+    return ", ".join(parts) + f" ({document['tz']}{flags})"
 
 
 def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
@@ -316,6 +323,8 @@ def format_check(schedule: Schedule, value: str, now: datetime, count: int, styl
         lines.append("  enforce  true: the latest start or stop is held every run; manual changes are undone")
     else:
         lines.append("  enforce  false: each start and stop acts once; manual changes are respected")
+    if schedule.hibernate:
+        lines.append("  hibernate true: stops hibernate instances configured for it, others stop normally")
     width = max(len(expression) for expression in (*schedule.start, *schedule.stop))
     for key, expressions in (("start", schedule.start), ("stop", schedule.stop)):
         if not expressions:
@@ -365,7 +374,9 @@ def format_plan(
         if entry.untouched:
             lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
         elif entry.decision.outcome is not Outcome.IDLE:
-            mark = {Outcome.ACT: style.good, Outcome.SKIP: style.warn}.get(entry.decision.outcome, style.bad)
+            mark = {Outcome.ACT: style.good, Outcome.SKIP: style.warn, Outcome.LEFT: style.warn}.get(
+                entry.decision.outcome, style.bad
+            )
             lines.append("    " + mark(f"a run now: {entry.decision.reason}"))
     lines.append("")
     lines.extend(format_timeline(timeline, style))

@@ -84,6 +84,7 @@ class Fleet:
         region: str = REGION,
         tags: dict[str, str] | None = None,
         disable_api_stop: bool = False,
+        hibernation: bool = False,
     ) -> list[str]:
         """Launch `count` instances (one reservation) with the tag set to `schedule`."""
         ec2 = self.client(region)
@@ -97,6 +98,8 @@ class Fleet:
             ]
         if disable_api_stop:
             extra["DisableApiStop"] = True
+        if hibernation:
+            extra["HibernationOptions"] = {"Configured": True}
         reply = ec2.run_instances(ImageId=IMAGE_ID, MinCount=count, MaxCount=count, **extra)
         ids = [instance["InstanceId"] for instance in reply["Instances"]]
         if state == "stopped":

@@ -211,6 +211,7 @@ def test_check_json_gives_the_schedule_and_the_next_times() -> None:
         "stop": ["0 18 * * *"],
         "tz": "Europe/Berlin",
         "enforce": False,
+        "hibernate": False,
     }
     assert data["words"]["0 10 * * SAT"] == "At 10:00, only on Saturday"
     # Friday 12:00 UTC = 13:00 in Berlin: next stop Friday 18:00, next starts Saturday 10:00 and Monday 08:00.
@@ -370,7 +371,7 @@ def test_plan_json_shows_each_instance_and_why_it_is_left_alone(fleet: dict[str,
     assert untouched == {
         "db-production": "protected environment 'P'",
         "asg-worker": "in Auto Scaling group 'workers'",
-        "typo-in-tag": TAG_ERROR + "unknown key 'stat'; allowed keys: start, stop, tz, enforce",
+        "typo-in-tag": TAG_ERROR + "unknown key 'stat'; allowed keys: start, stop, tz, enforce, hibernate",
     }
 
 
