@@ -729,6 +729,7 @@ def _cli_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line: `check`, `plan` and `run` (see `--help`). Returns the exit code."""
     args = _cli_parser().parse_args(argv)
+    level = logger.level
     _cli_logging(args.verbose)
     try:
         return args.command(args, Style.for_stream(sys.stdout))
@@ -737,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     except KeyboardInterrupt:
         return 130
+    finally:
+        logger.setLevel(level)  # a caller that runs commands in its own process keeps its logging
 
 
 if __name__ == "__main__":

@@ -240,11 +240,10 @@ def test_hibernate_must_be_a_boolean(value: str) -> None:
 
 
 def test_plan_explains_a_missed_start_a_change_by_hand_and_a_start_that_did_not_take(
-    fleet: Fleet, api: ApiRecorder, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, api: ApiRecorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import ec2_powercycle_cli
 
-    monkeypatch.setattr(ec2_powercycle_cli, "_cli_logging", lambda verbose: None)  # leave the logger to pytest
     [missed] = fleet.launch(OFFICE_HOURS, state="stopped", tags={"Name": "missed"})
     record(missed, stopped_at=at(17, 55) - timedelta(days=3))
     [by_hand] = fleet.launch('{"stop": "55 17 * * 1-5"}', tags={"Name": "by-hand"})
