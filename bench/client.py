@@ -4,6 +4,7 @@
     python bench/client.py handler --time 2026-11-23T08:07:00Z
     python bench/client.py profile --time ... --out profile.txt
     python bench/client.py imports  # import times of boto3 and of ec2_powercycle after it
+    python bench/client.py warm --calls 6 --time ...  # handler calls in one process (a warm Lambda)
 
 The endpoint comes from AWS_ENDPOINT_URL (and settings from EC2_POWERCYCLE_*),
 as in Lambda. Imports are done before the clock starts (import time is measured
@@ -88,6 +89,25 @@ def handler_run(event_time: str) -> dict[str, Any]:
         "error_samples": [entry["error"] for entry in summary["errors"][:3]],
     }
     return result
+
+
+def warm_run(event_time: str, calls: int) -> dict[str, Any]:
+    """Several handler calls in one process, as a warm execution environment makes them.
+
+    Dry runs, so that every call does the same work; the first pays for the
+    session and the EC2 model, the later ones reuse them.
+    """
+    sys.path.insert(0, MODULE_DIR)
+    os.environ["EC2_POWERCYCLE_DRY_RUN"] = "true"
+    import ec2_powercycle
+
+    walls, cpus = [], []
+    for _ in range(calls):
+        wall, cpu = time.perf_counter(), time.process_time()
+        summary = ec2_powercycle.handler({"time": event_time})
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"walls": walls, "cpus": cpus, "instances": summary["instances"]}
 
 
 CATEGORIES = (
@@ -199,7 +219,8 @@ def imports_run() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("floor", "handler", "profile", "imports"))
+    parser.add_argument("mode", choices=("floor", "handler", "profile", "imports", "warm"))
+    parser.add_argument("--calls", type=int, default=6, help="handler calls of a warm run")
     parser.add_argument("--time", default="2026-11-23T08:07:00Z", help="event time of the handler run")
     parser.add_argument("--tag", default=os.environ.get("EC2_POWERCYCLE_TAG", "ec2Powercycle"))
     parser.add_argument("--page-size", type=int, default=1000)
@@ -213,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         result = handler_run(args.time)
     elif args.mode == "profile":
         result = profile_run(args.time, args.out, args.top)
+    elif args.mode == "warm":
+        result = warm_run(args.time, args.calls)
     else:
         result = imports_run()
     sys.stdout.write(json.dumps(result) + "\n")

@@ -57,6 +57,7 @@ from tools.local_endpoint import stop_process  # noqa: E402
 from tools.sample_fleet import ScheduleHandler, serve_schedules  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
+WARM_SIZE = 100  # instances of the warm-invocation figure: a small fleet shows what a call costs beyond its work
 LOAD = [0.0]  # the 1-minute load average when the run started
 SNAPSHOT = ROOT  # main() points this at a copy of ec2_powercycle.py taken when the run starts
 CLIENT_TIMEOUT = 900.0
@@ -242,6 +243,27 @@ def bench_case(
         "handler_baseline_rss_mib": max(r["baseline_rss_kib"] for r in handlers) / 1024,
         "floor_rss_mib": max(r["rss_kib"] for r in floors) / 1024,
         "problems": problems,
+    }
+
+
+def measure_warm(
+    size: int, calls: int, endpoint: str, schedules: str, urls: type[ScheduleHandler], pin: bool
+) -> dict[str, Any]:
+    """Handler calls in one process on a small fleet: the first (a cold start's) against the later (warm) ones."""
+    fleet = fleets.build("shared", size, schedules)
+    urls.documents = {}
+    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    arguments = ["warm", "--calls", str(calls), "--time", fleets.EVENT_TIME]
+    result = run_client(arguments, client_environment(endpoint, schedules), pin)
+    later_cpu, later_wall = result["cpus"][1:], result["walls"][1:]
+    return {
+        "size": size,
+        "calls": calls,
+        "instances": result["instances"],
+        "first_cpu": result["cpus"][0],
+        "first_wall": result["walls"][0],
+        "warm_cpu": statistics.median(later_cpu),
+        "warm_wall": statistics.median(later_wall),
     }
 
 
@@ -459,6 +481,7 @@ def report(
     profiles: list[dict[str, Any]],
     started: datetime,
     elapsed: float,
+    warm: dict[str, Any] | None = None,
 ) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in _versions().items())
     out = [
@@ -521,6 +544,21 @@ def report(
             *(f"| {name} | {ms:.1f} |" for name, ms in imports["top"]),
             "",
         ]
+    if warm:
+        out += [
+            "## Warm invocations",
+            "",
+            f"{warm['calls']} handler calls in one process on a fleet of {warm['instances']:,} (`shared`, dry runs "
+            "so that each call does the same work), as a warm Lambda execution environment makes them: the first "
+            "builds the boto3 session and loads the EC2 model; later ones reuse the session, the clients and any "
+            "assumed roles' credentials, and keep only the run's memo per call.",
+            "",
+            "| call | CPU s | wall s |",
+            "|---|---|---|",
+            f"| first (cold) | {warm['first_cpu']:.3f} | {warm['first_wall']:.3f} |",
+            f"| later (warm, median) | {warm['warm_cpu']:.3f} | {warm['warm_wall']:.3f} |",
+            "",
+        ]
     out += ["## Goals", "", *goals(cases, imports), ""]
     for prof in profiles:
         out += [
@@ -565,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", default="10000:shared,10000:distinct", help="SIZE:MIX cases to profile with cProfile ('' none)"
     )
+    parser.add_argument("--warm-calls", type=int, default=6, help="handler calls in one warm process (0: skip)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="report file ('' none)")
     parser.add_argument("--json", default="", help="also write the raw results here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin endpoint and client to separate cores")
@@ -606,11 +645,15 @@ def _main(args: argparse.Namespace) -> int:
         for size, mix in profile_cases:
             print(f"profiling N={size:,} {mix} ...", flush=True)
             profiles.append(profile_case(mix, size, endpoint, schedules, urls))
+        warm = None
+        if args.warm_calls > 1:
+            print(f"warm invocations: {args.warm_calls} handler calls in one process, N={WARM_SIZE} ...", flush=True)
+            warm = measure_warm(WARM_SIZE, args.warm_calls, endpoint, schedules, urls, pin)
     imports = None
     if args.import_reps > 0:
         print(f"import time: {args.import_reps} fresh processes ...", flush=True)
         imports = measure_imports(args.import_reps)
-    text = report(cases, imports, profiles, started, time.monotonic() - clock)
+    text = report(cases, imports, profiles, started, time.monotonic() - clock, warm)
     print()
     print("\n".join(table(cases)))
     print()
