@@ -70,6 +70,7 @@ EXTERNAL_ID_SETTING = "EC2_POWERCYCLE_EXTERNAL_ID"
 OWN_ACCOUNT_SETTING = "EC2_POWERCYCLE_OWN_ACCOUNT"
 MAX_WORKERS_SETTING = "EC2_POWERCYCLE_MAX_WORKERS"
 CATCH_UP_SETTING = "EC2_POWERCYCLE_CATCH_UP_MINUTES"
+NOTIFY_TOPIC_SETTING = "EC2_POWERCYCLE_NOTIFY_TOPIC_ARN"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
@@ -78,6 +79,7 @@ DEFAULT_PROTECTED_ENVIRONMENTS = "p"
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_CATCH_UP_MINUTES = 60  # or the window, when that is longer
 OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is not known
+DEFAULT_FUNCTION_NAME = "ec2-powercycle"  # the metrics' FunctionName outside Lambda
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -95,6 +97,11 @@ URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
 SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
+RUN_TIME_WARNING_SHARE = 0.8  # of the invocation's time: past it the run names the targets still running
+NOTIFY_MAX_PROBLEMS = 50  # problems listed in the notification; the rest are counted
+NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it must not hold the run
+SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
+METRICS_NAMESPACE = "ec2-powercycle"
 
 SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
@@ -138,6 +145,8 @@ BATCH_WIDE_ERRORS = frozenset(
 )
 _REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+# A standard topic: CloudWatch alarms cannot notify FIFO topics (.fifo), so neither do we.
+_TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:[A-Za-z0-9_-]{1,256}$")
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -326,6 +335,7 @@ class Settings:
     own_account: bool = True
     max_workers: int = DEFAULT_MAX_WORKERS
     catch_up: timedelta = timedelta(minutes=DEFAULT_CATCH_UP_MINUTES)  # H; zero turns catch-up off
+    notify_topic_arn: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -357,6 +367,7 @@ class Settings:
             dry_run=parse_bool(env.get(DRY_RUN_SETTING, ""), DRY_RUN_SETTING),
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
             **_parse_accounts(env),
+            notify_topic_arn=_parse_topic_arn(env.get(NOTIFY_TOPIC_SETTING, "")),
         )
 
 
@@ -418,6 +429,18 @@ def _parse_accounts(env: Mapping[str, str]) -> dict[str, Any]:
             env.get(MAX_WORKERS_SETTING), DEFAULT_MAX_WORKERS, MAX_WORKERS_SETTING, "workers"
         ),
     }
+
+
+def _parse_topic_arn(value: str) -> str | None:
+    arn = value.strip()
+    if not arn:
+        return None
+    if not _TOPIC_ARN_PATTERN.match(arn):
+        raise ConfigError(
+            f"{NOTIFY_TOPIC_SETTING} must be the ARN of a standard SNS topic such as "
+            f"'arn:aws:sns:eu-west-1:123456789012:ec2-powercycle', got {value!r}"
+        )
+    return arn
 
 
 def _parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -1190,6 +1213,8 @@ class TargetResult:
     hibernated: list[str] = field(default_factory=list)
     instances: int = 0
     failed: bool = False
+    # Name tags of the instances in `errors` only (for the notification): memory stays flat however large the fleet.
+    names: dict[str, str] = field(default_factory=dict)
 
     def skip(self, instance_id: str, reason: str) -> None:
         self.skipped.append((instance_id, reason))
@@ -1203,7 +1228,14 @@ class TargetResult:
 
     def error_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, error in self.errors:
-            yield {"instance_id": instance_id, **self._where(), "error": error}
+            name = self.names.get(instance_id) if instance_id else None
+            yield {"instance_id": instance_id, **({"name": name} if name else {}), **self._where(), "error": error}
+
+    def remember_name(self, instance: Mapping[str, Any]) -> None:
+        """Keep the instance's Name tag, if it has one: call it for instances in `errors` only."""
+        name = next((tag.get("Value", "") for tag in instance.get("Tags", ()) if tag["Key"] == "Name"), "")
+        if name:
+            self.names[instance["InstanceId"]] = name
 
     def caught_up_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, action, due in self.caught_up:
@@ -1266,6 +1298,17 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
         else {}
     )
     return session.client("ec2", config=config, **keys)
+
+
+def sns_client(session: Any, region: str) -> Any:
+    """The SNS client the run's notification is published with; few retries, short timeouts."""
+    return session.client(
+        "sns",
+        region_name=region,
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
+        ),
+    )
 
 
 def sts_client(session: Any, region: str) -> Any:
@@ -1379,7 +1422,7 @@ def _describe_error(err: Exception) -> str:
 
 
 class Aws:
-    """The boto3 session, EC2 clients and assumed-role credentials of an execution environment.
+    """The boto3 session, EC2 and SNS clients and assumed-role credentials of an execution environment.
 
     Made once and reused by every invocation in the environment, as AWS's Lambda
     guidance recommends: a new session loads the EC2 service model again, about
@@ -1396,6 +1439,7 @@ class Aws:
         self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
         self._sts: dict[str, Any] = {}
         self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
+        self._sns: dict[str, Any] = {}  # region -> the SNS client of the notification's topic
 
     def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
         """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
@@ -1408,11 +1452,19 @@ class Aws:
                 self._clients[(target.region, target.role_arn)] = (key_id, client)
             return client
 
+    def sns(self, region: str) -> Any:
+        """The SNS client of a region (the notification topic's), made once per execution environment."""
+        with self._lock:
+            if region not in self._sns:
+                self._sns[region] = sns_client(self._session, region)
+            return self._sns[region]
+
     def forget(self) -> None:
         """Drop the clients and credentials, keeping the session (tests: each makes its own clients)."""
         with self._lock:
             self._clients.clear()
             self._credentials.clear()
+            self._sns.clear()
 
     def _role_credentials(self, role_arn: str, settings: Settings, memo: RunMemo) -> dict[str, Any]:
         credentials = memo.roles.get(role_arn, lambda: self._credentials_for(role_arn, settings))
@@ -1561,6 +1613,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         instance_id, decision = instance["InstanceId"], verdict.decision
         if decision.problem:
             result.error(instance_id, decision.problem)
+            result.remember_name(instance)
         if decision.outcome is Outcome.ACT:
             if decision.action is Action.START:
                 starts.append(instance_id)
@@ -1572,6 +1625,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             result.skip(instance_id, decision.reason)
         elif decision.outcome is Outcome.ERROR:
             result.error(instance_id, decision.reason)
+            result.remember_name(instance)
 
     try:
         ec2 = read_target(target, context, visit)
@@ -1621,6 +1675,214 @@ def each_target(targets: list[Target], work: Callable[[Target], Any], max_worker
         return []
     with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
         return list(pool.map(work, targets))
+
+
+class RunWatch:
+    """The targets a run is working on, and a warning when the run nears the invocation's end.
+
+    Past RUN_TIME_WARNING_SHARE of the time from the run's start to `deadline`
+    (time.monotonic() seconds), it logs once which targets are still running, so
+    that if Lambda ends the run at its timeout the log says where the time went.
+    No deadline, no warning.
+    """
+
+    def __init__(self, targets: Sequence[Target], started: float, deadline: float | None) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Target, None] = {}  # in the order they started
+        self._waiting = len(targets)
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            budget = max(deadline - started, 0.0)
+            self._timer = threading.Timer(budget * RUN_TIME_WARNING_SHARE, self._warn, args=(budget,))
+            self._timer.daemon = True
+
+    def __enter__(self) -> RunWatch:
+        if self._timer:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+    def track(self, work: Callable[[Target], Any]) -> Callable[[Target], Any]:
+        """`work`, noting while it runs that its target is running."""
+
+        def tracked(target: Target) -> Any:
+            with self._lock:
+                self._waiting -= 1
+                self._running[target] = None
+            try:
+                return work(target)
+            finally:
+                with self._lock:
+                    self._running.pop(target, None)
+
+        return tracked
+
+    def _warn(self, budget: float) -> None:
+        with self._lock:
+            running, waiting = [str(target) for target in self._running], self._waiting
+        logger.warning(
+            "this run has used %d%% of the %.1f s the invocation had left at its start; still running: %s; "
+            "%d targets not started",
+            round(RUN_TIME_WARNING_SHARE * 100),
+            budget,
+            ", ".join(running) or "none",
+            waiting,
+        )
+
+
+# --- What a run reports: metrics and one notification (pure, then the edges) ------------
+
+# Metrics that count a summary list: (metric, summary key). CaughtUp and Hibernated only where the
+# summary has those lists.
+_LIST_METRICS = (
+    ("Started", "started"),
+    ("Stopped", "stopped"),
+    ("Skipped", "skipped"),
+    ("Errors", "errors"),
+    ("CaughtUp", "caught_up"),
+    ("Hibernated", "hibernated"),
+)
+
+
+def failed_targets(summary: Mapping[str, Any]) -> int:
+    """Targets (account and region) that could not be handled: each is one error without an instance."""
+    return sum(1 for entry in summary["errors"] if entry["instance_id"] is None)
+
+
+def run_metrics(summary: Mapping[str, Any]) -> dict[str, int | float]:
+    """The run's metrics, each a number taken from the summary."""
+    values: dict[str, int | float] = {"Instances": summary["instances"]}
+    values.update({metric: len(summary[key]) for metric, key in _LIST_METRICS if key in summary})
+    values["TargetsFailed"] = failed_targets(summary)
+    values["RunSeconds"] = summary.get("run_seconds", 0.0)
+    return values
+
+
+def metrics_document(summary: Mapping[str, Any], function_name: str, timestamp_ms: int) -> dict[str, Any]:
+    """The run's metrics as a CloudWatch embedded metric format (EMF) document.
+
+    One dimension set, FunctionName alone: per-account or per-region dimensions
+    would make a custom metric of each (1,000 accounts, 1,000 metrics); those
+    figures stay in the summary.
+    """
+    values = run_metrics(summary)
+    return {
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": [
+                        {"Name": name, "Unit": "Seconds" if name == "RunSeconds" else "Count"} for name in values
+                    ],
+                }
+            ],
+        },
+        "FunctionName": function_name,
+        "time": summary["time"],
+        "dry_run": summary["dry_run"],
+        **values,
+    }
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def notification(
+    summary: Mapping[str, Any], function_name: str, log_group: str | None = None
+) -> tuple[str, str] | None:
+    """The run's one notification, (subject, body), or None for a run without errors.
+
+    The subject names the counts; the body lists the first NOTIFY_MAX_PROBLEMS
+    problems (instance, Name tag when known, account, region, reason) and how
+    many more there were.
+    """
+    errors = summary["errors"]
+    if not errors:
+        return None
+    failed = failed_targets(summary)
+    counts = _counted(len(errors), "error") + (f", {_counted(failed, 'target')} failed" if failed else "")
+    done = f"{len(summary['started'])} started, {len(summary['stopped'])} stopped"
+    dry = " (dry run)" if summary["dry_run"] else ""
+    tail = f": {counts}; {done}{dry}"
+    subject = function_name[: max(SNS_SUBJECT_MAX_CHARS - len(tail), 1)] + tail
+    lines = [
+        f"{function_name} run at {summary['time']}{dry}: {counts}.",
+        f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances "
+        f"in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
+        + (f", in {summary['run_seconds']:.1f} s." if "run_seconds" in summary else "."),
+        "",
+        "Problems:",
+    ]
+    for entry in errors[:NOTIFY_MAX_PROBLEMS]:
+        where = f"{entry['account']}/{entry['region']}"
+        if entry["instance_id"] is None:
+            lines.append(f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}")
+        else:
+            name = f" ({entry['name']})" if entry.get("name") else ""
+            lines.append(f"- {entry['instance_id']}{name} in {where}: {entry['error']}")
+    if len(errors) > NOTIFY_MAX_PROBLEMS:
+        lines.append(f"and {len(errors) - NOTIFY_MAX_PROBLEMS} more.")
+    where_logged = f" in the log group {log_group}" if log_group else ""
+    lines += ["", f"The run's whole summary is the JSON line it logged{where_logged}."]
+    return subject, "\n".join(lines)
+
+
+def function_name_of(context: Any) -> str:
+    """The function's name: the Lambda context's, else AWS_LAMBDA_FUNCTION_NAME, else DEFAULT_FUNCTION_NAME."""
+    name = getattr(context, "function_name", None)
+    return str(name or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME)
+
+
+def invocation_deadline(context: Any) -> float | None:
+    """When Lambda will end this invocation, in time.monotonic() seconds; None outside Lambda."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return time.monotonic() + remaining() / 1000 if callable(remaining) else None
+
+
+def print_metrics(summary: Mapping[str, Any], function_name: str) -> None:
+    """Print the run's EMF document as one line on standard output.
+
+    Not through logging: Lambda's log handler prefixes each logged line, and
+    CloudWatch extracts metrics only from a line that is the bare JSON document.
+    """
+    document = metrics_document(summary, function_name, int(time.time() * 1000))
+    print(json.dumps(document, separators=(",", ":")), flush=True)
+
+
+def notify(summary: Mapping[str, Any], settings: Settings, function_name: str, aws: Aws) -> None:
+    """Publish the run's notification to settings.notify_topic_arn, if there is one to send.
+
+    A failure to publish is logged, never raised: the run and its summary stand.
+    """
+    topic = settings.notify_topic_arn
+    if topic is None:
+        return
+    message = notification(summary, function_name, os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME"))
+    if message is None:
+        return
+    subject, body = message
+    try:
+        aws.sns(topic.split(":")[3]).publish(TopicArn=topic, Subject=subject, Message=body)
+    except (ClientError, BotoCoreError) as err:
+        logger.error("could not publish the run's notification to %s: %s", topic, _describe_error(err))
+    except Exception:  # a bug here must not cost the run its summary
+        logger.exception("could not publish the run's notification to %s", topic)
+    else:
+        logger.info("notification of %d errors published to %s", len(summary["errors"]), topic)
+
+
+def report_run(summary: Mapping[str, Any] | None, settings: Settings, function_name: str) -> None:
+    """After a run, failed or not: its metrics on standard output and its notification."""
+    if summary is None:
+        return
+    print_metrics(summary, function_name)
+    notify(summary, settings, function_name, shared_aws())
 
 
 # --- Handler --------------------------------------------------------------------
@@ -1697,18 +1959,31 @@ def _ensure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
-def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, session: Any = None) -> dict[str, Any]:
+def run(
+    settings: Settings,
+    now: datetime,
+    own_account: str = OWN_ACCOUNT,
+    session: Any = None,
+    *,
+    deadline: float | None = None,
+) -> dict[str, Any]:
     """One scheduling run at `now` for every account and region.
 
     Targets run concurrently in a pool of settings.max_workers; a failed target
     is reported and the others go on; RunError is raised after the summary.
     `session` (a boto3 Session) is for callers that bring their own; otherwise
-    the execution environment's session and clients are reused.
+    the execution environment's session and clients are reused. `deadline`
+    (time.monotonic() seconds: when Lambda will end the invocation) makes the
+    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running.
     """
+    started = time.monotonic()
     context = RunContext(settings, now, Aws(session) if session else shared_aws())
     targets = targets_of(settings, own_account)
-    results = each_target(targets, lambda target: run_target(target, context), settings.max_workers)
+    with RunWatch(targets, started, deadline) as watch:
+        work = watch.track(lambda target: run_target(target, context))
+        results = each_target(targets, work, settings.max_workers)
     summary = summarise(now, settings, results)
+    summary["run_seconds"] = round(time.monotonic() - started, 3)
     log_summary(summary)
     failed = [str(result.target) for result in results if result.failed]
     if failed:
@@ -1717,9 +1992,22 @@ def run(settings: Settings, now: datetime, own_account: str = OWN_ACCOUNT, sessi
 
 
 def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: one scheduling run at the event's time. Returns the summary."""
+    """Lambda entry point: one scheduling run at the event's time. Returns the summary.
+
+    Whether the run succeeds or raises RunError, its metrics are printed and its
+    notification sent first.
+    """
     _ensure_logging()
-    return run(Settings.from_env(), reference_time(event), own_account_id(context))
+    deadline = invocation_deadline(context)
+    settings = Settings.from_env()
+    name = function_name_of(context)
+    try:
+        summary = run(settings, reference_time(event), own_account_id(context), deadline=deadline)
+    except RunError as err:
+        report_run(err.summary, settings, name)
+        raise
+    report_run(summary, settings, name)
+    return summary
 
 
 if __name__ == "__main__":  # `python ec2_powercycle.py COMMAND`: the command line, kept beside this module

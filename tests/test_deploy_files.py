@@ -39,6 +39,7 @@ from tools.local_endpoint import endpoint_environment, moto_server
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
 START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
 ASSUME_ROLE = "sts:AssumeRole"
+PUBLISH = "sns:Publish"
 # The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
 LAMBDA_RUNTIME = "python3.13"
 RUNTIME_VERSION = LAMBDA_RUNTIME.removeprefix("python")
@@ -292,8 +293,9 @@ def _allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
 def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns):
     """Run the handler (moto in process) and record every API call it makes, by whose credentials.
 
-    The function's own credentials need the EC2 calls, and sts:AssumeRole only with
-    EC2_POWERCYCLE_ROLE_ARNS; a spoke role's credentials need the EC2 calls only.
+    The function's own credentials need the EC2 calls, sns:Publish for the notification of a run
+    with errors (here a bad tag), and sts:AssumeRole only with EC2_POWERCYCLE_ROLE_ARNS; a spoke
+    role's credentials need the EC2 calls only.
     """
     calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
     real_call = botocore.client.BaseClient._make_api_call
@@ -308,25 +310,38 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv(ec2_powercycle.ROLE_ARNS_SETTING, ",".join(role_arns))
     with mock_aws():
-        _launch_due_pair(boto3.client("ec2", region_name="eu-west-1"))
+        own_ec2 = boto3.client("ec2", region_name="eu-west-1")
+        _launch_due_pair(own_ec2)
+        own_ec2.run_instances(
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": '{"stat": ""}'}]}
+            ],
+        )
+        topic = boto3.client("sns", region_name="eu-west-1").create_topic(Name="ec2-powercycle")["TopicArn"]
+        monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, topic)
         for role_arn in role_arns:
             _launch_due_pair(_spoke_ec2(role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     accounts = 1 + len(role_arns)
-    assert (len(summary["started"]), len(summary["stopped"]), summary["errors"]) == (accounts, accounts, [])
-    assert calls["own"] == EC2_ACTIONS | ({ASSUME_ROLE} if role_arns else set())
+    assert (len(summary["started"]), len(summary["stopped"]), len(summary["errors"])) == (accounts, accounts, 1)
+    assert calls["own"] == EC2_ACTIONS | {PUBLISH} | ({ASSUME_ROLE} if role_arns else set())
     assert calls["spoke"] == (EC2_ACTIONS if role_arns else set())
 
     # The hub: lambda-policy.json allows these calls and nothing else; AssumeRole in a statement of its own,
     # marked as needed only with roles, on the spoke role's name; template.yaml adds it only with RoleArns.
     policy = _policy("lambda-policy.json")["Statement"]
-    assert _allowed_actions(policy) == EC2_ACTIONS | {ASSUME_ROLE}
+    assert _allowed_actions(policy) == EC2_ACTIONS | {ASSUME_ROLE, PUBLISH}
+    (publish,) = [s for s in policy if PUBLISH in _as_list(s["Action"])]
+    assert _as_list(publish["Action"]) == [PUBLISH] and fnmatch.fnmatchcase(topic, publish["Resource"])
     (assume,) = [s for s in policy if ASSUME_ROLE in _as_list(s["Action"])]
     assert assume["Sid"].startswith("OnlyWithRoleArns") and _as_list(assume["Action"]) == [ASSUME_ROLE]
     assert all(any(fnmatch.fnmatchcase(arn, r) for r in _as_list(assume["Resource"])) for arn in role_arns)
     template_statements = _template_role_statements()
-    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS
+    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS | {PUBLISH}
     assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == {ASSUME_ROLE}
     # A spoke: its role allows exactly what is called with its credentials.
     assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS
@@ -335,7 +350,8 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
 def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     policy = _policy("lambda-policy.json")
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
-    assert actions == EC2_ACTIONS | {ASSUME_ROLE, "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    log_actions = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions == EC2_ACTIONS | {ASSUME_ROLE, PUBLISH} | log_actions
     assert not [a for a in actions if "*" in a]
     (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
@@ -344,6 +360,9 @@ def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     role_name = _spoke()["Parameters"]["RoleName"]["Default"]
     assert _as_list(assume["Resource"]) == [f"arn:aws:iam::*:role/{role_name}"]
     assert "Condition" not in assume and assume["Effect"] == "Allow"
+    # Publish on one topic, named like the function (as template.yaml names the topic it creates).
+    (publish,) = [s for s in policy["Statement"] if PUBLISH in _as_list(s["Action"])]
+    assert (publish["Effect"], publish["Resource"]) == ("Allow", "arn:aws:sns:*:*:ec2-powercycle")
 
 
 def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
@@ -539,7 +558,9 @@ def test_template_function_settings_are_the_codes():
 def test_template_defaults_are_the_codes_defaults():
     """The function's environment at the parameters' defaults reads as the settings' own defaults."""
     template = _template()
-    variables = template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    variables = dict(template["Resources"]["Function"]["Properties"]["Environment"]["Variables"])
+    # Always a topic: the one given, or the one the stack creates (test_template_notifies_one_topic...).
+    assert variables.pop(ec2_powercycle.NOTIFY_TOPIC_SETTING) == TOPIC
     environment = _resolve(variables, template["Parameters"], {"AWS::Region": "eu-west-1"})
     settings = ec2_powercycle.Settings.from_env({**environment, "AWS_REGION": "eu-west-1"})
     assert settings == ec2_powercycle.Settings(regions=("eu-west-1",))
@@ -560,6 +581,66 @@ def test_role_arn_parameters_take_what_the_code_takes(arn):
     code = bool(ec2_powercycle._ROLE_ARN_PATTERN.match(arn))
     assert bool(re.fullmatch(_template()["Parameters"]["RoleArns"]["AllowedPattern"], arn)) == code
     assert bool(re.fullmatch(_spoke()["Parameters"]["SchedulerRoleArn"]["AllowedPattern"], arn)) == code
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sns:eu-west-1:111111111111:ec2-powercycle",
+        "arn:aws-cn:sns:cn-north-1:111111111111:ops_alerts",
+        "arn:aws:sns:eu-west-1:111111111111:ops.fifo",
+        "arn:aws:sns:eu-west-1:1111:ops",
+        "arn:aws:sqs:eu-west-1:111111111111:ops",
+        "arn:aws:sns:eu-west-1:111111111111:*",
+    ],
+)
+def test_topic_parameter_takes_what_the_code_takes(arn):
+    code = bool(ec2_powercycle._TOPIC_ARN_PATTERN.match(arn))
+    assert bool(re.fullmatch(_template()["Parameters"]["AlarmTopicArn"]["AllowedPattern"], arn)) == code
+
+
+TOPIC = {"Fn::If": ["CreateTopic", {"Ref": "Topic"}, {"Ref": "AlarmTopicArn"}]}
+
+
+def test_template_notifies_one_topic_alarms_on_our_metrics_and_the_functions_and_draws_them():
+    template = _template()
+    resources = template["Resources"]
+    # The topic given, else one the stack creates; the function publishes to it and only to it.
+    assert template["Conditions"]["CreateTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    assert resources["Topic"]["Condition"] == "CreateTopic"
+    variables = resources["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables[ec2_powercycle.NOTIFY_TOPIC_SETTING] == TOPIC
+    (publish,) = [s for s in _template_role_statements() if "Fn::If" not in s and PUBLISH in _as_list(s["Action"])]
+    assert (_as_list(publish["Action"]), publish["Resource"]) == ([PUBLISH], TOPIC)
+    # Alarms on our Errors and TargetsFailed and on the function's Errors and Throttles, all told to the topic.
+    alarms = {
+        (r["Properties"]["Namespace"], r["Properties"]["MetricName"]): r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    ours = ec2_powercycle.METRICS_NAMESPACE
+    lambdas = "AWS/Lambda"
+    assert set(alarms) == {(ours, "Errors"), (ours, "TargetsFailed"), (lambdas, "Errors"), (lambdas, "Throttles")}
+    for alarm in alarms.values():
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
+        assert alarm["AlarmActions"] == [TOPIC]
+        assert alarm["Period"] == {"Fn::FindInMap": ["RunPeriod", {"Ref": "ScheduleMinutes"}, "Seconds"]}
+    periods = template["Mappings"]["RunPeriod"]
+    assert {int(minutes) * 60 for minutes in periods} == {p["Seconds"] for p in periods.values()}
+    assert {int(m) for m in periods} == set(template["Parameters"]["ScheduleMinutes"]["AllowedValues"])
+    # The dashboard: JSON once substituted, graphing every metric the code prints and the timeout.
+    body, _ = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    for name, value in {"AWS::Region": "eu-west-1", "Function": "ec2-powercycle", "Period": "900"}.items():
+        body = body.replace(f"${{{name}}}", value)
+    dashboard = json.loads(body.replace("${TimeoutSeconds}", "300"))
+    graphed = {
+        metric[1] for widget in dashboard["widgets"] for metric in widget["properties"]["metrics"] if metric[0] == ours
+    }
+    summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": []}
+    summary |= {key: [] for key in ("started", "stopped", "skipped")}
+    assert graphed == set(ec2_powercycle.run_metrics(summary))
+    (duration,) = [w["properties"] for w in dashboard["widgets"] if "RunSeconds" in json.dumps(w)]
+    assert duration["annotations"]["horizontal"][0]["value"] == 300
 
 
 def test_template_role_assumes_the_listed_roles_only_and_only_when_there_are_some():

@@ -267,7 +267,8 @@ def test_a_throttling_storm_ends_exactly_as_a_calm_run(
     injector.start()
     stormy = ec2_powercycle.handler(MONDAY_0807)
 
-    assert stormy == calm
+    # The same summary but for run_seconds: retries take time.
+    assert {**stormy, "run_seconds": None} == {**calm, "run_seconds": None}
     assert endpoint.states() == calm_states
     # Every call reached the endpoint exactly as often as in the calm run: the injected attempts never did.
     assert endpoint.counts() == calm_counts
