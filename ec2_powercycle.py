@@ -1735,8 +1735,7 @@ class RunWatch:
 
 # --- What a run reports: metrics and one notification (pure, then the edges) ------------
 
-# Metrics that count a summary list: (metric, summary key). CaughtUp and Hibernated only where the
-# summary has those lists.
+# Metrics that count a summary list: (metric, summary key).
 _LIST_METRICS = (
     ("Started", "started"),
     ("Stopped", "stopped"),
