@@ -1,4 +1,4 @@
-"""The benchmark EC2 endpoint (bench/ec2_endpoint.py) against moto and against EC2's documented behaviour.
+"""The benchmark EC2 endpoint (tests/support/ec2_endpoint.py) against moto and against EC2's documented behaviour.
 
 The same small fleet is seeded into moto_server and into the benchmark endpoint;
 the handler runs against each at the same event times and must produce the same
@@ -19,9 +19,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 import ec2_powercycle
-from bench.ec2_endpoint import Fleet, serve_in_thread
-from tools.local_endpoint import endpoint_environment, moto_server
-from tools.sample_fleet import schedule_server
+from tests.support.ec2_endpoint import Fleet, serve_in_thread
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
+from tests.support.sample_fleet import schedule_server
 
 TAG = ec2_powercycle.DEFAULT_TAG
 IMAGE_ID = "ami-12c6146b"
@@ -176,9 +176,7 @@ def bench() -> Iterator[tuple[str, Fleet]]:
 
 
 def _client(url: str) -> Any:
-    return boto3.client(
-        "ec2", endpoint_url=url, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
-    )
+    return boto3.client("ec2", endpoint_url=url, region_name="eu-west-1", **dummy_keys())
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, url: str, schedules: str, moment: str) -> dict[str, Any]:

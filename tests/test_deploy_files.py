@@ -24,7 +24,7 @@ import yaml
 from moto import mock_aws
 
 import ec2_powercycle
-from tests.deploy_support import (
+from tests.support.deploy import (
     PACKAGE_SH,
     POST_TO_LAMBDA_SH,
     REPO,
@@ -34,7 +34,7 @@ from tests.deploy_support import (
     tool_path_env,
     venv_tool,
 )
-from tools.local_endpoint import endpoint_environment, moto_server
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
 
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
 START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
@@ -145,7 +145,7 @@ def test_entrypoint_packages_and_deploys_the_copied_tree(tmp_path):
     for name in _docker_context_files():
         shutil.copy2(REPO / name, workdir / name)
     with moto_server() as url:
-        client_args = {"endpoint_url": url, "region_name": "eu-west-1"} | _dummy_keys()
+        client_args = {"endpoint_url": url, "region_name": "eu-west-1"} | dummy_keys()
         role = boto3.client("iam", **client_args).create_role(
             RoleName="ec2-powercycle", AssumeRolePolicyDocument=lambda_trust_policy()
         )["Role"]["Arn"]
@@ -699,7 +699,3 @@ def test_readme_and_guide_document_many_accounts():
     assert "iam/spoke-role.yaml" in readme
     for needed in ("--template-file iam/spoke-role.yaml", "SchedulerRoleArn=", "CAPABILITY_NAMED_IAM", "RoleArns="):
         assert needed in guide, needed
-
-
-def _dummy_keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

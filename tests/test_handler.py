@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import time_machine
-from conftest import OFFICE_HOURS, ApiRecorder, Fleet, instance_ids_in
 
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, handler
+from tests.support.faults import ApiRecorder, instance_ids_in
+from tests.support.fleet import OFFICE_HOURS, Fleet
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 MONDAY_1807 = {"time": "2026-11-23T18:07:00Z"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.deploy_support import (
+from tests.support.deploy import (
     REPO,
     b64sha256,
     lambda_runtime_version,
@@ -26,7 +26,7 @@ from tests.deploy_support import (
     runtime_python,
     tool_path_env,
 )
-from tools.local_endpoint import endpoint_environment, moto_server
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
 
 # What the Lambda Python runtime provides besides the standard library.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
@@ -217,7 +217,7 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
         assert probe.returncode == 0, probe.stderr
         assert probe.stdout.split("\n")[:2] == ["croniter missing", "requests missing"]
 
-        ec2 = boto3.client("ec2", endpoint_url=url, region_name="eu-west-1", **_dummy_keys())
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name="eu-west-1", **dummy_keys())
         tags = [{"Key": "ec2Powercycle", "Value": json.dumps({"stop": "0 18 * * *"})}]
         instance_id = ec2.run_instances(
             ImageId="ami-12c6146b",  # any ID works in moto
@@ -312,7 +312,3 @@ def test_unknown_argument_is_an_error(tmp_path):
     result = run_package(tmp_path, "--frobnicate")
     assert result.returncode == 1
     assert "unknown argument '--frobnicate'" in result.stderr
-
-
-def _dummy_keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from tests.deploy_support import (
+from tests.support.deploy import (
     POST_TO_LAMBDA_SH,
     b64sha256,
     lambda_trust_policy,
@@ -26,7 +26,7 @@ from tests.deploy_support import (
     parse_report,
     tool_path_env,
 )
-from tools.local_endpoint import endpoint_environment, moto_server, reset
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server, reset
 
 FUNCTION = "ec2-powercycle"
 REGION = "eu-west-1"
@@ -61,9 +61,7 @@ def function(endpoint: str, tmp_path: Path) -> str:
 
 
 def _client(service: str, url: str):
-    return boto3.client(
-        service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    return boto3.client(service, endpoint_url=url, region_name=REGION, **dummy_keys())
 
 
 def _env(url: str, **overrides: str | None) -> dict[str, str]:

@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import ApiRecorder, Fleet
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 import ec2_powercycle
 from ec2_powercycle import ScheduleError, Settings, check_url, handler
+from tests.support.faults import ApiRecorder
+from tests.support.fleet import Fleet
+from tests.support.local_endpoint import free_port
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 STOP_AT_EIGHT = {"stop": "0 8 * * *"}
@@ -163,8 +165,6 @@ def test_a_server_that_never_answers_times_out(
 
 
 def test_a_dead_url_is_that_instances_error(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tools.local_endpoint import free_port
-
     dead = f"http://127.0.0.1:{free_port()}/schedules/gone.json"
     monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", dead)
     [instance] = fleet.launch(dead)
