@@ -45,7 +45,7 @@ def test_summary_shape(fleet: Fleet, api: ApiRecorder) -> None:
     assert summary["window_end"] == "2026-11-23T08:07:00Z"
     assert summary["dry_run"] is False
     assert set(summary) >= {"time", "window_start", "window_end", "dry_run", "started", "stopped", "skipped", "errors"}
-    json.dumps(summary)
+    assert json.loads(json.dumps(summary)) == summary  # plain JSON types only: what Lambda returns to its caller
 
 
 def test_nothing_happens_outside_the_window(fleet: Fleet, api: ApiRecorder) -> None:
