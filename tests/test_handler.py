@@ -218,6 +218,19 @@ def test_every_bad_tag_at_once(fleet: Fleet, api: ApiRecorder) -> None:
         assert bad[entry["instance_id"]] in entry["error"]
 
 
+def test_a_schedule_croniter_cannot_evaluate_is_that_instances_error(fleet: Fleet, api: ApiRecorder) -> None:
+    # With enforce, the state comes from the latest start at or before the run: for a run in the
+    # first hour of year 1 the latest 29 February would fall in year 0, which datetime cannot hold.
+    [leap_day] = fleet.launch('{"start": "0 0 29 2 *", "enforce": true}', state="stopped")
+    [good] = fleet.launch('{"stop": "20 0 * * *"}')
+    summary = handler({"time": "0001-01-01T00:30:00Z"})
+    assert summary["stopped"] == [good]
+    [error] = summary["errors"]
+    assert error["instance_id"] == leap_day
+    assert error["error"].startswith("cannot evaluate schedule in tag 'ec2Powercycle': ")
+    assert fleet.states() == {leap_day: "stopped", good: "stopped"}
+
+
 # --- Dry run ---------------------------------------------------------------------
 
 
