@@ -132,9 +132,19 @@ print(json.dumps(bad))
 """
 
 
-def test_without_the_runtime_python_the_zip_carries_no_bytecode_and_says_so(tmp_path):
-    """A PYC_PYTHON of another version (like a machine without python3.13): no .pyc, a note, no failure."""
-    result = run_package(tmp_path, env=tool_path_env({"PYTHON": sys.executable, "PYC_PYTHON": sys.executable}))
+@pytest.fixture(scope="module")
+def other_build(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One build with the other options: --with-boto3, and a PYC_PYTHON of another version than the
+    runtime's (like a machine without python3.13). Each option has its own test below."""
+    return run_package(
+        tmp_path_factory.mktemp("other"),
+        "--with-boto3",
+        env=tool_path_env({"PYTHON": sys.executable, "PYC_PYTHON": sys.executable}),
+    )
+
+
+def test_without_the_runtime_python_the_zip_carries_no_bytecode_and_says_so(other_build):
+    result = other_build
     assert result.returncode == 0, result.stderr
     report = parse_report(result.stdout)
     assert report["bytecode"] == "none"
@@ -266,10 +276,9 @@ COMPILE_SPY = (
 )
 
 
-def test_with_boto3_flag_vendors_boto3(tmp_path):
-    result = run_package(tmp_path, "--with-boto3")
-    assert result.returncode == 0, result.stderr
-    with zipfile.ZipFile(parse_report(result.stdout)["zip"]) as archive:
+def test_with_boto3_flag_vendors_boto3(other_build):
+    assert other_build.returncode == 0, other_build.stderr
+    with zipfile.ZipFile(parse_report(other_build.stdout)["zip"]) as archive:
         top_level_libs = {name.split("/")[1] for name in archive.namelist() if name.startswith("lib/")}
     assert {"boto3", "botocore", "s3transfer", "croniter"} <= top_level_libs
 
