@@ -322,10 +322,13 @@ def test_actions_are_batched(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest
     assert fleet.states() == {**dict.fromkeys(to_stop, "stopped"), **dict.fromkeys(to_start, "running")}
 
 
-def test_a_stop_protected_instance_does_not_sink_its_batch(fleet: Fleet, api: ApiRecorder) -> None:
-    first = fleet.launch('{"stop": "0 8 * * *"}', count=40)
+def test_a_stop_protected_instance_does_not_sink_its_batch(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ec2_powercycle, "ACTION_BATCH_SIZE", 9)
+    first = fleet.launch('{"stop": "0 8 * * *"}', count=4)
     [protected] = fleet.launch('{"stop": "0 8 * * *"}', disable_api_stop=True)
-    rest = fleet.launch('{"stop": "0 8 * * *"}', count=40)
+    rest = fleet.launch('{"stop": "0 8 * * *"}', count=4)
     summary = handler(MONDAY_0807)
     assert sorted(summary["stopped"]) == sorted(first + rest)
     [error] = summary["errors"]
@@ -333,8 +336,8 @@ def test_a_stop_protected_instance_does_not_sink_its_batch(fleet: Fleet, api: Ap
     states = fleet.states()
     assert states.pop(protected) == "running"
     assert set(states.values()) == {"stopped"}
-    # One batch, then halves down to the offender: 1 + 2 * ceil(log2(81)) calls at most.
-    assert len(api.operations("StopInstances")) <= 1 + 2 * 7
+    # One batch, then halves down to the offender: 1 + 2 * ceil(log2(9)) calls at most.
+    assert len(api.operations("StopInstances")) <= 1 + 2 * 4
 
 
 def _fail_for(ids: set[str], code: str, action: str = "StopInstances"):
@@ -352,8 +355,8 @@ def _fail_for(ids: set[str], code: str, action: str = "StopInstances"):
 def test_each_instance_error_is_isolated_and_reported_with_its_code(
     fleet: Fleet, api: ApiRecorder, code: str
 ) -> None:
-    ids = fleet.launch('{"stop": "0 8 * * *"}', count=30)
-    bad = {ids[3], ids[17]}
+    ids = fleet.launch('{"stop": "0 8 * * *"}', count=8)
+    bad = {ids[1], ids[5]}
     api.inject(_fail_for(bad, code))
     summary = handler(MONDAY_0807)
     assert sorted(summary["stopped"]) == sorted(set(ids) - bad)
