@@ -1,7 +1,7 @@
 """Benchmarks of ec2-powercycle against a fast local EC2 endpoint: `make bench`.
 
 For each fleet size and schedule mix (see bench/fleets.py) it seeds the
-benchmark EC2 endpoint (bench/ec2_endpoint.py, in a process of its own), then
+benchmark EC2 endpoint (tests/support/ec2_endpoint.py, in a process of its own), then
 runs, each in a fresh client process (bench/client.py):
 
 * the floor: a bare boto3 loop that only pages DescribeInstances with the
@@ -53,8 +53,8 @@ sys.path.insert(0, str(BENCH))
 import fleets  # noqa: E402
 
 import ec2_powercycle  # noqa: E402
-from tools.local_endpoint import stop_process  # noqa: E402
-from tools.sample_fleet import ScheduleHandler, serve_schedules  # noqa: E402
+from tests.support.local_endpoint import DUMMY_CREDENTIALS, stop_process  # noqa: E402
+from tests.support.sample_fleet import ScheduleHandler, serve_schedules  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 WARM_SIZE = 100  # instances of the warm-invocation figure: a small fleet shows what a call costs beyond its work
@@ -65,11 +65,6 @@ LAMBDA_MIN_MIB = 128
 IMPORT_BUDGET_MS = 30.0
 CPU_GOALS = {"shared": 1.25, "distinct": 2.0}
 GOAL_SIZES = (10_000, 100_000)
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
 
 
 # --- Processes and servers --------------------------------------------------------
@@ -84,9 +79,10 @@ def _pin(pid: int, cpu: int) -> None:
 
 @contextlib.contextmanager
 def endpoint_process(pin: bool, timeout: float = 30.0) -> Iterator[str]:
-    """bench/ec2_endpoint.py in its own process on 127.0.0.1; yield its URL; stop it on exit."""
+    """tests/support/ec2_endpoint.py in its own process on 127.0.0.1; yield its URL; stop it on exit."""
     process = subprocess.Popen(
-        [sys.executable, str(BENCH / "ec2_endpoint.py"), "--port", "0"],
+        [sys.executable, "-m", "tests.support.ec2_endpoint", "--port", "0"],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -500,9 +496,9 @@ def report(
         "",
         "## Method",
         "",
-        "- The EC2 endpoint is `bench/ec2_endpoint.py`, in a process of its own (pinned to one core, the client "
-        "to the other), answering real EC2 XML (about 4 KB per instance, as AWS's); `tests/test_bench_endpoint.py` "
-        "checks that the handler gets the same results from it as from moto.",
+        "- The EC2 endpoint is `tests/support/ec2_endpoint.py`, in a process of its own (pinned to one core, the "
+        "client to the other), answering real EC2 XML (about 4 KB per instance, as AWS's); "
+        "`tests/test_bench_endpoint.py` checks that the handler gets the same results from it as from moto.",
         "- Every client run is a fresh process (`bench/client.py`). Timed: from creating the EC2 client to the end "
         "of the run; imports are timed apart. CPU is the client process's `time.process_time()` (all threads); "
         "peak memory is its peak RSS, `VmHWM` (imports included; the figure in brackets is after imports, "

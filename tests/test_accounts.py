@@ -7,11 +7,12 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import IMAGE_ID, TAG, session_client
 from moto.sts.models import sts_backends
 
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, Settings, handler, run, targets_of
+from tests.support.faults import injected_response
+from tests.support.fleet import IMAGE_ID, TAG, moto_client
 
 SPOKES = ("111111111111", "222222222222")
 ROLE = "arn:aws:iam::{account}:role/ec2-powercycle-spoke"
@@ -23,11 +24,11 @@ STOP_AT_EIGHT = '{"stop": "0 8 * * *"}'
 def account_client(account: str | None, region: str) -> Any:
     """An EC2 client in a spoke account (through a role assumed in moto) or in the own account (None)."""
     if account is None:
-        return session_client("ec2", region)
-    credentials = session_client("sts", region).assume_role(
+        return moto_client("ec2", region)
+    credentials = moto_client("sts", region).assume_role(
         RoleArn=ROLE.format(account=account), RoleSessionName="test-setup"
     )["Credentials"]
-    return session_client(
+    return moto_client(
         "ec2",
         region,
         aws_access_key_id=credentials["AccessKeyId"],
@@ -114,16 +115,13 @@ def test_a_role_that_cannot_be_assumed_fails_its_targets_only(
     refused = ROLE.format(account=SPOKES[0])
 
     def deny(request: Any, **_: Any) -> Any:
-        from botocore.awsrequest import AWSResponse
-
         body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
         if refused.replace(":", "%3A").replace("/", "%2F") in body:
-            request.url = "http://injected.invalid/"  # so moto's in-process stubber lets it be
             error = (
                 b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not trusted"
                 b"</Message></Error><RequestId>x</RequestId></ErrorResponse>"
             )
-            return AWSResponse(request.url, 403, {}, _Body(error))
+            return injected_response(request, 403, error)
         return None
 
     session.events.register("before-send.sts.AssumeRole", deny)
@@ -139,14 +137,6 @@ def test_a_role_that_cannot_be_assumed_fails_its_targets_only(
         for region in REGIONS
     ]
     assert state(SPOKES[0], "eu-west-1", spokes[SPOKES[0], "eu-west-1"]) == "running"
-
-
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Any:
-        yield self._body
 
 
 def test_targets_run_in_a_bounded_pool(

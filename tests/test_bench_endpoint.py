@@ -1,8 +1,8 @@
-"""The benchmark EC2 endpoint (bench/ec2_endpoint.py) against moto and against EC2's documented behaviour.
+"""The benchmark EC2 endpoint (tests/support/ec2_endpoint.py) against moto and against EC2's documented behaviour.
 
 The same small fleet is seeded into moto_server and into the benchmark endpoint;
 the handler runs against each at the same event times and must produce the same
-summary (instance IDs mapped through Name tags) and leave the same states. So
+summary (instance IDs mapped to names by launch order) and leave the same states. So
 the endpoint the benchmarks measure against cannot drift into a toy.
 """
 
@@ -19,9 +19,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 import ec2_powercycle
-from bench.ec2_endpoint import Fleet, serve_in_thread
-from tools.local_endpoint import endpoint_environment, moto_server
-from tools.sample_fleet import schedule_server
+from tests.support.ec2_endpoint import Fleet, serve_in_thread
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
+from tests.support.sample_fleet import schedule_server
 
 TAG = ec2_powercycle.DEFAULT_TAG
 IMAGE_ID = "ami-12c6146b"
@@ -43,7 +43,10 @@ EVENT_TIMES = (
 
 
 def fleet_specs(schedule_url: str) -> list[dict[str, Any]]:
-    """(name, tag value or None, state, extra tags, disable_api_stop, reservation) of the comparison fleet."""
+    """(name, tag value or None, state, extra tags, disable_api_stop, reservation) of the comparison fleet.
+
+    One instance per case (two where a reservation holds several, or a shared schedule meets two states).
+    """
     specs: list[dict[str, Any]] = []
 
     def add(group: str, count: int, schedule: str | None, states: tuple[str, ...], **extra: Any) -> None:
@@ -59,51 +62,54 @@ def fleet_specs(schedule_url: str) -> list[dict[str, Any]]:
                 }
             )
 
-    add("london", 8, LONDON, ("stopped", "running", "stopped"), per_reservation=3)
+    add("london", 3, LONDON, ("stopped", "running", "stopped"), per_reservation=3)
     add("stop-protected", 1, LONDON, ("running",), disable_api_stop=True)
-    add("london-late", 4, LONDON, ("running", "stopped"), per_reservation=2)
-    add("new-york", 4, NEW_YORK, ("stopped", "running"), per_reservation=2)
-    add("berlin-url", 4, schedule_url, ("stopped",), per_reservation=4)
-    add("nightly", 3, NIGHTLY, ("running",))
-    add("enforced", 3, ENFORCED, ("running", "stopped", "stopped"))
+    add("london-late", 2, LONDON, ("running", "stopped"), per_reservation=2)
+    add("new-york", 2, NEW_YORK, ("stopped", "running"), per_reservation=2)
+    add("berlin-url", 2, schedule_url, ("stopped",), per_reservation=2)
+    add("nightly", 1, NIGHTLY, ("running",))
+    add("enforced", 2, ENFORCED, ("running", "stopped"))
     add("conflict", 1, CONFLICT, ("stopped",))
-    add("prod", 2, LONDON, ("stopped",), tags={"Environment": "P"})
+    add("prod", 1, LONDON, ("stopped",), tags={"Environment": "P"})
     add("not-prod", 1, LONDON, ("stopped",), tags={"environment": "prod"})
-    add("asg", 2, LONDON, ("stopped",), tags={"aws:autoscaling:groupName": "web"})
+    add("asg", 1, LONDON, ("stopped",), tags={"aws:autoscaling:groupName": "web"})
     add("typo", 1, '{"stat": "0 8 * * 1-5"}', ("stopped",))
     add("not-json", 1, "0 8 * * 1-5", ("running",))
     add("bad-cron", 1, '{"start": "0 25 * * *"}', ("stopped",))
     add("bad-zone", 1, '{"start": "0 8 * * *", "tz": "Mars/Olympus"}', ("stopped",))
     add("empty", 1, "", ("running",))
     add("dead-url", 1, schedule_url.replace("berlin", "missing"), ("stopped",))
-    add("untagged", 2, None, ("running", "stopped"))
+    add("untagged", 1, None, ("stopped",))
     add("terminated", 1, LONDON, ("terminated",))
     return specs
 
 
 def _tags(spec: dict[str, Any]) -> dict[str, str]:
-    tags = {"Name": spec["name"], **spec["tags"]}
+    """An instance's tags (the same for every member of a reservation): its names are kept by launch order."""
+    tags = dict(spec["tags"])
     if spec["schedule"] is not None:
         tags[TAG] = spec["schedule"]
     return tags
 
 
 def seed_moto(ec2: Any, specs: list[dict[str, Any]]) -> dict[str, str]:
-    """Launch the fleet in moto, a reservation per group; return instance ID -> name."""
+    """Launch the fleet in moto, a tagged reservation per group; return instance ID -> name."""
     names: dict[str, str] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
         groups.setdefault(spec["reservation"], []).append(spec)
     for members in groups.values():
         extra: dict[str, Any] = {"DisableApiStop": True} if members[0]["disable_api_stop"] else {}
+        tags = _tags(members[0])
+        if tags:
+            extra["TagSpecifications"] = [
+                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            ]
         reply = ec2.run_instances(
             ImageId=IMAGE_ID, InstanceType="t3.micro", MinCount=len(members), MaxCount=len(members), **extra
         )
         for spec, instance in zip(members, reply["Instances"], strict=True):
             names[instance["InstanceId"]] = spec["name"]
-            ec2.create_tags(
-                Resources=[instance["InstanceId"]], Tags=[{"Key": k, "Value": v} for k, v in _tags(spec).items()]
-            )
     by_name = {name: instance_id for instance_id, name in names.items()}
     for state, call in (("stopped", ec2.stop_instances), ("terminated", ec2.terminate_instances)):
         ids = [by_name[spec["name"]] for spec in specs if spec["state"] == state]
@@ -176,9 +182,7 @@ def bench() -> Iterator[tuple[str, Fleet]]:
 
 
 def _client(url: str) -> Any:
-    return boto3.client(
-        "ec2", endpoint_url=url, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
-    )
+    return boto3.client("ec2", endpoint_url=url, region_name="eu-west-1", **dummy_keys())
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, url: str, schedules: str, moment: str) -> dict[str, Any]:

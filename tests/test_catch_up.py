@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from conftest import REGION, ApiRecorder, Fleet, instance_ids_in
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.instances import StateReason
 
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, Settings, handler
+from tests.support.faults import ApiRecorder, instance_ids_in
+from tests.support.fleet import REGION, Fleet
 
 OFFICE_HOURS = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)

@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tools.local_endpoint import DUMMY_CREDENTIALS, free_port, moto_server, reset
-from tools.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server, seed
+from tests.support.local_endpoint import DUMMY_CREDENTIALS, free_port, moto_server, reset
+from tests.support.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "ec2_powercycle.py")

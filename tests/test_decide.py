@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
@@ -23,6 +24,7 @@ from ec2_powercycle import (
     guard_reason,
     latest_fire,
     latest_in_window,
+    next_fire,
     parse_schedule_json,
     wall_to_instant,
     zone,
@@ -173,6 +175,32 @@ def test_a_time_in_the_repeated_hour_fires_once_at_its_first_occurrence() -> Non
     assert latest_fire("30 1 * * *", "Europe/London", utc("2026-10-25T01:45:00")) == utc("2026-10-25T00:30:00")
 
 
+@pytest.mark.parametrize(
+    ("expression", "tz", "after", "expected"),
+    [
+        ("0 8 * * *", "UTC", "2026-11-23T07:00:00", "2026-11-23T08:00:00"),
+        ("0 8 * * *", "UTC", "2026-11-23T07:59:59", "2026-11-23T08:00:00"),
+        ("0 8 * * *", "UTC", "2026-11-23T08:00:00", "2026-11-24T08:00:00"),  # strictly after
+        ("0 8 * * 1-5", "UTC", "2026-11-27T08:00:00", "2026-11-30T08:00:00"),  # Friday to Monday
+        ("0 8 * * *", "Europe/London", "2026-03-29T00:00:00", "2026-03-29T07:00:00"),  # BST from 01:00 UTC
+        ("30 1 * * *", "Europe/London", "2026-03-29T00:00:00", "2026-03-29T01:00:00"),  # skipped: at the jump
+        ("0 8 * * *", "Europe/London", "2026-10-25T00:00:00", "2026-10-25T08:00:00"),  # GMT from 01:00 UTC
+        ("30 1 * * *", "Europe/London", "2026-10-25T00:00:00", "2026-10-25T00:30:00"),  # repeated: the first
+        ("30 1 * * *", "Europe/London", "2026-10-25T00:30:00", "2026-10-26T01:30:00"),  # ... and only the first
+        ("0 8 L * *", "UTC", "2026-11-23T00:00:00", "2026-11-30T08:00:00"),  # croniter only: last day
+        ("0 8 * * 1#1", "UTC", "2026-11-23T00:00:00", "2026-12-07T08:00:00"),  # croniter only: first Monday
+        ("0 8 L * *", "Europe/London", "2026-03-01T00:00:00", "2026-03-31T07:00:00"),
+    ],
+)
+def test_next_fire_is_the_first_time_strictly_after(expression: str, tz: str, after: str, expected: str) -> None:
+    assert next_fire(expression, tz, utc(after)) == utc(expected)
+
+
+def test_next_fire_refuses_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        next_fire("0 8 * * *", "UTC", datetime(2026, 11, 23, 8))
+
+
 def test_new_york_spring_gap() -> None:
     tz = zone("America/New_York")
     assert wall_to_instant(datetime(2026, 3, 8, 2, 30), tz) == utc("2026-03-08T07:00:00")
@@ -229,55 +257,68 @@ def cron(draw: st.DrawFn) -> str:
     return f"{draw(CRON_FIELD)} {draw(HOUR_FIELD)} * * {draw(DOW_FIELD)}"
 
 
-def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, until: datetime) -> set[datetime]:
-    """An independent oracle: test every minute of (after, until] against the wall clock.
+MINUTE = timedelta(minutes=1)
+RUN_UP = timedelta(hours=3)  # longer than any clock change, so a first occurrence before `after` is known
 
-    A minute fires if its first-occurrence wall time matches, or if the clocks
-    jumped forward at it and any skipped wall time matches. The matching wall
-    times come from croniter's forward walk over naive times (no zone involved).
+
+def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, until: datetime) -> set[datetime]:
+    """An independent oracle: walk every UTC minute of (after, until] and read the zone's wall clock there.
+
+    The README's rule, from its definitions: a wall time fires at the first instant the clock shows it,
+    so a time in the repeated hour fires once, at its first occurrence; a wall time the clock jumps past
+    (the skipped hour) fires at the moment of the jump. Which wall times match the expression is
+    croniter's word: its walk over naive times, where no zone is involved.
     """
-    tz = zone(tz_name)
-    margin = timedelta(hours=3)
-    walker = croniter(expression, after.astimezone(tz).replace(tzinfo=None) - margin)
+    tz = ZoneInfo(tz_name)
+    instant = after.replace(second=0, microsecond=0) - RUN_UP
+    walker = croniter(expression, instant.astimezone(tz).replace(tzinfo=None) - RUN_UP)
+    last_wall = until.astimezone(tz).replace(tzinfo=None) + RUN_UP
     matching: set[datetime] = set()
-    last_wall = until.astimezone(tz).replace(tzinfo=None) + margin
     while (wall := walker.get_next(datetime)) <= last_wall:
         matching.add(wall)
-    fired = set()
-    minute = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    while minute <= until:
-        local = minute.astimezone(tz)
-        walls = [] if local.fold else [local.replace(tzinfo=None)]
-        gap = local.utcoffset() - (minute - timedelta(minutes=1)).astimezone(tz).utcoffset()
-        skipped = local.replace(tzinfo=None) - gap
-        while skipped < local.replace(tzinfo=None):
-            walls.append(skipped)
-            skipped += timedelta(minutes=1)
-        if any(wall in matching for wall in walls):
-            fired.add(minute)
-        minute += timedelta(minutes=1)
+    fired: set[datetime] = set()
+    shown: set[datetime] = set()  # every wall time the clock has shown so far
+    previous: datetime | None = None
+    while instant <= until:
+        wall = instant.astimezone(tz).replace(tzinfo=None)
+        showing = [wall]
+        if previous is not None:  # the wall times between two readings a minute apart were jumped past now
+            skipped = previous + MINUTE
+            while skipped < wall:
+                showing.append(skipped)
+                skipped += MINUTE
+        if instant > after and any(time in matching and time not in shown for time in showing):
+            fired.add(instant)
+        shown.update(showing)
+        previous = wall
+        instant += MINUTE
     return fired
 
 
-DAYS_BEFORE_CHANGES = {
-    "Europe/London": ("2026-03-28", "2026-10-24"),
-    "America/New_York": ("2026-03-07", "2026-10-31"),
-    "Australia/Lord_Howe": ("2026-10-03", "2026-04-04"),
+# When the clocks change in 2026 (UTC): spring forward, autumn back. Zones without changes use London's.
+CLOCK_CHANGES = {
+    "Europe/London": ("2026-03-29T01:00:00", "2026-10-25T01:00:00"),
+    "America/New_York": ("2026-03-08T07:00:00", "2026-11-01T06:00:00"),
+    "Australia/Lord_Howe": ("2026-10-03T15:30:00", "2026-04-04T15:00:00"),  # half an hour
 }
+SPAN = timedelta(hours=6)
 
 
 def _ticks_across_a_clock_change(tz: str, autumn: bool, offset_seconds: int, window: timedelta) -> list[datetime]:
-    """Runs W apart over 30 hours that contain the zone's clock change of spring (forward) or autumn (back)."""
-    forward, back = DAYS_BEFORE_CHANGES.get(tz, ("2026-03-28", "2026-10-24"))
-    first = utc(f"{back if autumn else forward}T12:00:00") + timedelta(seconds=offset_seconds)
-    return [first + window * k for k in range(int(timedelta(hours=30) / window) + 1)]
+    """Runs W apart over 6 hours that contain the zone's clock change of spring (forward) or autumn (back).
+
+    offset_seconds (0 to 6 h) places the change anywhere in the span, at any phase of the runs.
+    """
+    change = utc(CLOCK_CHANGES.get(tz, CLOCK_CHANGES["Europe/London"])[autumn])
+    first = change - SPAN + timedelta(seconds=offset_seconds)
+    return [first + window * k for k in range(int(SPAN / window) + 1)]
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     expression=cron(),
     tz=ZONES,
-    offset_seconds=st.integers(0, 24 * 3600),
+    offset_seconds=st.integers(0, 6 * 3600 - 1),
     window_minutes=st.sampled_from([5, 15, 60]),
     autumn=st.booleans(),
 )
@@ -374,7 +415,7 @@ def test_anything_else_is_left_to_croniter(expression: str) -> None:
 @given(
     expression=st.one_of(plain_cron(), cron()),
     tz=ZONES,
-    offset_seconds=st.integers(0, 24 * 3600),
+    offset_seconds=st.integers(0, 6 * 3600 - 1),
     window_minutes=st.sampled_from([5, 15, 60]),
     autumn=st.booleans(),
 )

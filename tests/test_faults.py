@@ -1,6 +1,6 @@
 """Faults injected at scale: a throttling storm, stop-protected instances in a large fleet, a hanging URL server.
 
-The EC2 endpoint is the benchmark endpoint (bench/ec2_endpoint.py) on 127.0.0.1: fast at thousands of
+The EC2 endpoint is the benchmark endpoint (tests/support/ec2_endpoint.py) on 127.0.0.1: fast at thousands of
 instances, paging by instance, and refusing a stop batch that holds a ``DisableApiStop`` instance as a
 whole, as EC2 does. It counts the calls that reach it. Faults are injected at the HTTP layer: a botocore
 ``before-send`` hook on the scheduler's own EC2 clients answers some attempts itself with EC2's error
@@ -16,19 +16,18 @@ import re
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.retries import quota, standard
 
 import ec2_powercycle
-from bench.ec2_endpoint import Fleet, serve_in_thread
+from tests.support.ec2_endpoint import Fleet, serve_in_thread
+from tests.support.faults import ec2_error_response, request_form
 
 TAG = ec2_powercycle.DEFAULT_TAG
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -56,27 +55,8 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
 # --- Fault injection at the HTTP layer ------------------------------------------------------------
 
 
-def ec2_error(status: int, code: str, message: str) -> tuple[int, bytes]:
-    """EC2's error response: HTTP status and the Query API's error XML."""
-    body = (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
-        f"<Message>{message}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
-    )
-    return status, body.encode()
-
-
 THROTTLED = (503, "RequestLimitExceeded", "Request limit exceeded.")
 INTERNAL = (500, "InternalError", "An internal error has occurred")
-
-
-class _Body:
-    """The raw-stream object an AWSResponse reads its body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
 
 
 @dataclass(frozen=True)
@@ -134,8 +114,7 @@ class FaultInjector:
         return [a for a in self.attempts if a.fault is not None and (code is None or a.fault == code)]
 
     def _before_send(self, request: Any, **_: Any) -> AWSResponse | None:
-        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
-        action = parse_qs(body).get("Action", ["?"])[0]
+        action = request_form(request).get("Action", ["?"])[0]
         invocation = _header(request, "amz-sdk-invocation-id")
         number = int(re.search(r"attempt=(\d+)", _header(request, "amz-sdk-request")).group(1))
         with self._lock:
@@ -146,8 +125,7 @@ class FaultInjector:
             self.attempts.append(Attempt(action, invocation, number, fault and fault[1]))
         if fault is None:
             return None
-        status, body_bytes = ec2_error(*fault)
-        return AWSResponse(request.url, status, {"Content-Type": "text/xml;charset=UTF-8"}, _Body(body_bytes))
+        return ec2_error_response(request, *fault)
 
     def _choose(self, action: str, index: int, number: int) -> tuple[int, str, str] | None:
         draw = self._random.random()  # drawn for every attempt, so the sequence never shifts

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import OFFICE_HOURS, REGION, ApiRecorder, Fleet, session_client
 
 import ec2_powercycle
 from ec2_powercycle import NOTIFY_TOPIC_SETTING, ConfigError, RunError, Settings, TargetResult, handler
+from tests.support.faults import ApiRecorder
+from tests.support.fleet import OFFICE_HOURS, REGION, Fleet, moto_client
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 ACCOUNT = "123456789012"
@@ -102,7 +103,7 @@ class Inbox:
     """An SNS topic with an SQS queue subscribed: what the operators would receive."""
 
     def __init__(self) -> None:
-        sns, self._sqs = session_client("sns"), session_client("sqs")
+        sns, self._sqs = moto_client("sns"), moto_client("sqs")
         self.topic = sns.create_topic(Name="ec2-powercycle")["TopicArn"]
         self._queue = self._sqs.create_queue(QueueName="operators")["QueueUrl"]
         queue_arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])

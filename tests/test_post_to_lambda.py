@@ -1,10 +1,15 @@
-"""post-to-lambda.sh end to end: the real AWS CLI against moto_server on 127.0.0.1."""
+"""post-to-lambda.sh end to end: the real AWS CLI against moto_server on 127.0.0.1.
+
+Also holds iam/pipeline-policy.json to the Lambda API calls the script makes, as the server recorded them.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import subprocess
@@ -16,17 +21,19 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore.session
 import pytest
 
-from tests.deploy_support import (
+from tests.support.deploy import (
     POST_TO_LAMBDA_SH,
+    REPO,
     b64sha256,
     lambda_trust_policy,
     package_zip,
     parse_report,
     tool_path_env,
 )
-from tools.local_endpoint import endpoint_environment, moto_server, reset
+from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server, reset
 
 FUNCTION = "ec2-powercycle"
 REGION = "eu-west-1"
@@ -61,9 +68,7 @@ def function(endpoint: str, tmp_path: Path) -> str:
 
 
 def _client(service: str, url: str):
-    return boto3.client(
-        service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    return boto3.client(service, endpoint_url=url, region_name=REGION, **dummy_keys())
 
 
 def _env(url: str, **overrides: str | None) -> dict[str, str]:
@@ -103,6 +108,39 @@ def _recorded_requests(url: str) -> list[dict]:
     return [json.loads(line) for line in _recorder(url, "download-recording").splitlines() if line.strip()]
 
 
+@functools.cache
+def _lambda_routes() -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    """(HTTP method, path pattern, operation name) of every Lambda API operation, from botocore's model."""
+    model = botocore.session.get_session().get_service_model("lambda")
+    routes = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        parts = re.split(r"(\{[^}]+\})", http["requestUri"].split("?", 1)[0])
+        pattern = "".join(
+            (".+" if part.endswith("+}") else "[^/]+") if part.startswith("{") else re.escape(part) for part in parts
+        )
+        routes.append((http["method"], re.compile(pattern), name))
+    return tuple(routes)
+
+
+# The Lambda API operations whose IAM action has another name.
+_IAM_NAMES = {"Invoke": "InvokeFunction"}
+
+
+def _lambda_actions(requests: list[dict]) -> set[str]:
+    """The IAM actions of recorded Lambda API requests (lambda:PublishVersion, ...)."""
+    actions = set()
+    for request in requests:
+        path = urlsplit(request["url"]).path
+        if path.startswith("/moto-api/"):
+            continue
+        method = request["method"]
+        names = [name for verb, pattern, name in _lambda_routes() if verb == method and pattern.fullmatch(path)]
+        assert len(names) == 1, (method, path, names)
+        actions.add(f"lambda:{_IAM_NAMES.get(names[0], names[0])}")
+    return actions
+
+
 def _other_zip(tmp_path: Path) -> Path:
     """The package with one more file: different code, so Lambda would publish a new version."""
     changed = tmp_path / "ec2-powercycle-changed.zip"
@@ -119,6 +157,7 @@ def test_headless_deploy_publishes_versions_and_moves_the_alias(function, tmp_pa
     _recorder(function, "start-recording")
     first = _deploy(function, "--zip", str(zip_path))
     _recorder(function, "stop-recording")
+    first_requests = _recorded_requests(function)
     assert first.returncode == 0, first.stderr
 
     report = parse_report(first.stdout)
@@ -133,18 +172,32 @@ def test_headless_deploy_publishes_versions_and_moves_the_alias(function, tmp_pa
     assert version_one["CodeSha256"] == b64sha256(zip_path)
     assert lam.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == "1"
     # The smoke invocation is off unless asked for.
-    urls = [request["url"] for request in _recorded_requests(function)]
+    urls = [request["url"] for request in first_requests]
     assert any(urlsplit(url).path.endswith(f"/functions/{FUNCTION}/versions") for url in urls)
     assert not [url for url in urls if "/invocations" in url]
 
     changed = _other_zip(tmp_path)
-    second = _deploy(function, "--zip", str(changed))
+    _recorder(function, "start-recording")  # added to the first deploy's requests
+    second = _deploy(function, "--zip", str(changed), "--smoke-test")
+    _recorder(function, "stop-recording")
     assert second.returncode == 0, second.stderr
     assert parse_report(second.stdout)["version"] == "2"
     assert "moving alias live from version 1 to 2" in second.stderr
     assert lam.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == "2"
     assert lam.get_function(FunctionName=FUNCTION, Qualifier="2")["Configuration"]["CodeSha256"] == b64sha256(changed)
     assert lam.get_function(FunctionName=FUNCTION, Qualifier="1")["Configuration"]["CodeSha256"] == b64sha256(zip_path)
+
+    # iam/pipeline-policy.json allows exactly the calls of these two deploys (the alias created, then
+    # moved, the new version smoke-tested), on the function, its versions and its aliases.
+    (statement,) = json.loads((REPO / "iam" / "pipeline-policy.json").read_text())["Statement"]
+    assert statement["Effect"] == "Allow"
+    both_requests = _recorded_requests(function)
+    assert both_requests[: len(first_requests)] == first_requests
+    assert set(statement["Action"]) == _lambda_actions(both_requests)
+    assert set(statement["Resource"]) == {
+        f"arn:aws:lambda:*:*:function:{FUNCTION}",
+        f"arn:aws:lambda:*:*:function:{FUNCTION}:*",
+    }
 
 
 def test_default_zip_is_the_one_package_sh_names(function):

@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ApiRecorder, Fleet
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,6 +28,9 @@ from werkzeug import Request, Response
 
 import ec2_powercycle
 from ec2_powercycle import ScheduleError, Settings, check_url, fetch_schedule_text, handler
+from tests.support.faults import ApiRecorder
+from tests.support.fleet import Fleet
+from tests.support.local_endpoint import free_port
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 STOP_AT_EIGHT = {"stop": "0 8 * * *"}
@@ -177,8 +180,6 @@ def test_a_server_that_never_answers_times_out(
 
 
 def test_a_dead_url_is_that_instances_error(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tools.local_endpoint import free_port
-
     dead = f"http://127.0.0.1:{free_port()}/schedules/gone.json"
     monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", dead)
     [instance] = fleet.launch(dead)
@@ -192,12 +193,23 @@ def test_a_dead_url_is_that_instances_error(fleet: Fleet, api: ApiRecorder, monk
 # --- What is refused before any request is sent ---------------------------------------
 
 
-def test_loopback_is_refused_unless_allowed(fleet: Fleet, api: ApiRecorder, httpserver: HTTPServer) -> None:
+def test_a_refused_url_is_that_instances_error_and_never_fetched(
+    fleet: Fleet, api: ApiRecorder, httpserver: HTTPServer
+) -> None:
     httpserver.expect_request("/schedules/fleet.json").respond_with_json(STOP_AT_EIGHT)
-    [instance] = fleet.launch(httpserver.url_for("/schedules/fleet.json"))
-    [error] = handler(MONDAY_0807)["errors"]
-    assert error["instance_id"] == instance and "only https is allowed" in error["error"]
+    [refused] = fleet.launch(httpserver.url_for("/schedules/fleet.json"))  # loopback, not allowed
+    [good] = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [good]
+    [error] = summary["errors"]
+    assert error["instance_id"] == refused and "only https is allowed" in error["error"]
+    assert fleet.state(refused) == "running"
     assert [request for request, _ in httpserver.log if request.path == "/schedules/fleet.json"] == []
+
+
+def system_resolver(host: str) -> list[str]:
+    """The addresses the system resolver gives (the hosts below are IP literals or localhost: no DNS query)."""
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
 
 
 @pytest.mark.parametrize(
@@ -217,14 +229,16 @@ def test_loopback_is_refused_unless_allowed(fleet: Fleet, api: ApiRecorder, http
         ("https://[fd00::1]/x.json", "non-public address fd00::1"),
         ("https:///x.json", "has no host"),
         ("https://host:99999/x.json", "malformed schedule URL"),
+        ("https://93.184.215.14/x.json", None),  # https to a public address: allowed
+        ("https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/x.json", None),
     ],
 )
-def test_non_public_and_non_https_urls_are_refused(
-    fleet: Fleet, api: ApiRecorder, url: str, message: str
-) -> None:
-    [instance] = fleet.launch(url)
-    [error] = handler(MONDAY_0807)["errors"]
-    assert error["instance_id"] == instance and message in error["error"]
+def test_non_public_and_non_https_urls_are_refused(url: str, message: str | None) -> None:
+    if message is None:
+        check_url(url, (), system_resolver)
+    else:
+        with pytest.raises(ScheduleError, match=re.escape(message)):
+            check_url(url, (), system_resolver)
 
 
 def test_every_resolved_address_must_be_public() -> None:
@@ -287,7 +301,6 @@ def test_url_allow_setting_is_checked_at_start_up() -> None:
 def test_a_connection_cut_mid_body_is_that_instances_error(
     fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import socket
     import threading
 
     listener = socket.socket()

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.local_endpoint import endpoint_environment, moto_server  # noqa: E402
-from tools.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server, seed  # noqa: E402
+from tests.support.local_endpoint import endpoint_environment, moto_server  # noqa: E402
+from tests.support.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server, seed  # noqa: E402
 
 REGION = "eu-west-1"
 PLAN_AT = "2026-11-23T07:00:00Z"  # a Monday, before the London office opens

@@ -1,7 +1,4 @@
-"""Helpers for the packaging and deployment tests: the repository, the venv's tools, package.sh.
-
-Kept out of conftest.py; the test files import what they use from here.
-"""
+"""Helpers for the packaging and deployment tests: the repository, the venv's tools, package.sh."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PACKAGE_SH = REPO / "package.sh"
 POST_TO_LAMBDA_SH = REPO / "post-to-lambda.sh"

@@ -1,4 +1,4 @@
-"""A small, fast EC2 Query-API endpoint for benchmarks, on 127.0.0.1 only.
+"""A small, fast EC2 Query-API endpoint for benchmarks and fault tests, on 127.0.0.1 only.
 
 moto cannot serve a fleet of 10,000+ tagged instances (its tag-filtered
 DescribeInstances is quadratic), so the benchmarks run against this instead. It
@@ -39,9 +39,9 @@ It counts the calls it serves. Its own admin paths (JSON):
   "instance_ids": {"StartInstances": n, ...}}``.
 * ``GET /_bench/states``: ``{instance_id: state}``.
 
-Run it as its own process::
+Run it as its own process, from the repository root::
 
-    python bench/ec2_endpoint.py --port 0 [--fleet fleet.json]
+    python -m tests.support.ec2_endpoint --port 0 [--fleet fleet.json]
 
 It prints ``READY http://127.0.0.1:PORT`` on stdout once it listens, and stops
 on SIGTERM or SIGINT. ``serve_in_thread()`` runs it inside a test instead.
@@ -453,6 +453,7 @@ def _filter_test(name: str, values: list[str]) -> Any:
 
 
 def error_xml(code: str, message: str) -> bytes:
+    """EC2's Query-API error body; also what tests.support.faults answers injected errors with."""
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{escape(code)}</Code>'
         f"<Message>{escape(message)}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"

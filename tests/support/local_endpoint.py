@@ -7,7 +7,6 @@ without AWS. Only loopback is ever contacted.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -15,11 +14,21 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
+# The one definition of the fake credentials every test, the demo and the benchmark use. The session
+# token keeps a real one in the caller's environment from being sent along with the dummy keys.
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+def dummy_keys() -> dict[str, str]:
+    """The dummy access key as boto3 client arguments (no session token: moto needs none)."""
+    return {
+        "aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 def free_port() -> int:
@@ -78,8 +87,3 @@ def endpoint_environment(url: str, region: str = "eu-west-1") -> dict[str, str]:
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
     }
-
-
-def with_endpoint(url: str, region: str = "eu-west-1") -> dict[str, str]:
-    """os.environ plus the endpoint variables, for subprocesses."""
-    return {**os.environ, **endpoint_environment(url, region)}

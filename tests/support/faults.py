@@ -1,0 +1,96 @@
+"""Errors injected at botocore's HTTP layer, and a recorder of the API calls a client makes.
+
+The scheduler's clients are real boto3 clients: these only register botocore event handlers on
+them (``before-parameter-build`` to record a call, ``before-send`` to answer an HTTP attempt with
+a real error body instead of sending it), so botocore parses and retries exactly what AWS would
+have sent. No boto3 API is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+from botocore.awsrequest import AWSResponse
+
+from tests.support.ec2_endpoint import error_xml
+
+# injector(action, form) -> (HTTP status, error code, message) to fail that attempt, or None.
+Injector = Callable[[str, dict[str, list[str]]], tuple[int, str, str] | None]
+
+
+class _RawBody:
+    """The minimal raw-stream object AWSResponse reads its body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def injected_response(request: Any, status: int, body: bytes) -> AWSResponse:
+    """An answer for a before-send handler to return: this status and body, the request never sent.
+
+    botocore asks every before-send handler; moto's in-process stubber would still carry the
+    request out unless it no longer recognises it as an AWS request, hence the changed URL
+    (botocore builds a new request for each attempt, so a retry goes out as usual).
+    """
+    request.url = "http://injected.invalid/"
+    return AWSResponse(request.url, status, {"Content-Type": "text/xml;charset=UTF-8"}, _RawBody(body))
+
+
+def ec2_error_response(request: Any, status: int, code: str, message: str) -> AWSResponse:
+    """EC2's answer with this error: the HTTP status and the Query API's error XML."""
+    return injected_response(request, status, error_xml(code, message))
+
+
+def request_form(request: Any) -> dict[str, list[str]]:
+    """The form fields of a Query-API request (Action, InstanceId.N, ...)."""
+    body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+    return parse_qs(body)
+
+
+def instance_ids_in(form: dict[str, list[str]]) -> list[str]:
+    """The InstanceId.N values of an EC2 Query-API form."""
+    numbered = [(int(key.split(".")[1]), values[0]) for key, values in form.items() if key.startswith("InstanceId.")]
+    return [instance_id for _, instance_id in sorted(numbered)]
+
+
+class ApiRecorder:
+    """Every API call the scheduler's EC2 clients make, and errors to inject at the HTTP layer."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.http_attempts: list[str] = []
+        self._injectors: list[Injector] = []
+
+    def operations(self, name: str | None = None) -> list[str]:
+        return [op for op, _ in self.calls if name is None or op == name]
+
+    def params(self, name: str) -> list[dict[str, Any]]:
+        return [params for op, params in self.calls if op == name]
+
+    def inject(self, injector: Injector) -> None:
+        """injector(action, form) -> (http status, error code, message) to fail that request, or None."""
+        self._injectors.append(injector)
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-parameter-build.ec2.*", self._record)
+        client.meta.events.register("before-send.ec2.*", self._send)
+        return client
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append((model.name, json.loads(json.dumps(params, default=str))))
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+        form = request_form(request)
+        action = form.get("Action", ["?"])[0]
+        self.http_attempts.append(action)
+        for injector in self._injectors:
+            failure = injector(action, form)
+            if failure:
+                return ec2_error_response(request, *failure)
+        return None

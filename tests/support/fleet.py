@@ -1,0 +1,86 @@
+"""Tagged instances in moto's EC2, in process: launched, and their states read back.
+
+The clients come from one boto3 session per test process: a session loads and parses the EC2
+service model once (a new one, such as boto3's default session, which moto resets in every
+mock, takes about half a second for it). They are made while a mock is active, so moto's
+in-process stubber (installed when moto is imported) answers them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+
+import ec2_powercycle
+from tests.support.local_endpoint import dummy_keys
+
+REGION = "eu-west-1"
+TAG = ec2_powercycle.DEFAULT_TAG
+IMAGE_ID = "ami-12c6146b"  # any ID works in moto; looking one up costs a second per test
+OFFICE_HOURS = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session(**dummy_keys())
+
+
+def moto_client(service: str, region: str = REGION, **credentials: str) -> Any:
+    """A client of the process's shared session (the dummy keys, unless `credentials` are given)."""
+    return _session().client(service, region_name=region, **credentials)
+
+
+class Fleet:
+    """Launches tagged instances in moto and reads their states back."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+
+    def client(self, region: str = REGION) -> Any:
+        if region not in self._clients:
+            self._clients[region] = moto_client("ec2", region)
+        return self._clients[region]
+
+    def launch(
+        self,
+        schedule: str | None = OFFICE_HOURS,
+        state: str = "running",
+        count: int = 1,
+        region: str = REGION,
+        tags: dict[str, str] | None = None,
+        disable_api_stop: bool = False,
+        hibernation: bool = False,
+    ) -> list[str]:
+        """Launch `count` instances (one reservation) with the tag set to `schedule`."""
+        ec2 = self.client(region)
+        all_tags = dict(tags or {})
+        if schedule is not None:
+            all_tags[TAG] = schedule
+        extra: dict[str, Any] = {}
+        if all_tags:
+            extra["TagSpecifications"] = [
+                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}
+            ]
+        if disable_api_stop:
+            extra["DisableApiStop"] = True
+        if hibernation:
+            extra["HibernationOptions"] = {"Configured": True}
+        reply = ec2.run_instances(ImageId=IMAGE_ID, MinCount=count, MaxCount=count, **extra)
+        ids = [instance["InstanceId"] for instance in reply["Instances"]]
+        if state == "stopped":
+            ec2.stop_instances(InstanceIds=ids)
+        return ids
+
+    def state(self, instance_id: str, region: str = REGION) -> str:
+        reply = self.client(region).describe_instances(InstanceIds=[instance_id])
+        return reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def states(self, region: str = REGION) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for page in self.client(region).get_paginator("describe_instances").paginate():
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    result[instance["InstanceId"]] = instance["State"]["Name"]
+        return result
