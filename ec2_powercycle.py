@@ -943,7 +943,8 @@ def guard_reason(tags: Mapping[str, str], protected_environments: frozenset[str]
 def _iso(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: %Y does not pad years before 1000 on every platform.
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 # --- Schedules behind URLs (edge: network) --------------------------------------

@@ -35,6 +35,7 @@ from tests.support.deploy import (
     tool_path_env,
     venv_tool,
 )
+from tests.support.fleet import moto_client
 from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
 
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
@@ -251,12 +252,9 @@ def _launch_due_pair(ec2: Any) -> None:
 
 
 def _spoke_ec2(role_arn: str) -> Any:
-    credentials = boto3.client("sts", region_name="eu-west-1").assume_role(
-        RoleArn=role_arn, RoleSessionName="test-setup"
-    )["Credentials"]
-    return boto3.client(
+    credentials = moto_client("sts").assume_role(RoleArn=role_arn, RoleSessionName="test-setup")["Credentials"]
+    return moto_client(
         "ec2",
-        region_name="eu-west-1",
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
@@ -288,7 +286,7 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv(ec2_powercycle.ROLE_ARNS_SETTING, ",".join(role_arns))
     with mock_aws():
-        own_ec2 = boto3.client("ec2", region_name="eu-west-1")
+        own_ec2 = moto_client("ec2")
         _launch_due_pair(own_ec2)
         own_ec2.run_instances(
             ImageId="ami-12c6146b",
@@ -298,7 +296,7 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
                 {"ResourceType": "instance", "Tags": [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": '{"stat": ""}'}]}
             ],
         )
-        topic = boto3.client("sns", region_name="eu-west-1").create_topic(Name="ec2-powercycle")["TopicArn"]
+        topic = moto_client("sns").create_topic(Name="ec2-powercycle")["TopicArn"]
         monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, topic)
         for role_arn in role_arns:
             _launch_due_pair(_spoke_ec2(role_arn))
