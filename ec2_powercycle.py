@@ -855,7 +855,8 @@ def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays 
     it never sees daylight saving); each is then mapped to an instant with
     `wall_to_instant`, which is monotonic, so the first one at or before
     `before` is the latest. Times on days `skip` skips do not exist: the walk
-    jumps back over them, for at most SKIP_HORIZON_DAYS (then None).
+    jumps back over them (a range in one step), but not to more than
+    SKIP_HORIZON_DAYS before `before`: then there is no such time (None).
     """
     tz = zone(tz_name)
     local = before.astimezone(tz)
@@ -868,9 +869,9 @@ def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays 
     while True:
         fire = walker.get_prev(datetime)
         if skip and skip.skips(fire.date()):
-            if (wall.date() - fire.date()).days > SKIP_HORIZON_DAYS:
-                return None
             first, _ = skip.span(fire.date())
+            if (wall.date() - first).days > SKIP_HORIZON_DAYS:
+                return None
             walker = _croniter(expression, datetime(first.year, first.month, first.day))  # the day before, or earlier
             continue
         instant = wall_to_instant(fire, tz)
@@ -886,7 +887,7 @@ def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | N
     `wall_to_instant`, the same daylight-saving rule, so the first one after
     `after` is the next. In the second pass of a repeated hour the walk skips the
     wall times whose first occurrence has already gone by. Days `skip` skips are
-    jumped over, for at most SKIP_HORIZON_DAYS (then None).
+    jumped over, but not to more than SKIP_HORIZON_DAYS after `after` (then None).
     """
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
@@ -896,9 +897,9 @@ def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | N
     while True:
         fire = walker.get_next(datetime)
         if skip and skip.skips(fire.date()):
-            if (fire.date() - wall.date()).days > SKIP_HORIZON_DAYS:
-                return None
             _, last = skip.span(fire.date())
+            if (last - wall.date()).days > SKIP_HORIZON_DAYS:
+                return None
             walker = _croniter(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
             continue
         instant = wall_to_instant(fire, tz)

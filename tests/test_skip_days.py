@@ -11,8 +11,10 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ApiRecorder, Fleet
@@ -210,15 +212,18 @@ def test_enforce_looks_back_past_skipped_days_to_the_latest_time_that_exists() -
 
 
 def test_a_range_is_jumped_in_one_step_both_ways() -> None:
-    long_pause = skip("2026-01-01..2027-06-30")
-    assert latest_fire("0 8 * * *", "UTC", utc("2027-06-30T12:00:00"), long_pause) == utc("2025-12-31T08:00:00")
-    assert next_fire("0 8 * * *", "UTC", utc("2026-01-01T00:00:00"), long_pause) == utc("2027-07-01T08:00:00")
+    pause = skip("2026-01-01..2026-12-30")
+    assert latest_fire("0 8 * * *", "UTC", utc("2026-12-30T12:00:00"), pause) == utc("2025-12-31T08:00:00")
+    assert next_fire("0 8 * * *", "UTC", utc("2026-01-01T00:00:00"), pause) == utc("2026-12-31T08:00:00")
 
 
-def test_a_schedule_whose_every_time_is_skipped_finds_none_within_a_year() -> None:
-    christmas_only = schedule(start="0 8 25 12 *", skip=["12-25"], enforce=True)
-    assert due_action(christmas_only, utc("2026-12-25T12:00:00"), WINDOW).action is None
-    assert next_fire("0 8 25 12 *", "UTC", utc("2026-12-01T00:00:00"), christmas_only.skip) is None
+def test_past_a_year_of_skipped_days_there_is_no_previous_or_next_time() -> None:
+    christmas = schedule(start="0 8 25 12 *", skip=["12-25"], enforce=True)  # every time skipped
+    assert due_action(christmas, utc("2027-06-30T12:00:00"), WINDOW).action is None
+    assert next_fire("0 8 25 12 *", "UTC", utc("2026-12-01T00:00:00"), christmas.skip) is None
+    for pause in (skip("2025-06-01..2027-06-30"), skip("2026-01-01..9999-12-31")):  # ranges jumped whole, or not
+        assert latest_fire("0 8 * * *", "UTC", utc("2027-06-30T12:00:00"), pause) is None
+    assert next_fire("0 8 * * *", "UTC", utc("2027-06-30T12:00:00"), skip("2026-01-01..9999-12-31")) is None
 
 
 def test_a_skipped_day_across_the_spring_change_in_london() -> None:
@@ -330,3 +335,75 @@ def test_an_unusable_skip_url_is_an_error_of_each_schedule_naming_it(
     assert all(isinstance(error, ScheduleError) and re.search(message, str(error)) for error in errors), errors
     assert "SECRET" not in str(errors[0])
     assert len(httpserver.log) == (0 if path.startswith("/other/") else 1)  # remembered for the run
+
+
+# --- Seen before it happens: check ---------------------------------------------------
+
+
+@pytest.fixture
+def check(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """`ec2-powercycle check ...` in this process (it needs no AWS): (exit code, stdout, stderr)."""
+    import ec2_powercycle
+    import ec2_powercycle_cli
+
+    level = ec2_powercycle.logger.level
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = ec2_powercycle_cli.main(["check", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    ec2_powercycle.logger.setLevel(level)
+
+
+CHRISTMAS = json.dumps({**LONDON_OFFICE, "skip": ["holidays:GB-ENG", "12-24", "2026-12-29..2026-12-31"]})
+
+
+def test_check_lists_skipped_days_among_the_next_times_with_the_holidays_names(check: Callable[..., Any]) -> None:
+    code, out, err = check(CHRISTMAS, "--at", "2026-12-23T19:00:00Z", "--count", "1")
+    assert (code, err) == (0, "")
+    listed = out[out.index("next times after") :].splitlines()[1:]
+    assert [line.strip() for line in listed] == [
+        "Thu 2026-12-24 12-24: skipped",
+        "Fri 2026-12-25 Christmas Day: skipped",
+        "Mon 2026-12-28 Boxing Day (observed): skipped",
+        "Tue 2026-12-29 to Thu 2026-12-31 2026-12-29..2026-12-31: skipped (3 days)",
+        "Fri 2027-01-01 New Year's Day: skipped",
+        "start  Mon 2027-01-04 08:00 GMT  2027-01-04 08:00 UTC  in 11d 13h",
+        "stop   Mon 2027-01-04 18:00 GMT  2027-01-04 18:00 UTC  in 11d 23h",
+    ]
+    assert "  skip     holidays:GB-ENG, 12-24, 2026-12-29..2026-12-31" in out
+
+
+def test_check_json_gives_the_skip_entries_and_the_skipped_days(check: Callable[..., Any]) -> None:
+    code, out, _ = check(CHRISTMAS, "--at", "2026-12-23T19:00:00Z", "--count", "1", "--json")
+    data = json.loads(out)
+    assert data["schedule"]["skip"] == ["holidays:GB-ENG", "12-24", "2026-12-29..2026-12-31"]
+    assert data["skipped"][:3] == [
+        {"date": "2026-12-24", "reason": "12-24"},
+        {"date": "2026-12-25", "reason": "Christmas Day"},
+        {"date": "2026-12-28", "reason": "Boxing Day (observed)"},
+    ]
+    assert [entry["time"] for entry in data["next"]] == ["2027-01-04T08:00:00Z", "2027-01-04T18:00:00Z"]
+    assert (code, data["warnings"]) == (0, [])
+
+
+def test_check_warns_when_an_inline_value_is_longer_than_ec2_allows(check: Callable[..., Any]) -> None:
+    days = [(date(2026, 1, 5) + timedelta(days=7 * n)).isoformat() for n in range(20)]
+    value = json.dumps({"start": "0 8 * * *", "skip": days})
+    assert len(value) > 256
+    code, _, err = check(value, "--at", "2026-01-01T00:00:00Z")
+    assert code == 0
+    assert err == (
+        f"warning: the value is {len(value)} characters and EC2 tag values hold at most 256: "
+        "put the schedule behind a URL, or its skip list behind a 'skip' URL\n"
+    )
+    assert check(json.dumps({"start": "0 8 * * *", "skip": days[:3]}))[2] == ""
+
+
+def test_check_says_when_every_time_within_a_year_is_skipped(check: Callable[..., Any]) -> None:
+    code, out, _ = check('{"start": "0 8 25 12 *", "skip": ["12-25"]}', "--at", "2026-12-01T00:00:00Z")
+    assert code == 0
+    assert "  Fri 2026-12-25 12-25: skipped" in out
+    assert out.rstrip().endswith("no start or stop within 366 days")
