@@ -8,8 +8,13 @@ every 15 minutes; it also runs locally::
 An instance opts in with a tag (``ec2Powercycle``) whose value is a JSON
 schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
 https URL of one. Each run reads the tagged instances of every account and
-region it covers, decides each one (``decide_instance``: guards, schedule,
-what falls in the window ``(t - W, t]``) and starts or stops in batches.
+region it covers, decides each one (``decide_instance``: guards, override,
+schedule, what falls in the window ``(t - W, t]``) and starts or stops in batches.
+
+A schedule's ``"skip"`` entries (dates, ranges, month-days, ``holidays:GB-ENG``)
+are days in its zone on which its times do not exist. A second tag,
+``ec2Powercycle:override`` = ``{"state": "running", "until": "2026-11-24T02:00:00Z"}``,
+holds one instance in a state until a time, then hands it back to its schedule.
 
 This module holds only what a run needs, in the order a run goes: settings,
 schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
@@ -41,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,9 +108,18 @@ NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it m
 SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
 METRICS_NAMESPACE = "ec2-powercycle"
 
-SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate")
+SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate", "skip")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
 SCHEDULE_EXAMPLE = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
+SKIP_MAX_ENTRIES = 1000
+SKIP_HORIZON_DAYS = 366  # how far past skipped days a search for a schedule's previous or next time goes
+SKIP_EXAMPLE = '["holidays:GB-ENG", "2026-12-24..2027-01-01", "12-31"]'
+SKIP_FORMS = "'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD', 'MM-DD' or 'holidays:CC' / 'holidays:CC-SUB'"
+HOLIDAY_YEARS_LIMIT = 256  # (country, subdivision, year) calendars remembered by an execution environment
+TAG_VALUE_MAX_CHARS = 256  # EC2's limit on a tag value
+OVERRIDE_SUFFIX = ":override"  # the override tag's key is the schedule tag's key plus this
+OVERRIDE_KEYS = ("state", "until")
+OVERRIDE_EXAMPLE = '{"state": "running", "until": "2026-11-24T02:00:00Z"}'
 # States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
 READ_STATES = ("pending", "running", "stopping", "stopped")
 STARTABLE_STATES = frozenset({"stopped"})
@@ -147,6 +161,10 @@ _REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 # A standard topic: CloudWatch alarms cannot notify FIFO topics (.fifo), so neither do we.
 _TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:[A-Za-z0-9_-]{1,256}$")
+_SKIP_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_SKIP_RANGE = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})$")
+_SKIP_YEARLY = re.compile(r"^([0-9]{2})-([0-9]{2})$")
+_SKIP_HOLIDAYS = re.compile(r"^holidays:([^-]*)(?:-(.*))?$", re.IGNORECASE)
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -202,14 +220,69 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class SkipDays:
+    """Calendar days, in a schedule's zone, on which its cron times do not exist (its "skip" entries).
+
+    Hashable, so schedules that skip days are still decided once per run.
+    `entries` are the entries as written (for `check` and `plan`), `source` the
+    URL they were fetched from (without its query), None when inline. Public
+    holidays come from the holidays package, loaded only when a calendar is used.
+    """
+
+    entries: tuple[str, ...] = ()
+    dates: frozenset[date] = frozenset()
+    ranges: tuple[tuple[date, date], ...] = ()
+    yearly: frozenset[tuple[int, int]] = frozenset()  # (month, day)
+    calendars: tuple[tuple[str, str | None], ...] = ()  # (country, subdivision)
+    source: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.dates or self.ranges or self.yearly or self.calendars)
+
+    def skips(self, day: date) -> bool:
+        """Whether the schedule's times on this calendar day do not exist."""
+        if day in self.dates or (day.month, day.day) in self.yearly:
+            return True
+        if any(first <= day <= last for first, last in self.ranges):
+            return True
+        return any(day in holiday_names(country, subdivision, day.year) for country, subdivision in self.calendars)
+
+    def why(self, day: date) -> str | None:
+        """What skips the day: a holiday's name, else the entry; None if it is not skipped."""
+        for country, subdivision in self.calendars:
+            name = holiday_names(country, subdivision, day.year).get(day)
+            if name:
+                return name
+        if day in self.dates:
+            return day.isoformat()
+        if (day.month, day.day) in self.yearly:
+            return f"{day.month:02d}-{day.day:02d}"
+        for first, last in self.ranges:
+            if first <= day <= last:
+                return f"{first.isoformat()}..{last.isoformat()}"
+        return None
+
+    def span(self, day: date) -> tuple[date, date]:
+        """The first and last day of a run of skipped days around a skipped day: a range's, else the day's.
+
+        Searches for a schedule's previous or next time jump over it in one step.
+        """
+        for first, last in self.ranges:
+            if first <= day <= last:
+                return first, last
+        return day, day
+
+
+@dataclass(frozen=True)
 class Schedule:
-    """A validated schedule: cron expressions in a time zone."""
+    """A validated schedule: cron expressions in a time zone, and the days they do not exist."""
 
     start: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
     tz: str = DEFAULT_TIMEZONE
     enforce: bool = False
     hibernate: bool = False
+    skip: SkipDays | None = None
 
 
 # Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
@@ -226,6 +299,22 @@ class Due:
     at: datetime | None = None
     conflict: bool = False
     enforced: bool = False
+
+
+@dataclass(frozen=True)
+class Override:
+    """An instance held running or stopped until a time (its `<tag>:override` tag), then the schedule's again."""
+
+    state: str  # "running" or "stopped"
+    until: datetime
+
+    @property
+    def action(self) -> Action:
+        """The action that brings an instance into the held state."""
+        return Action.START if self.state == "running" else Action.STOP
+
+    def __str__(self) -> str:
+        return f"{self.state} until {_iso(self.until)}"
 
 
 @dataclass(frozen=True)
@@ -310,7 +399,8 @@ class RunMemo:
     def __init__(self) -> None:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
-        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window
+        self.skips = Memo()  # "skip" URL -> SkipDays | ScheduleError; never forgotten, as urls
+        self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window; (Schedule, until) -> its state then
         self.recent = Memo(MEMO_LIMIT)  # Schedule -> Due over the catch-up horizon
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
         self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
@@ -488,7 +578,10 @@ def is_url(value: str) -> bool:
     return value.strip().lower().startswith(("http://", "https://"))
 
 
-def parse_schedule_json(text: str, default_tz: str) -> Schedule:
+SkipList = Callable[[str], SkipDays]  # a "skip" URL -> its entries (ScheduleResolver fetches them once per run)
+
+
+def parse_schedule_json(text: str, default_tz: str, skip_list: SkipList | None = None) -> Schedule:
     """Parse a JSON schedule document (an inline tag value or a URL's body)."""
     text = text.strip()
     if not text:
@@ -497,11 +590,15 @@ def parse_schedule_json(text: str, default_tz: str) -> Schedule:
         document = json.loads(text)
     except ValueError as err:
         raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {SCHEDULE_EXAMPLE}") from err
-    return parse_schedule_document(document, default_tz)
+    return parse_schedule_document(document, default_tz, skip_list)
 
 
-def parse_schedule_document(document: object, default_tz: str) -> Schedule:
-    """Check a decoded JSON schedule's shape and every cron expression and zone in it."""
+def parse_schedule_document(document: object, default_tz: str, skip_list: SkipList | None = None) -> Schedule:
+    """Check a decoded JSON schedule's shape and every cron expression, zone and skip entry in it.
+
+    A "skip" URL is handed to `skip_list` (the run's resolver, which fetches it);
+    without one such a schedule is refused.
+    """
     if not isinstance(document, dict):
         raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}")
     unknown = [key for key in document if key not in SCHEDULE_KEYS]
@@ -517,12 +614,171 @@ def parse_schedule_document(document: object, default_tz: str) -> Schedule:
     for key, flag in flags.items():
         if not isinstance(flag, bool):
             raise ScheduleError(f"{key!r} must be true or false, got {_json_type(flag)}")
-    return Schedule(
-        start=_parse_cron_list(document, "start"),
-        stop=_parse_cron_list(document, "stop"),
-        tz=tz,
-        **flags,
+    start, stop = _parse_cron_list(document, "start"), _parse_cron_list(document, "stop")
+    skip = _parse_skip(document["skip"], skip_list) if "skip" in document else None
+    return Schedule(start=start, stop=stop, tz=tz, skip=skip, **flags)
+
+
+def _parse_skip(value: object, skip_list: SkipList | None) -> SkipDays | None:
+    if isinstance(value, str) and is_url(value):
+        if skip_list is None:
+            raise ScheduleError("a 'skip' URL is fetched by the scheduler's resolver only")
+        return skip_list(value.strip())
+    if not isinstance(value, list):
+        raise ScheduleError(
+            f"'skip' must be a list of entries such as {SKIP_EXAMPLE} or the URL of one, got {_json_type(value)}"
+        )
+    return parse_skip_entries(value)
+
+
+def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays | None:
+    """Check a list of skip entries (inline, or a "skip" URL's document); None when it skips nothing.
+
+    Entries: 'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD' (inclusive), 'MM-DD' (every
+    year) and 'holidays:CC' or 'holidays:CC-SUB' (a country's public holidays,
+    ISO 3166-1 alpha-2 and an optional subdivision). Pure: nothing is fetched, and
+    the holidays package is loaded only for a holidays entry.
+    """
+    if not isinstance(entries, list):
+        raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {_json_type(entries)}")
+    if len(entries) > SKIP_MAX_ENTRIES:
+        raise ScheduleError(f"'skip' holds {len(entries)} entries; at most {SKIP_MAX_ENTRIES}")
+    texts: list[str] = []
+    dates: set[date] = set()
+    ranges: list[tuple[date, date]] = []
+    yearly: set[tuple[int, int]] = set()
+    calendars: list[tuple[str, str | None]] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ScheduleError(f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)}")
+        text = entry.strip()
+        if _SKIP_DATE.match(text):
+            dates.add(_skip_date(text, entry))
+        elif found := _SKIP_RANGE.match(text):
+            first, last = _skip_date(found[1], entry), _skip_date(found[2], entry)
+            if last < first:
+                raise ScheduleError(f"bad 'skip' entry {entry!r}: the range ends before it starts")
+            ranges.append((first, last))
+        elif found := _SKIP_YEARLY.match(text):
+            month, day = int(found[1]), int(found[2])
+            if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]):
+                raise ScheduleError(f"bad 'skip' entry {entry!r}: no such day of the year")
+            yearly.add((month, day))
+        elif found := _SKIP_HOLIDAYS.match(text):
+            calendars.append(holiday_calendar(found[1], found[2], entry))
+        else:
+            raise ScheduleError(f"bad 'skip' entry {entry!r}; expected {SKIP_FORMS}")
+        texts.append(text)
+    skip = SkipDays(
+        entries=tuple(dict.fromkeys(texts)),
+        dates=frozenset(dates),
+        ranges=tuple(dict.fromkeys(ranges)),
+        yearly=frozenset(yearly),
+        calendars=tuple(dict.fromkeys(calendars)),
+        source=source,
     )
+    return skip if skip or source else None
+
+
+def _skip_date(text: str, entry: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise ScheduleError(f"bad 'skip' entry {entry!r}: {text} is not a date ({err})") from err
+
+
+def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple[str, str | None]:
+    """The (country, subdivision) codes of a holidays entry as the holidays package spells them, or ScheduleError."""
+    holidays = _holidays_package(entry)
+    code = country.upper()
+    if len(code) != 2 or code not in holidays.list_supported_countries(include_aliases=False):
+        raise ScheduleError(
+            f"bad 'skip' entry {entry!r}: unknown country {country!r}; expected an ISO 3166-1 alpha-2 code "
+            "the holidays package knows, such as 'GB' or 'US'"
+        )
+    if subdivision is None:
+        return code, None
+    calendar = getattr(holidays, code)
+    names = {name.upper(): name for name in calendar.subdivisions}
+    names.update({alias.upper(): name for alias, name in getattr(calendar, "subdivisions_aliases", {}).items()})
+    known = names.get(subdivision.strip().upper())
+    if known is None:
+        listed = ", ".join(calendar.subdivisions[:12]) + (", ..." if len(calendar.subdivisions) > 12 else "")
+        raise ScheduleError(
+            f"bad 'skip' entry {entry!r}: {code} has no subdivision {subdivision!r}"
+            + (f"; it has {listed}" if listed else "; it has none")
+        )
+    return code, known
+
+
+def _holidays_package(entry: str) -> Any:
+    try:
+        import holidays  # only schedules with holidays entries load it (about 0.2 s, see the README)
+    except ImportError as err:
+        raise ScheduleError(f"bad 'skip' entry {entry!r}: the holidays package is not installed") from err
+    return holidays
+
+
+_HOLIDAY_YEARS: dict[tuple[str, str | None, int], Mapping[date, str]] = {}
+_HOLIDAY_LOCK = threading.Lock()
+
+
+def holiday_names(country: str, subdivision: str | None, year: int) -> Mapping[date, str]:
+    """A country's (and subdivision's) public holidays in a year, date -> name, from the holidays package.
+
+    Pure given its arguments: the package computes calendars from rules. Kept
+    per (country, subdivision, year) in a small table that forgets everything
+    when full (HOLIDAY_YEARS_LIMIT), so warm invocations reuse them. Names are in
+    English where the calendar has it, else in its own language.
+    """
+    key = (country, subdivision, year)
+    names = _HOLIDAY_YEARS.get(key)
+    if names is None:
+        holidays = _holidays_package(f"holidays:{country}")
+        calendar = getattr(holidays, country)
+        default = calendar.default_language
+        english = default if default and default.startswith("en") else "en_US"
+        language = english if english in calendar.supported_languages else default
+        found = holidays.country_holidays(country, subdiv=subdivision, years=year, language=language)
+        names = {day: str(name) for day, name in found.items()}
+        with _HOLIDAY_LOCK:
+            if len(_HOLIDAY_YEARS) >= HOLIDAY_YEARS_LIMIT:
+                _HOLIDAY_YEARS.clear()
+            _HOLIDAY_YEARS[key] = names
+    return names
+
+
+def parse_override(value: str) -> Override:
+    """Check an override tag's value: {"state": "running"|"stopped", "until": ISO-8601 time with Z or an offset}."""
+    try:
+        document = json.loads(value.strip())
+    except ValueError as err:
+        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {OVERRIDE_EXAMPLE}") from err
+    if not isinstance(document, dict):
+        raise ScheduleError(f"override must be a JSON object such as {OVERRIDE_EXAMPLE}, got {_json_type(document)}")
+    unknown = [key for key in document if key not in OVERRIDE_KEYS]
+    if unknown:
+        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
+    missing = [key for key in OVERRIDE_KEYS if key not in document]
+    if missing:
+        raise ScheduleError(f"override needs {missing[0]!r}, such as {OVERRIDE_EXAMPLE}")
+    state = document["state"]
+    if state not in ("running", "stopped"):
+        raise ScheduleError(f"'state' must be 'running' or 'stopped', got {json.dumps(state)}")
+    return Override(state, parse_instant(document["until"], "'until'"))
+
+
+def parse_instant(value: object, what: str) -> datetime:
+    """An ISO-8601 time with Z or an offset (never a naive one), in UTC; ScheduleError naming `what` otherwise."""
+    if not isinstance(value, str):
+        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {_json_type(value)}")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as err:
+        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {value!r}") from err
+    if moment.tzinfo is None:
+        raise ScheduleError(f"{what} {value!r} has no time zone; add Z or an offset such as +01:00")
+    return moment.astimezone(UTC)
 
 
 def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -665,13 +921,15 @@ def _croniter(expression: str, start: datetime) -> Any:
     return croniter(expression, start)
 
 
-def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
+def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays | None = None) -> datetime | None:
     """The latest instant at or before `before` at which the expression fires in zone tz_name.
 
     Cron times are wall-clock times. croniter walks wall-clock times (naive, so
     it never sees daylight saving); each is then mapped to an instant with
     `wall_to_instant`, which is monotonic, so the first one at or before
-    `before` is the latest.
+    `before` is the latest. Times on days `skip` skips do not exist: the walk
+    jumps back over them (a range in one step), but not to more than
+    SKIP_HORIZON_DAYS before `before`: then there is no such time (None).
     """
     tz = zone(tz_name)
     local = before.astimezone(tz)
@@ -682,19 +940,27 @@ def latest_fire(expression: str, tz_name: str, before: datetime) -> datetime:
     # get_prev never returns its base itself: start one minute on to include `wall`.
     walker = _croniter(expression, wall + timedelta(minutes=1))
     while True:
-        instant = wall_to_instant(walker.get_prev(datetime), tz)
+        fire = walker.get_prev(datetime)
+        if skip and skip.skips(fire.date()):
+            first, _ = skip.span(fire.date())
+            if (wall.date() - first).days > SKIP_HORIZON_DAYS:
+                return None
+            walker = _croniter(expression, datetime(first.year, first.month, first.day))  # the day before, or earlier
+            continue
+        instant = wall_to_instant(fire, tz)
         if instant <= before:
             return instant
 
 
-def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
+def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | None = None) -> datetime | None:
     """The earliest instant strictly after `after` at which the expression fires in zone tz_name.
 
     The mirror of `latest_fire` (so latest_fire(e, z, t) <= t < next_fire(e, z, t)):
     croniter walks wall-clock times forward and each is mapped to an instant with
     `wall_to_instant`, the same daylight-saving rule, so the first one after
     `after` is the next. In the second pass of a repeated hour the walk skips the
-    wall times whose first occurrence has already gone by.
+    wall times whose first occurrence has already gone by. Days `skip` skips are
+    jumped over, but not to more than SKIP_HORIZON_DAYS after `after` (then None).
     """
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
@@ -702,7 +968,14 @@ def next_fire(expression: str, tz_name: str, after: datetime) -> datetime:
     wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
     walker = _croniter(expression, wall)
     while True:
-        instant = wall_to_instant(walker.get_next(datetime), tz)
+        fire = walker.get_next(datetime)
+        if skip and skip.skips(fire.date()):
+            _, last = skip.span(fire.date())
+            if (last - wall.date()).days > SKIP_HORIZON_DAYS:
+                return None
+            walker = _croniter(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
+            continue
+        instant = wall_to_instant(fire, tz)
         if instant > after:
             return instant
 
@@ -739,21 +1012,31 @@ def latest_in_window(
     now: datetime,
     window: timedelta,
     minutes_of: MinutesOf = window_minutes,
+    skip: SkipDays | None = None,
 ) -> datetime | None:
     """The latest instant in (now - window, now] at which the expression fires, or None.
 
     Plain expressions are matched against the window's minutes in the zone (a
     few set look-ups each); others take croniter's walk. Both follow the same
-    daylight-saving rule, and the tests hold them to a brute-force oracle.
+    daylight-saving rule, and the tests hold them to a brute-force oracle. A
+    time on a day `skip` skips does not exist.
     """
     fields = cron_fields(expression)
     if fields is None:
-        moment = latest_fire(expression, tz_name, now)
-        return moment if moment > now - window else None
+        moment = latest_fire(expression, tz_name, now, skip)
+        return moment if moment is not None and moment > now - window else None
     for instant, walls in minutes_of(tz_name, now, window):
-        if any(fields.matches(wall) for wall in walls):
-            return instant
+        for wall in walls:
+            if fields.matches(wall) and not (skip and skip.skips(_wall_day(wall, instant, tz_name))):
+                return instant
     return None
+
+
+def _wall_day(wall: WallTime, instant: datetime, tz_name: str) -> date:
+    """The calendar day of a wall time that fires at `instant` (a WallTime carries no year)."""
+    local = instant.astimezone(zone(tz_name))
+    _, _, day, month, _ = wall
+    return date(local.year - (month == 12 and local.month == 1), month, day)
 
 
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -785,17 +1068,20 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of:
     """What the schedule asks for at `now`: the later of its latest start and stop.
 
     Without enforce only times inside (now - window, now] count; with enforce,
-    any time at or before now. `minutes_of` is `window_minutes` or a run's
-    memo of it.
+    any time at or before now. Times on the schedule's skip days do not exist.
+    `minutes_of` is `window_minutes` or a run's memo of it.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     latest: dict[Action, datetime | None] = {}
     for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
         if schedule.enforce:
-            times = [latest_fire(expression, schedule.tz, now) for expression in expressions]
+            times = [latest_fire(expression, schedule.tz, now, schedule.skip) for expression in expressions]
         else:
-            times = [latest_in_window(expression, schedule.tz, now, window, minutes_of) for expression in expressions]
+            times = [
+                latest_in_window(expression, schedule.tz, now, window, minutes_of, schedule.skip)
+                for expression in expressions
+            ]
         latest[action] = max((moment for moment in times if moment is not None), default=None)
     start, stop = latest[Action.START], latest[Action.STOP]
     enforced = schedule.enforce
@@ -1140,7 +1426,7 @@ def _host_header(url: str) -> str:
 
 
 class ScheduleResolver:
-    """Turns tag values into Schedules, each distinct value and URL once per run (thread-safe).
+    """Turns tag values into Schedules, each distinct value, URL and "skip" URL once per run (thread-safe).
 
     `memo` is the run's; `fetch` and `resolve` are the network edges (tests pass their own).
     """
@@ -1169,7 +1455,7 @@ class ScheduleResolver:
 
     def _parse(self, text: str) -> Schedule | ScheduleError:
         try:
-            return parse_schedule_json(text, self._settings.timezone)
+            return parse_schedule_json(text, self._settings.timezone, self.skip_days)
         except ScheduleError as err:
             return err
 
@@ -1179,12 +1465,36 @@ class ScheduleResolver:
             addresses = check_url(url, self._settings.url_allow, self._resolve)
             text = self._fetch(url, addresses)
             try:
-                return parse_schedule_json(text, self._settings.timezone)
+                return parse_schedule_json(text, self._settings.timezone, self.skip_days)
             except ScheduleError as err:
                 raise ScheduleError(f"schedule at {shown}: {err}") from err
         except ScheduleError as err:
             logger.warning("schedule URL %s unusable: %s", shown, err)
             return err
+
+    def skip_days(self, url: str) -> SkipDays:
+        """The entries of a "skip" URL, fetched and checked once per run however many schedules name it.
+
+        Under the rules of schedule URLs; raises ScheduleError saying why the list is unusable.
+        """
+        found = self._memo.skips.get(url, lambda: self._fetch_skip_days(url))
+        if isinstance(found, ScheduleError):
+            raise found
+        return found  # type: ignore[no-any-return]
+
+    def _fetch_skip_days(self, url: str) -> SkipDays | ScheduleError:
+        shown = redact_url(url)
+        try:
+            text = self._fetch(url, check_url(url, self._settings.url_allow, self._resolve))
+            try:
+                document = json.loads(text)
+            except ValueError as err:
+                raise ScheduleError(f"not valid JSON ({err}); expected a list such as {SKIP_EXAMPLE}") from err
+            skip = parse_skip_entries(document, source=shown)
+            return skip if skip is not None else SkipDays(source=shown)
+        except ScheduleError as err:
+            logger.warning("skip URL %s unusable: %s", shown, err)
+            return ScheduleError(f"'skip' list at {shown}: {err}")
 
 
 # --- EC2 (edge: AWS) ------------------------------------------------------------
@@ -1521,13 +1831,20 @@ class RunContext:
     aws: Aws
     memo: RunMemo = field(default_factory=RunMemo)
     resolver: ScheduleResolver = field(init=False)
+    override_key: str = field(init=False)  # the override tag's key: the schedule tag's plus ":override"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+        object.__setattr__(self, "override_key", override_key(self.settings.tag))
 
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+
+
+def override_key(tag: str) -> str:
+    """The key of the override tag that goes with schedule tag `tag` (ec2Powercycle:override by default)."""
+    return tag + OVERRIDE_SUFFIX
 
 
 def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
@@ -1535,9 +1852,10 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
 
     The handler's runs and the command line's `plan` both decide through here.
     The schedule's decision is made once per distinct (tag value, state) pair, so
-    an instance that shares its schedule with others costs a dictionary look-up;
-    then the instance's own record (`follow_up`) may add a catch-up or a start
-    that did not take.
+    an instance that shares its schedule with others costs a dictionary look-up.
+    Then the instance's own tags and record: its override tag, while it counts,
+    decides instead (`override_verdict`); otherwise its record (`follow_up`) may
+    add a catch-up or a start that did not take.
     """
     tags = instance_tags(instance)
     settings = context.settings
@@ -1546,6 +1864,11 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
         return Verdict(None, Decision(Outcome.SKIP, None, reason))
     value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
     verdict: Verdict = context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))
+    override = tags.get(context.override_key)
+    if override is not None:  # one instance's: decided apart from the decision its schedule's instances share
+        overridden = override_verdict(override, verdict, state, context)
+        if overridden is not verdict:
+            return overridden  # held, ended this run, or malformed: the override decides, not the record
     schedule = verdict.schedule
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
@@ -1578,6 +1901,60 @@ def _recent(schedule: Schedule, context: RunContext) -> Due | None:
         return _due(schedule, context, context.settings.catch_up)
     except (ValueError, OverflowError):  # the window's evaluation has already reported it
         return None
+
+
+def override_verdict(value: str, verdict: Verdict, state: str, context: RunContext) -> Verdict:
+    """What a run does with an instance whose override tag holds `value` (the guards have let it through).
+
+    `verdict` is what its schedule alone decides: returned as it is once the
+    override no longer counts, so that the caller can tell. While the run's time
+    is before `until` the instance is held in the override's state, and what its
+    schedule wants this run is skipped (`hold`). The run whose window holds
+    `until` applies the schedule's state at `until` once, as if it were a
+    scheduled time; later runs ignore the tag. A malformed override is an error
+    for the instance, which is left alone; so is a bad schedule, as without one.
+    """
+    try:
+        override = parse_override(value)
+    except ScheduleError as err:
+        return Verdict(None, Decision(Outcome.ERROR, None, f"bad override in tag {context.override_key!r}: {err}"))
+    if verdict.schedule is None or override.until <= context.now - context.settings.window:
+        return verdict
+    if context.now < override.until:
+        return Verdict(verdict.schedule, hold(override, state, verdict.decision))
+    return Verdict(verdict.schedule, _override_ended(override, verdict, state, context))
+
+
+def hold(override: Override, state: str, scheduled: Decision) -> Decision:
+    """An active override's decision: bring the instance into its state, skip whatever the schedule wanted."""
+    reason = f"override: {override}"
+    if state in (STARTABLE_STATES if override.action is Action.START else STOPPABLE_STATES):
+        return Decision(Outcome.ACT, override.action, reason)
+    return Decision(Outcome.IDLE if scheduled.outcome is Outcome.IDLE else Outcome.SKIP, None, reason)
+
+
+def _override_ended(override: Override, verdict: Verdict, state: str, context: RunContext) -> Decision:
+    """The run whose window holds `until`: the schedule's state then, unless a scheduled time after it decides."""
+    schedule = verdict.schedule
+    assert schedule is not None
+    try:
+        due = context.memo.due.get(schedule, lambda: _due(schedule, context, context.settings.window))
+        if due.at is not None and due.at > override.until:
+            return verdict.decision  # a start or stop after the override ended: this run acts on it as on any
+        then: Due = context.memo.due.get(
+            (schedule, override.until),
+            lambda: due_action(replace(schedule, enforce=True), override.until, timedelta(0)),
+        )
+    except (ValueError, OverflowError) as err:
+        return Decision(Outcome.ERROR, None, f"cannot evaluate schedule in tag {context.settings.tag!r}: {err}")
+    # As if the action were scheduled at `until` (a conflict keeps its own time, for the message).
+    at_until = (
+        replace(then, enforced=schedule.enforce)
+        if then.conflict
+        else Due(then.action, override.until, enforced=schedule.enforce)
+    )
+    decision = decide(at_until, state)
+    return replace(decision, reason=f"override ended: {decision.reason}")
 
 
 def read_target(

@@ -4,13 +4,15 @@ Installed as the console script ``ec2-powercycle`` (``pip install .``); also
 ``python ec2_powercycle_cli.py`` and ``python ec2_powercycle.py``, which hand over
 to it. Not shipped in the Lambda zip: the function never loads it::
 
-    ec2-powercycle check VALUE     # validate a tag value, show its next times
+    ec2-powercycle check VALUE     # validate a tag value, show its next times and skipped days
     ec2-powercycle plan            # what the schedules will do, and a week timeline
     ec2-powercycle run --at TIME   # one handler run (--dry-run, --json)
+    ec2-powercycle override ID --running --for 3h   # hold instances in a state, then back to the schedule
 
-``plan`` and ``run`` take ``--region`` (repeatable), ``--endpoint-url`` and
-``--tag``, and cover the accounts a run covers (``EC2_POWERCYCLE_ROLE_ARNS``,
-``EC2_POWERCYCLE_OWN_ACCOUNT``); ``check`` needs no credentials. ``plan``
+``plan``, ``run`` and ``override`` take ``--region`` (repeatable), ``--endpoint-url``
+and ``--tag``; ``plan`` and ``run`` cover the accounts a run covers
+(``EC2_POWERCYCLE_ROLE_ARNS``, ``EC2_POWERCYCLE_OWN_ACCOUNT``), ``override`` writes
+with the caller's own credentials; ``check`` needs no credentials. ``plan``
 decides every instance through the handler's own ``decide_instance``, so it
 shows exactly what a run at its time would do. Exit codes: 0 fine, 1 an
 invalid schedule or errors in a plan or run, 2 a usage or set-up problem.
@@ -22,10 +24,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,12 +39,15 @@ from ec2_powercycle import (
     DEFAULT_TAG,
     OWN_ACCOUNT,
     REGIONS_SETTING,
+    SKIP_HORIZON_DAYS,
     TAG_SETTING,
+    TAG_VALUE_MAX_CHARS,
     TIMEZONE_SETTING,
     Action,
     ConfigError,
     Decision,
     Outcome,
+    Override,
     RunContext,
     RunError,
     Schedule,
@@ -51,6 +57,7 @@ from ec2_powercycle import (
     Target,
     TargetError,
     Verdict,
+    _describe_error,
     _iso,
     aws_session,
     each_target,
@@ -59,6 +66,9 @@ from ec2_powercycle import (
     is_url,
     logger,
     next_fire,
+    override_key,
+    parse_instant,
+    parse_override,
     read_target,
     reference_time,
     run,
@@ -66,6 +76,7 @@ from ec2_powercycle import (
     shared_aws,
     tagged_instances,
     targets_of,
+    wall_to_instant,
     zone,
 )
 
@@ -77,7 +88,15 @@ the tag:
   (minute hour day-of-month month day-of-week) or a list of them; either may be
   absent. tz: an IANA zone (default EC2_POWERCYCLE_TIMEZONE, else UTC).
   enforce: true holds the scheduled state every run (default false: each start
-  and stop acts once, manual changes are respected).
+  and stop acts once, manual changes are respected). skip: days in tz on which
+  no time fires, a list such as ["holidays:GB-ENG", "2026-12-24..2027-01-01",
+  "12-31", "2026-08-14"] or the URL of one.
+
+the override tag:
+  key ec2Powercycle:override (the schedule tag's key plus ":override"), value
+    {"state": "running", "until": "2026-11-24T02:00:00Z"}
+  holds the instance in that state until then; the schedule's state at that
+  time is applied once by the run whose window holds it (see `override`).
 
 exit codes: 0 fine; 1 invalid schedule, or errors in a plan or run;
   2 usage or set-up problem (bad option or setting, no region, unknown region,
@@ -88,6 +107,9 @@ EXIT_PROBLEMS = 1
 EXIT_SETUP = 2
 TIMELINE_HOURS = 7 * 24
 TIMELINE_MAX_HOURS = 31 * 24
+SKIPPED_LINES = 20  # skipped days `check` lists before it only counts the rest
+_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,8 @@ class PlanEntry:
     decision: Decision
     next_start: datetime | None = None
     next_stop: datetime | None = None
+    override: Override | None = None  # its override tag, when well-formed (a bad one is the decision's error)
+    override_status: str | None = None  # "active", "ending" (this run's window holds `until`) or "ended"
 
     @property
     def untouched(self) -> str | None:
@@ -145,28 +169,56 @@ class Style:
 
 
 def upcoming_times(schedule: Schedule, after: datetime, count: int) -> list[tuple[datetime, Action]]:
-    """The next `count` start times and next `count` stop times after `after`, in time order."""
+    """The next `count` start times and next `count` stop times after `after`, in time order (skip days skipped)."""
     found: list[tuple[datetime, Action]] = []
     for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
         times: set[datetime] = set()
         for expression in expressions:
-            moment = after
+            moment: datetime | None = after
             for _ in range(count):
-                moment = next_fire(expression, schedule.tz, moment)
+                moment = next_fire(expression, schedule.tz, moment, schedule.skip)  # type: ignore[arg-type]
+                if moment is None:
+                    break
                 times.add(moment)
         found.extend((moment, action) for moment in sorted(times)[:count])
     return sorted(found)
 
 
+def skipped_days(schedule: Schedule, after: datetime, until: datetime) -> list[tuple[date, str]]:
+    """The days the schedule skips on which one of its times would fall in (after, until], each with why.
+
+    Days in the schedule's zone; the why is a holiday's name or the skip entry.
+    """
+    skip = schedule.skip
+    if not skip:
+        return []
+    tz = zone(schedule.tz)
+    day, last = after.astimezone(tz).date(), until.astimezone(tz).date()
+    found: list[tuple[date, str]] = []
+    while day <= last:
+        if skip.skips(day):
+            begin = max(after, wall_to_instant(datetime(day.year, day.month, day.day), tz) - timedelta(microseconds=1))
+            for expression in (*schedule.start, *schedule.stop):
+                moment = next_fire(expression, schedule.tz, begin)
+                if moment is not None and moment <= until and moment.astimezone(tz).date() == day:
+                    found.append((day, skip.why(day) or "skipped"))
+                    break
+        day += timedelta(days=1)
+    return found
+
+
 def schedule_document(schedule: Schedule) -> dict[str, Any]:
-    """A Schedule as JSON data (lists of expressions, zone, enforce)."""
-    return {
+    """A Schedule as JSON data (lists of expressions, zone, flags, and its skip entries or URL if it has any)."""
+    document: dict[str, Any] = {
         "start": list(schedule.start),
         "stop": list(schedule.stop),
         "tz": schedule.tz,
         "enforce": schedule.enforce,
         "hibernate": schedule.hibernate,
     }
+    if schedule.skip is not None:
+        document["skip"] = schedule.skip.source or list(schedule.skip.entries)
+    return document
 
 
 def describe_cron(expression: str) -> str | None:
@@ -184,10 +236,25 @@ def describe_cron(expression: str) -> str | None:
         return None
 
 
-def plan_entry(instance: dict[str, Any], verdict: Verdict, target: Target, tag: str, now: datetime) -> PlanEntry:
-    """One instance, its run decision (from `decide_instance`) and its schedule's next times."""
+def plan_entry(
+    instance: dict[str, Any],
+    verdict: Verdict,
+    target: Target,
+    tag: str,
+    now: datetime,
+    window: timedelta = timedelta(minutes=15),
+) -> PlanEntry:
+    """One instance, its run decision (from `decide_instance`), its schedule's next times and its override."""
     tags = instance_tags(instance)
     schedule = verdict.schedule
+    override, status = None, None
+    if override_key(tag) in tags:
+        try:
+            override = parse_override(tags[override_key(tag)])
+        except ScheduleError:
+            pass  # the decision is the error
+        else:
+            status = "active" if now < override.until else "ending" if now - window < override.until else "ended"
     return PlanEntry(
         instance_id=instance["InstanceId"],
         account=target.account,
@@ -197,13 +264,16 @@ def plan_entry(instance: dict[str, Any], verdict: Verdict, target: Target, tag: 
         source="url" if is_url(tags.get(tag, "")) else "inline",
         schedule=schedule,
         decision=verdict.decision,
-        next_start=None if schedule is None else _next(schedule.start, schedule.tz, now),
-        next_stop=None if schedule is None else _next(schedule.stop, schedule.tz, now),
+        next_start=None if schedule is None else _next(schedule.start, schedule, now),
+        next_stop=None if schedule is None else _next(schedule.stop, schedule, now),
+        override=override,
+        override_status=status,
     )
 
 
-def _next(expressions: tuple[str, ...], tz_name: str, now: datetime) -> datetime | None:
-    return min((next_fire(expression, tz_name, now) for expression in expressions), default=None)
+def _next(expressions: tuple[str, ...], schedule: Schedule, now: datetime) -> datetime | None:
+    times = (next_fire(expression, schedule.tz, now, schedule.skip) for expression in expressions)
+    return min((moment for moment in times if moment is not None), default=None)
 
 
 def timeline_start(now: datetime, tz_name: str) -> datetime:
@@ -213,25 +283,40 @@ def timeline_start(now: datetime, tz_name: str) -> datetime:
 
 
 def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name: str) -> dict[str, Any]:
-    """One row per distinct schedule of the instances it will act on: running hours and stopped share."""
-    users: dict[Schedule, list[str]] = {}
+    """One row per distinct schedule (and override still held in the span) of the instances it will act on.
+
+    Each row: running hours, stopped share, and the days its schedule skips in the span.
+    An override holds its state in the hours before its `until`; the schedule's state follows.
+    """
+    users: dict[tuple[Schedule, Override | None], list[str]] = {}
     for entry in entries:
         if entry.schedule is not None:
-            users.setdefault(entry.schedule, []).append(entry.instance_id)
+            held = entry.override if entry.override is not None and entry.override.until > start else None
+            users.setdefault((entry.schedule, held), []).append(entry.instance_id)
     rows = []
     ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
-    for number, (schedule, instance_ids) in enumerate(ranked, 1):
+    end = start + timedelta(hours=hours)
+    for number, ((schedule, held), instance_ids) in enumerate(ranked, 1):
         running = running_hours(schedule, start, hours)
+        if held is not None:
+            running = [
+                held.state == "running" if start + timedelta(hours=index) < held.until else value
+                for index, value in enumerate(running)
+            ]
         stopped = running.count(False)
         rows.append(
             {
                 "id": f"S{number}",
                 "schedule": schedule_document(schedule),
+                "override": None if held is None else {"state": held.state, "until": _iso(held.until)},
                 "instances": len(instance_ids),
                 "instance_ids": instance_ids,
                 "running": running,
                 "stopped_hours": stopped,
                 "stopped_share": round(stopped / hours, 4),
+                "skipped": [
+                    {"date": day.isoformat(), "reason": why} for day, why in skipped_days(schedule, start, end)
+                ],
             }
         )
     return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
@@ -259,6 +344,7 @@ def plan_data(
                 "reason": entry.untouched,
                 "next_start": _iso(entry.next_start) or None,
                 "next_stop": _iso(entry.next_stop) or None,
+                "override": _override_data(entry),
                 "now": {
                     "outcome": entry.decision.outcome.value,
                     "action": None if entry.decision.action is None else entry.decision.action.value,
@@ -270,6 +356,12 @@ def plan_data(
         "timeline": timeline,
         "errors": problems,
     }
+
+
+def _override_data(entry: PlanEntry) -> dict[str, str] | None:
+    if entry.override is None:
+        return None
+    return {"state": entry.override.state, "until": _iso(entry.override.until), "status": entry.override_status or ""}
 
 
 # Text output (pure: data in, lines out).
@@ -309,10 +401,43 @@ def _table(rows: list[list[str]], paint: list[Callable[[str], str]] | None = Non
 
 
 def _schedule_words(document: dict[str, Any]) -> str:
-    """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London)"."""
+    """A schedule_document in one line: "start 0 8 * * 1-5, stop 0 18 * * 1-5 (Europe/London, skip 12-25)"."""
     parts = [f"{key} {' or '.join(document[key])}" for key in ("start", "stop") if document[key]]
-    flags = "".join(f", {flag}" for flag in ("enforce", "hibernate") if document.get(flag))
-    return ", ".join(parts) + f" ({document['tz']}{flags})"
+    flags = [flag for flag in ("enforce", "hibernate") if document.get(flag)]
+    notes = [document["tz"], *flags, *_skip_words(document)]
+    return ", ".join(parts) + f" ({', '.join(notes)})"
+
+
+def _skip_words(document: dict[str, Any]) -> list[str]:
+    skip = document.get("skip")
+    if skip is None:
+        return []
+    return [f"skip {skip if isinstance(skip, str) else ', '.join(skip) or 'nothing'}"]
+
+
+def _day(day: date) -> str:
+    return day.strftime("%a %Y-%m-%d")
+
+
+def _skipped_lines(days: list[tuple[date, str]]) -> list[tuple[date, str]]:
+    """Skipped days as (first day, line), days in a row skipped for one reason in one line.
+
+    "Mon 2026-12-28 Boxing Day (observed): skipped";
+    "Tue 2026-12-29 to Thu 2026-12-31 2026-12-29..2026-12-31: skipped (3 days)".
+    """
+    runs: list[tuple[date, date, str, int]] = []
+    for day, why in days:
+        if runs and runs[-1][2] == why:
+            first, _, _, count = runs[-1]
+            runs[-1] = (first, day, why, count + 1)
+        else:
+            runs.append((day, day, why, 1))
+    return [
+        (first, f"{_day(first)} {why}: skipped")
+        if count == 1
+        else (first, f"{_day(first)} to {_day(last)} {why}: skipped ({count} days)")
+        for first, last, why, count in runs
+    ]
 
 
 def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
@@ -332,14 +457,37 @@ def format_check(schedule: Schedule, value: str, now: datetime, count: int, styl
         for expression in expressions:
             words = describe_cron(expression)
             lines.append(f"  {key:<7}  {expression:<{width}}  {words or ''}".rstrip())
+    if schedule.skip is not None:
+        lines.extend(f"  {line}" for line in _skip_summary(schedule))
     lines.append("")
     lines.append(f"next times after {_utc(now)}:")
-    rows = [
-        [action.value, _when(moment, schedule.tz), _utc(moment), _until(moment, now)]
-        for moment, action in upcoming_times(schedule, now, count)
-    ]
-    lines.extend("  " + line for line in _table(rows))
+    times = upcoming_times(schedule, now, count)
+    rows = [[action.value, _when(moment, schedule.tz), _utc(moment), _until(moment, now)] for moment, action in times]
+    # A skipped day has no time of its own: its line goes between the times around it (a day sorts before its times).
+    tz = zone(schedule.tz)
+    table = _table(rows) if rows else []
+    merged = [((moment.astimezone(tz).date(), 1), line) for (moment, _), line in zip(times, table, strict=True)]
+    skipped = _skipped_lines(skipped_days(schedule, now, _skip_listing_end(times, now)))
+    merged += [((day, 0), style.warn(line)) for day, line in skipped[:SKIPPED_LINES]]
+    lines.extend("  " + line for _, line in sorted(merged, key=lambda item: item[0]))
+    if len(skipped) > SKIPPED_LINES:
+        lines.append(f"  ... and {len(skipped) - SKIPPED_LINES} more lines of skipped days")
+    if not times:
+        lines.append(f"  no start or stop within {SKIP_HORIZON_DAYS} days")
     return "\n".join(lines)
+
+
+def _skip_listing_end(times: list[tuple[datetime, Action]], now: datetime) -> datetime:
+    """Skipped days are listed up to the last time shown, or for a year when there is none."""
+    return times[-1][0] if times else now + timedelta(days=SKIP_HORIZON_DAYS)
+
+
+def _skip_summary(schedule: Schedule) -> list[str]:
+    skip = schedule.skip
+    assert skip is not None
+    if skip.source:
+        return [f"skip     {skip.source} ({len(skip.entries)} entries)"]
+    return [f"skip     {', '.join(skip.entries) or 'nothing'}"]
 
 
 def format_plan(
@@ -371,6 +519,8 @@ def format_plan(
         lines.extend(["", style.bold(table[0])])
     for entry, line in zip(entries, table[1:], strict=True):
         lines.append(line)
+        if entry.override is not None:
+            lines.append("    " + style.warn(_override_words(entry, now)))
         if entry.untouched:
             lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
         elif entry.decision.outcome is not Outcome.IDLE:
@@ -381,6 +531,18 @@ def format_plan(
     lines.append("")
     lines.extend(format_timeline(timeline, style))
     return "\n".join(lines)
+
+
+def _override_words(entry: PlanEntry, now: datetime) -> str:
+    """ "override: running until Tue 2026-11-24 02:00 UTC (active, ends in 19h)", or how it ended."""
+    override = entry.override
+    assert override is not None
+    words = f"override: {override.state} until {_utc(override.until)}"
+    if entry.override_status == "active":
+        return f"{words} (active, ends {_until(override.until, now)})"
+    if entry.override_status == "ending":
+        return f"{words} (ended in this run's window: a run now applies the schedule's state at that time)"
+    return f"{words} (ended: ignored)"
 
 
 def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
@@ -415,7 +577,12 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
         share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
         lines.append(f"{label.ljust(margin)}{shading}  {share}")
     lines.append("")
-    lines.extend(f"{row['id']}  {_schedule_words(row['schedule'])}" for row in rows)
+    for row in rows:
+        override = row.get("override")
+        held = "" if override is None else f"; override {override['state']} until {override['until']}"
+        lines.append(f"{row['id']}  {_schedule_words(row['schedule'])}{held}")
+        skipped = _skipped_lines([(date.fromisoformat(day["date"]), day["reason"]) for day in row.get("skipped", ())])
+        lines.extend(f"{' ' * (len(row['id']) + 2)}{style.warn(line)}" for _, line in skipped)
     return lines
 
 
@@ -531,8 +698,15 @@ def _check_command(args: Any, style: Style) -> int:
         else:
             print(f"{style.bad('invalid')}: {schedule}", file=sys.stderr)
         return EXIT_PROBLEMS
+    warnings = []
+    if not is_url(value) and len(value.strip()) > TAG_VALUE_MAX_CHARS:
+        warnings.append(
+            f"the value is {len(value.strip())} characters and EC2 tag values hold at most {TAG_VALUE_MAX_CHARS}: "
+            "put the schedule behind a URL, or its skip list behind a 'skip' URL"
+        )
     if args.json:
         expressions = [*schedule.start, *schedule.stop]
+        times = upcoming_times(schedule, now, args.count)
         _print_json(
             {
                 "valid": True,
@@ -546,12 +720,19 @@ def _check_command(args: Any, style: Style) -> int:
                         "time": _iso(moment),
                         "local": moment.astimezone(zone(schedule.tz)).isoformat(),
                     }
-                    for moment, action in upcoming_times(schedule, now, args.count)
+                    for moment, action in times
                 ],
+                "skipped": [
+                    {"date": day.isoformat(), "reason": why}
+                    for day, why in skipped_days(schedule, now, _skip_listing_end(times, now))
+                ],
+                "warnings": warnings,
             }
         )
     elif not args.quiet:
         print(format_check(schedule, value, now, args.count, style))
+    for warning in [] if args.json else warnings:
+        print(f"{style.warn('warning')}: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -566,10 +747,10 @@ def _read_region(region: str, ec2: Any, settings: Settings) -> list[dict[str, An
 def survey(target: Target, context: RunContext) -> tuple[list[PlanEntry], str | None]:
     """A target's plan entries, decided as a run at the context's time would, or why it cannot be read."""
     entries: list[PlanEntry] = []
-    tag, now = context.settings.tag, context.now
+    tag, now, window = context.settings.tag, context.now, context.settings.window
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
-        entries.append(plan_entry(instance, verdict, target, tag, now))
+        entries.append(plan_entry(instance, verdict, target, tag, now, window))
 
     try:
         read_target(target, context, visit)
@@ -635,6 +816,116 @@ def _run_command(args: Any, style: Style) -> int:
     if failure:
         print(f"ec2-powercycle: error: {failure}", file=sys.stderr)
     return EXIT_PROBLEMS if summary["errors"] else EXIT_OK
+
+
+def override_value(state: str, until: datetime) -> str:
+    """The override tag's value, as the scheduler reads it: {"state": ..., "until": "...Z"}."""
+    value = json.dumps({"state": state, "until": _iso(until)})
+    parse_override(value)  # what is written is what the scheduler accepts
+    return value
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '3h', '1d12h', '2h30m': a positive duration in days, hours and minutes."""
+    found = _DURATION.match(text.strip().lower())
+    if not text.strip() or not found:
+        raise ConfigError(f"--for must be a duration such as 90m, 3h, 1d or 1d12h, got {text!r}")
+    days, hours, minutes = (int(part or 0) for part in found.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes)
+    if duration <= timedelta(0):
+        raise ConfigError(f"--for must be longer than zero, got {text!r}")
+    return duration
+
+
+def _override_until(args: Any, now: datetime) -> datetime:
+    if args.until is not None:
+        try:
+            until = parse_instant(args.until, "--until")
+        except ScheduleError as err:
+            raise ConfigError(str(err)) from err
+    else:
+        until = now.replace(microsecond=0) + parse_duration(args.duration)
+    if until <= now:
+        raise ConfigError(f"--until {_iso(until)} is not after now ({_iso(now)}): the override would be over already")
+    return until
+
+
+def _override_command(args: Any, style: Style) -> int:
+    """Write (or with --clear remove) the override tag on instances that carry the schedule tag."""
+    if args.clear and (args.state or args.until or args.duration):
+        raise ConfigError("--clear takes no --running, --stopped, --until or --for")
+    if not args.clear and not (args.state and (args.until or args.duration)):
+        raise ConfigError("override needs --running or --stopped, and --until TIME or --for DURATION (or --clear)")
+    bad_ids = [instance_id for instance_id in args.instance_ids if not _INSTANCE_ID.match(instance_id)]
+    if bad_ids:
+        raise ConfigError(f"not an instance ID: {bad_ids[0]!r}; expected such as i-0123456789abcdef0")
+    settings = _cli_settings(args, aws=True)
+    if len(settings.regions) != 1:
+        regions = ", ".join(settings.regions)
+        raise ConfigError(f"override works in one region at a time; pass one --region (got {regions})")
+    key = override_key(settings.tag)
+    if len(key) > 128:
+        raise ConfigError(f"the override tag key {key!r} is longer than EC2's 128 characters: use a shorter --tag")
+    now = _cli_time(args.at)
+    value = None if args.clear else override_value(args.state, _override_until(args, now))
+    region = settings.regions[0]
+    context = RunContext(settings, now, shared_aws())  # the session, endpoint and clients of plan and run
+    ids = list(dict.fromkeys(args.instance_ids))
+    written: list[str] = []
+    problems: list[str] = []
+    found: dict[str, dict[str, str]] = {}
+    try:
+        ec2 = context.aws.ec2(Target(OWN_ACCOUNT, region), settings, context.memo)
+        found = {
+            instance["InstanceId"]: instance_tags(instance)
+            for page in ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids}]
+            )
+            for reservation in page.get("Reservations", ())
+            for instance in reservation.get("Instances", ())
+        }
+        for instance_id in ids:
+            if instance_id not in found:
+                problems.append(f"{instance_id}: no such instance in {region}")
+            elif settings.tag not in found[instance_id]:
+                problems.append(f"{instance_id}: not scheduled (no {settings.tag} tag): an override would mean nothing")
+            else:
+                written.append(instance_id)
+        if written and value is None:
+            ec2.delete_tags(Resources=written, Tags=[{"Key": key}])
+        elif written:
+            ec2.create_tags(Resources=written, Tags=[{"Key": key, "Value": value}])
+    except (ClientError, BotoCoreError) as err:
+        problems.append(f"cannot {'remove' if value is None else 'write'} tag {key}: {_describe_error(err)}")
+        written = []
+    if args.json:
+        _print_json({"tag": key, "value": value, "region": region, "instances": written, "errors": problems})
+    else:
+        print(format_override(key, value, written, found, now, style))
+    for problem in problems:
+        print(f"ec2-powercycle: error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def format_override(
+    key: str, value: str | None, written: list[str], tags: Mapping[str, Mapping[str, str]], now: datetime, style: Style
+) -> str:
+    """What `override` did: the tag and the instances it is on (or was removed from)."""
+    if not written:
+        return "nothing written"
+    plural = "s" if len(written) != 1 else ""
+    if value is None:
+        lines = [style.bold(f"override removed from {len(written)} instance{plural} (tag {key}); the schedule decides")]
+    else:
+        override = parse_override(value)
+        lines = [
+            style.bold(f"override written to {len(written)} instance{plural}: {key} = {value}"),
+            f"held {override.state} until {_utc(override.until)} ({_until(override.until, now)}), "
+            "then the schedule's state at that time is applied once",
+        ]
+    rows = [[instance_id, tags.get(instance_id, {}).get("Name", "") or "-"] for instance_id in written]
+    lines.extend("  " + line for line in _table(rows))
+    return "\n".join(lines)
 
 
 def _cli_parser() -> Any:
@@ -714,6 +1005,25 @@ def _cli_parser() -> Any:
     )
     run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     run_parser.set_defaults(command=_run_command)
+
+    override = command(
+        "override",
+        [common, at, aws],
+        "hold instances running or stopped until a time, then hand them back to their schedule",
+        "Write the override tag (the schedule tag's key plus ':override') on scheduled instances: each run "
+        "before TIME starts or stops them into the state and skips their scheduled actions; the run whose "
+        "window holds TIME applies the schedule's state at TIME once. --clear removes the tag: the schedule "
+        "decides again from its next time. Uses your credentials (see iam/override-policy.json), one region.",
+    )
+    override.add_argument("instance_ids", nargs="+", metavar="INSTANCE_ID", help="instances carrying the schedule tag")
+    held = override.add_mutually_exclusive_group()
+    held.add_argument("--running", dest="state", action="store_const", const="running", help="hold them running")
+    held.add_argument("--stopped", dest="state", action="store_const", const="stopped", help="hold them stopped")
+    held.add_argument("--clear", action="store_true", help="remove the override tag")
+    until = override.add_mutually_exclusive_group()
+    until.add_argument("--until", metavar="TIME", help="until this ISO-8601 time with Z or an offset")
+    until.add_argument("--for", dest="duration", metavar="DURATION", help="for 90m, 3h, 1d12h ... from now (--at)")
+    override.set_defaults(command=_override_command)
     return parser
 
 

@@ -53,7 +53,7 @@ def test_default_zone_comes_from_the_caller() -> None:
         ("null", r"must be a JSON object .* got null"),
         ("{}", r"needs a 'start' or 'stop' key"),
         ('{"tz": "UTC"}', r"needs a 'start' or 'stop' key"),
-        ('{"stat": "0 8 * * *"}', r"unknown key 'stat'; allowed keys: start, stop, tz, enforce, hibernate"),
+        ('{"stat": "0 8 * * *"}', r"unknown key 'stat'; allowed keys: start, stop, tz, enforce, hibernate, skip"),
         ('{"start": "0 8 * * *", "Stop": "0 9 * * *"}', r"unknown key 'Stop'"),
         ('{"start": 8}', r"'start' must be a cron string or a non-empty list of them, got number"),
         ('{"start": []}', r"'start' must be a cron string or a non-empty list"),

@@ -1,11 +1,13 @@
 """The embedded demo: a short tour of the command line on a local EC2 endpoint.
 
 Starts moto_server on 127.0.0.1 and a schedule server on 127.0.0.1, seeds the sample
-fleet (office hours in London and New York, a schedule behind a URL, a stop-only
-schedule, a protected instance and a tag with a typo), then shows, as a user would type
-them: `check` on a good and a bad tag value, `plan` on Monday morning, and `run` at a
-start time and at a stop time, with the fleet's states after each run.
-Everything it starts is stopped before it exits.
+fleet (office hours in London and in New York, where US public holidays are skipped, a
+schedule behind a URL, a stop-only schedule, a protected instance and a tag with a typo),
+then shows, as a user would type them: `check` on a good and a bad tag value and on one
+that skips days over Christmas, `override` holding one instance stopped until Monday noon,
+`plan` on Monday morning (Thanksgiving skipped in New York's row, the override held), and
+`run` at the start time, when the override ends and at the stop time, with the fleet's
+states after each run. Everything it starts is stopped before it exits.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from tests.support.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server,
 
 REGION = "eu-west-1"
 PLAN_AT = "2026-11-23T07:00:00Z"  # a Monday, before the London office opens
-RUNS = ("2026-11-23T08:07:00Z", "2026-11-23T18:07:00Z")  # London's start, then its stop (and Berlin's)
+OVERRIDE_UNTIL = "2026-11-23T12:00:00Z"  # web-london-2 held stopped until Monday noon
+# London's start, the run whose window holds the override's end, then London's stop (and Berlin's).
+RUNS = ("2026-11-23T08:07:00Z", "2026-11-23T12:07:00Z", "2026-11-23T18:07:00Z")
+CHRISTMAS = {**LONDON_OFFICE, "skip": ["holidays:GB-ENG", "12-24"]}
 
 
 def command(argv: list[str]) -> int:
@@ -56,15 +61,21 @@ def main(argv: list[str] | None = None) -> int:
         import boto3
 
         ec2 = boto3.client("ec2")
-        names = {instance_id: name for name, instance_id in seed(ec2, schedules + URL_PATH).items()}
+        names_to_ids = seed(ec2, schedules + URL_PATH)
+        names = {instance_id: name for name, instance_id in names_to_ids.items()}
         print(f"Local EC2 endpoint {endpoint} (moto_server), schedule server {schedules}.")
         print(f"Sample fleet of {len(names)} instances seeded in {REGION}.\n")
 
         print("# Check a tag value before writing it, then one with a typo:")
         command(["check", json.dumps(LONDON_OFFICE), "--at", PLAN_AT, "--count", "2"])
         command(["check", '{"stat": "0 8 * * MON-FRI"}'])
+        print("# Skip days: public holidays in England and Christmas Eve, seen the evening before:")
+        command(["check", json.dumps(CHRISTMAS), "--at", "2026-12-23T19:00:00Z", "--count", "1"])
 
         aws = ["--endpoint-url", endpoint, "--region", REGION]
+        print("# Keep web-london-2 stopped until noon, whatever its schedule says (the tag ec2Powercycle:override):")
+        web_london_2 = names_to_ids["web-london-2"]
+        command(["override", web_london_2, "--stopped", "--until", OVERRIDE_UNTIL, *aws, "--at", PLAN_AT])
         print("# What the schedules will do, seen on Monday morning:")
         command(["plan", *aws, "--at", PLAN_AT])
         show_fleet(ec2, names)

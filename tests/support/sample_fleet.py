@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 TAG = "ec2Powercycle"
 LONDON_OFFICE = {"start": "0 8 * * MON-FRI", "stop": "0 18 * * MON-FRI", "tz": "Europe/London"}
-NEW_YORK_OFFICE = {"start": "0 8 * * 1-5", "stop": "30 18 * * 1-5", "tz": "America/New_York"}
+NEW_YORK_OFFICE = {"start": "0 8 * * 1-5", "stop": "30 18 * * 1-5", "tz": "America/New_York", "skip": ["holidays:US"]}
 FLEET_DOCUMENT = {"start": "0 7 * * 1-5", "stop": "0 19 * * 1-5", "tz": "Europe/Berlin"}
 URL_PATH = "/schedules/fleet.json"
 
