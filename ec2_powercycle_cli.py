@@ -9,8 +9,9 @@ to it. Not shipped in the Lambda zip: the function never loads it::
     ec2-powercycle run --at TIME   # one handler run (--dry-run, --json)
 
 ``plan`` and ``run`` take ``--region`` (repeatable), ``--endpoint-url`` and
-``--tag``, and cover the accounts a run covers (``EC2_POWERCYCLE_ROLE_ARNS``,
-``EC2_POWERCYCLE_OWN_ACCOUNT``); ``check`` needs no credentials. ``plan``
+``--tag``, and cover the accounts and regions a run covers (``EC2_POWERCYCLE_ROLE_ARNS``,
+``EC2_POWERCYCLE_OWN_ACCOUNT``, the organization's accounts, ``EC2_POWERCYCLE_REGIONS=all``;
+``--region`` replaces ``all``), in this process: they never fan out. ``check`` needs no credentials. ``plan``
 decides every instance through the handler's own ``decide_instance``, so it
 shows exactly what a run at its time would do. Exit codes: 0 fine, 1 an
 invalid schedule or errors in a plan or run, 2 a usage or set-up problem.
@@ -41,6 +42,7 @@ from ec2_powercycle import (
     Action,
     ConfigError,
     Decision,
+    DiscoveryError,
     Outcome,
     RunContext,
     RunError,
@@ -53,6 +55,7 @@ from ec2_powercycle import (
     Verdict,
     _iso,
     aws_session,
+    discover_targets,
     each_target,
     ec2_client,
     instance_tags,
@@ -65,7 +68,6 @@ from ec2_powercycle import (
     running_hours,
     shared_aws,
     tagged_instances,
-    targets_of,
     zone,
 )
 
@@ -495,6 +497,8 @@ def _cli_settings(args: Any, *, aws: bool) -> Settings:
             os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client made from here on
         session = boto3.session.Session()
         changes["regions"] = _cli_regions(args.region or list(settings.regions), session)
+        if args.region:
+            changes["all_regions"] = False  # the regions asked for, not every enabled one
         if session.get_credentials() is None:
             raise ConfigError(
                 "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -587,8 +591,9 @@ def _plan_command(args: Any, style: Style) -> int:
     except ScheduleError as err:
         raise ConfigError(f"--tz: {err}") from err
     context = RunContext(settings, now, shared_aws())  # the run's targets, clients and decision path
-    targets = targets_of(settings, OWN_ACCOUNT)
-    surveyed = each_target(targets, lambda target: survey(target, context), settings.max_workers)
+    discovery = discover_targets(settings, OWN_ACCOUNT, context.aws, context.memo)
+    surveyed = each_target(discovery.targets, lambda target: survey(target, context), settings.max_workers)
+    surveyed += [([], error["error"]) for failure in discovery.failures for error in failure.error_entries()]
     problems = [problem for _, problem in surveyed if problem]
     entries = sorted(
         (entry for target_entries, _ in surveyed for entry in target_entries),
@@ -733,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli_logging(args.verbose)
     try:
         return args.command(args, Style.for_stream(sys.stdout))
-    except (ConfigError, BotoCoreError) as err:
+    except (ConfigError, DiscoveryError, BotoCoreError) as err:
         print(f"ec2-powercycle: error: {err}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:
