@@ -548,3 +548,20 @@ def test_the_memo_lists_an_accounts_regions_once(aws_lambda: None, calls: Calls)
     for _ in range(2):
         ec2_powercycle.enabled_regions(Target(OWN, REGION), settings, shared_aws(), memo)
     assert len(calls.named("DescribeRegions")) == 1
+
+
+def test_an_execution_environment_keeps_a_bounded_number_of_role_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm environment that runs chunk after chunk of an organization must not keep a client per target."""
+    made: list[str] = []
+    monkeypatch.setattr(ec2_powercycle, "ROLE_CLIENTS_KEPT", 3)
+    monkeypatch.setattr(ec2_powercycle, "ec2_client", lambda region, *_: made.append(region) or object())
+    aws, memo, settings = ec2_powercycle.Aws(session=object()), RunMemo(), Settings(regions=(REGION,))
+    accounts = [f"{n:012d}" for n in range(1, 6)]
+    for account in accounts:
+        memo.roles.get(role(account), lambda: {"AccessKeyId": "ASIA-TEST"})
+    targets = [Target(OWN, REGION)] + [Target(account, REGION, role(account)) for account in accounts]
+    for target in targets + targets[3:]:  # the own client and the three latest role clients are kept
+        aws.ec2(target, settings, memo)
+    assert len(made) == 6
+    aws.ec2(targets[1], settings, memo)
+    assert len(made) == 7
