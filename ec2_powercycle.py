@@ -10,6 +10,10 @@ schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
 https URL of one. Each run reads the tagged instances of every account and
 region it covers, decides each one (``decide_instance``: guards, schedule,
 what falls in the window ``(t - W, t]``) and starts or stops in batches.
+The accounts may come from AWS Organizations and the regions from each
+account (``discover_targets``); a run with more targets than one invocation
+takes sends them, in chunks, to asynchronous invocations of itself
+(``fan_out``), each of which runs exactly its chunk.
 
 This module holds only what a run needs, in the order a run goes: settings,
 schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
