@@ -362,15 +362,16 @@ def test_plan_covers_what_a_run_covers(
     monkeypatch.setenv("EC2_POWERCYCLE_ORGANIZATION_UNITS", organization.unit)
     for account in (OWN, *organization.accounts.values()):
         enable_only(account, {REGION, OTHER_REGION})
-    launched = {launch(account, region) for account in (OWN, organization.accounts["nested"]) for region in
-                (REGION, OTHER_REGION)}
+    nested = organization.accounts["nested"]
+    launched = {launch(account, region) for account in (OWN, nested) for region in (REGION, OTHER_REGION)}
     assert main(["plan", "--json", "--at", TIME]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert main(["run", "--dry-run", "--json", "--at", TIME]) == 0
     summary = json.loads(capsys.readouterr().out)
     planned = {entry["instance_id"] for entry in plan["instances"] if entry["now"]["action"] == "stop"}
     assert planned == set(summary["stopped"]) == launched
-    assert len(covered(summary)) == 6  # own, in_unit, nested x 2 regions
+    accounts = (OWN, organization.accounts["in_unit"], nested)
+    assert covered(summary) == {(account, region) for account in accounts for region in (REGION, OTHER_REGION)}
 
 
 # --- Fan-out ----------------------------------------------------------------------------
@@ -382,12 +383,9 @@ def two_regions_of_the_unit(organization: Organization, monkeypatch: pytest.Monk
     monkeypatch.setenv("EC2_POWERCYCLE_REGIONS", f"{REGION},{OTHER_REGION}")
     monkeypatch.setenv("EC2_POWERCYCLE_ORGANIZATION_UNITS", organization.unit)
     monkeypatch.setenv("EC2_POWERCYCLE_TARGETS_PER_INVOCATION", "4")
-    accounts = [(OWN, None)] + [(organization.accounts[name],) * 2 for name in ("in_unit", "nested")]
-    return [
-        Target(account, region, role(account) if role_of else None)
-        for account, role_of in accounts
-        for region in (REGION, OTHER_REGION)
-    ]
+    members = [organization.accounts["in_unit"], organization.accounts["nested"]]
+    accounts: list[tuple[str, str | None]] = [(OWN, None)] + [(member, role(member)) for member in members]
+    return [Target(account, region, role_arn) for account, role_arn in accounts for region in (REGION, OTHER_REGION)]
 
 
 def test_more_targets_than_one_invocation_takes_are_sent_to_the_function_in_chunks(
