@@ -31,3 +31,4 @@ package: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/org.py

@@ -10,6 +10,10 @@ schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
 https URL of one. Each run reads the tagged instances of every account and
 region it covers, decides each one (``decide_instance``: guards, override,
 schedule, what falls in the window ``(t - W, t]``) and starts or stops in batches.
+The accounts may come from AWS Organizations and the regions from each
+account (``discover_targets``); a run with more targets than one invocation
+takes sends them, in chunks, to asynchronous invocations of itself
+(``fan_out``), each of which runs exactly its chunk.
 
 A schedule's ``"skip"`` entries (dates, ranges, month-days, ``holidays:GB-ENG``)
 are days in its zone on which its times do not exist. A second tag,
@@ -76,15 +80,21 @@ OWN_ACCOUNT_SETTING = "EC2_POWERCYCLE_OWN_ACCOUNT"
 MAX_WORKERS_SETTING = "EC2_POWERCYCLE_MAX_WORKERS"
 CATCH_UP_SETTING = "EC2_POWERCYCLE_CATCH_UP_MINUTES"
 NOTIFY_TOPIC_SETTING = "EC2_POWERCYCLE_NOTIFY_TOPIC_ARN"
+ORGANIZATION_ROLE_SETTING = "EC2_POWERCYCLE_ORGANIZATION_ROLE"
+ORGANIZATION_UNITS_SETTING = "EC2_POWERCYCLE_ORGANIZATION_UNITS"
+EXCLUDE_ACCOUNTS_SETTING = "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS"
+TARGETS_PER_INVOCATION_SETTING = "EC2_POWERCYCLE_TARGETS_PER_INVOCATION"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_PROTECTED_ENVIRONMENTS = "p"
-DEFAULT_MAX_WORKERS = 8
+DEFAULT_MAX_WORKERS = 32  # I/O-bound targets: 32 threads keep one vCPU busy at 0.3 s a request (bench/org.py)
 DEFAULT_CATCH_UP_MINUTES = 60  # or the window, when that is longer
 OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is not known
 DEFAULT_FUNCTION_NAME = "ec2-powercycle"  # the metrics' FunctionName outside Lambda
+ALL_REGIONS = "all"  # EC2_POWERCYCLE_REGIONS=all: the regions enabled in each account
+DEFAULT_TARGETS_PER_INVOCATION = 100
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -95,12 +105,17 @@ DESCRIBE_PAGE_SIZE = 1000
 ACTION_BATCH_SIZE = 100
 ASSUMED_ROLE_SECONDS = 3600  # the longest a role allows unless its MaxSessionDuration is raised
 ROLE_REUSE_MARGIN = timedelta(minutes=15)  # assumed credentials are reused while a whole run fits in what is left
+# EC2 clients of assumed roles an execution environment keeps for later runs. Each costs about 1.4 MB and
+# 20 ms of CPU to make (botocore builds the client's class anew), so an organization's thousands are not kept.
+ROLE_CLIENTS_KEPT = 16
 EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled run within a Lambda timeout
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
 SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
+# A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
+MAX_TARGETS_PER_INVOCATION = 1000
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
 RUN_TIME_WARNING_SHARE = 0.8  # of the invocation's time: past it the run names the targets still running
 NOTIFY_MAX_PROBLEMS = 50  # problems listed in the notification; the rest are counted
@@ -165,6 +180,11 @@ _SKIP_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _SKIP_RANGE = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})$")
 _SKIP_YEARLY = re.compile(r"^([0-9]{2})-([0-9]{2})$")
 _SKIP_HOLIDAYS = re.compile(r"^holidays:([^-]*)(?:-(.*))?$", re.IGNORECASE)
+# Matched whole (fullmatch), ASCII only: `$` also matches before a final newline, and \d any script's digits.
+_ACCOUNT_PATTERN = re.compile(r"[0-9]{12}")
+_ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_OU_PATTERN = re.compile(r"ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}")
+_EVENT_TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -190,6 +210,10 @@ class RoleError(PowercycleError):
 
 class TargetError(PowercycleError):
     """A target (account and region) could not be read: its run fails, the others go on."""
+
+
+class DiscoveryError(PowercycleError):
+    """The organization's accounts could not be listed: the run fails before touching anything."""
 
 
 class RunError(PowercycleError):
@@ -405,6 +429,8 @@ class RunMemo:
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
         self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
+        self.regions = Memo()  # account -> its enabled regions, or why they cannot be read: once per run
+        self.identity = Memo()  # "own" -> the function's own account ID, when the run must ask STS
 
     def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
         """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
@@ -426,6 +452,12 @@ class Settings:
     max_workers: int = DEFAULT_MAX_WORKERS
     catch_up: timedelta = timedelta(minutes=DEFAULT_CATCH_UP_MINUTES)  # H; zero turns catch-up off
     notify_topic_arn: str | None = None
+    # With all_regions, `regions` holds only the home region: where the account-wide calls go.
+    all_regions: bool = False
+    organization_role: str | None = None
+    organization_units: tuple[str, ...] = ()
+    exclude_accounts: frozenset[str] = frozenset()
+    targets_per_invocation: int = DEFAULT_TARGETS_PER_INVOCATION
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -453,7 +485,8 @@ class Settings:
                 value.lower()
                 for value in _split_list(env.get(PROTECTED_SETTING, DEFAULT_PROTECTED_ENVIRONMENTS))
             ),
-            regions=_parse_regions(env) if require_regions or _region_given(env) else (),
+            regions=_parse_regions(env, require_regions) if require_regions or _region_given(env) else (),
+            all_regions=_wants_all_regions(env),
             dry_run=parse_bool(env.get(DRY_RUN_SETTING, ""), DRY_RUN_SETTING),
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
             **_parse_accounts(env),
@@ -508,9 +541,17 @@ def _parse_accounts(env: Mapping[str, str]) -> dict[str, Any]:
                 f"{ROLE_ARNS_SETTING} must be comma-separated IAM role ARNs such as "
                 f"'arn:aws:iam::123456789012:role/ec2-powercycle', got {arn!r}"
             )
+    accounts = [arn.split(":")[4] for arn in role_arns]
+    if len(set(accounts)) < len(accounts):
+        twice = sorted({account for account in accounts if accounts.count(account) > 1})
+        raise ConfigError(f"{ROLE_ARNS_SETTING} lists more than one role in account {', '.join(twice)}")
+    organization = _parse_organization(env)
     own_account = parse_bool(env.get(OWN_ACCOUNT_SETTING, "true"), OWN_ACCOUNT_SETTING)
-    if not own_account and not role_arns:
-        raise ConfigError(f"{OWN_ACCOUNT_SETTING} is false and {ROLE_ARNS_SETTING} is empty: no account to schedule")
+    if not own_account and not role_arns and not organization["organization_role"]:
+        raise ConfigError(
+            f"{OWN_ACCOUNT_SETTING} is false and {ROLE_ARNS_SETTING} and {ORGANIZATION_ROLE_SETTING} are empty: "
+            "no account to schedule"
+        )
     return {
         "role_arns": role_arns,
         "external_id": env.get(EXTERNAL_ID_SETTING, "").strip() or None,
@@ -518,6 +559,8 @@ def _parse_accounts(env: Mapping[str, str]) -> dict[str, Any]:
         "max_workers": _parse_positive(
             env.get(MAX_WORKERS_SETTING), DEFAULT_MAX_WORKERS, MAX_WORKERS_SETTING, "workers"
         ),
+        "targets_per_invocation": _parse_targets_per_invocation(env.get(TARGETS_PER_INVOCATION_SETTING)),
+        **organization,
     }
 
 
@@ -533,8 +576,58 @@ def _parse_topic_arn(value: str) -> str | None:
     return arn
 
 
-def _parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
+def _parse_organization(env: Mapping[str, str]) -> dict[str, Any]:
+    role = env.get(ORGANIZATION_ROLE_SETTING, "").strip()
+    if role and not _ROLE_NAME_PATTERN.fullmatch(role):
+        raise ConfigError(
+            f"{ORGANIZATION_ROLE_SETTING} must be an IAM role name (no path, no ARN) such as "
+            f"'ec2-powercycle-spoke', got {role!r}"
+        )
+    units = tuple(dict.fromkeys(_split_list(env.get(ORGANIZATION_UNITS_SETTING, ""))))
+    bad_units = [unit for unit in units if not _OU_PATTERN.fullmatch(unit)]
+    if bad_units:
+        raise ConfigError(
+            f"{ORGANIZATION_UNITS_SETTING} must be comma-separated organizational unit IDs such as "
+            f"'ou-ab12-cd34ef56', got {bad_units[0]!r}"
+        )
+    if units and not role:
+        raise ConfigError(f"{ORGANIZATION_UNITS_SETTING} needs {ORGANIZATION_ROLE_SETTING}: the role to assume in them")
+    excluded = _split_list(env.get(EXCLUDE_ACCOUNTS_SETTING, ""))
+    bad_accounts = [account for account in excluded if not _ACCOUNT_PATTERN.fullmatch(account)]
+    if bad_accounts:
+        raise ConfigError(
+            f"{EXCLUDE_ACCOUNTS_SETTING} must be comma-separated 12-digit account IDs, got {bad_accounts[0]!r}"
+        )
+    return {"organization_role": role or None, "organization_units": units, "exclude_accounts": frozenset(excluded)}
+
+
+def _parse_targets_per_invocation(value: str | None) -> int:
+    count = _parse_positive(value, DEFAULT_TARGETS_PER_INVOCATION, TARGETS_PER_INVOCATION_SETTING, "targets")
+    if count > MAX_TARGETS_PER_INVOCATION:
+        raise ConfigError(
+            f"{TARGETS_PER_INVOCATION_SETTING} must be at most {MAX_TARGETS_PER_INVOCATION} "
+            f"(the event of a chunk must fit an asynchronous invocation), got {value!r}"
+        )
+    return count
+
+
+def _wants_all_regions(env: Mapping[str, str]) -> bool:
+    return env.get(REGIONS_SETTING, "").strip().lower() == ALL_REGIONS
+
+
+def _parse_regions(env: Mapping[str, str], require_home: bool = True) -> tuple[str, ...]:
     raw = env.get(REGIONS_SETTING, "")
+    if _wants_all_regions(env):
+        # The home region: where DescribeRegions, STS and Organizations are called.
+        own = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if not own and not require_home:
+            return ()
+        if not own or not _REGION_PATTERN.match(own):
+            raise ConfigError(
+                f"{REGIONS_SETTING}={ALL_REGIONS} needs AWS_REGION or AWS_DEFAULT_REGION (a region name) "
+                f"to list each account's regions from, got {own!r}"
+            )
+        return (own,)
     if raw.strip():
         items = [item.strip() for item in raw.split(",")]
         bad = [item for item in items if not _REGION_PATTERN.match(item)]
@@ -1623,8 +1716,21 @@ def sns_client(session: Any, region: str) -> Any:
 
 
 def sts_client(session: Any, region: str) -> Any:
+    return _account_client("sts", session, region)
+
+
+def organizations_client(session: Any, region: str) -> Any:
+    return _account_client("organizations", session, region)
+
+
+def lambda_client(session: Any, region: str) -> Any:
+    return _account_client("lambda", session, region)
+
+
+def _account_client(service: str, session: Any, region: str) -> Any:
+    """A client of the function's own account for a service other than EC2, with EC2's retry mode."""
     return session.client(
-        "sts",
+        service,
         region_name=region,
         config=Config(retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS}),
     )
@@ -1748,9 +1854,8 @@ class Aws:
         self._session = session or aws_session()
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
-        self._sts: dict[str, Any] = {}
+        self._services: dict[tuple[str, str], Any] = {}  # (service, region) -> the own account's client
         self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
-        self._sns: dict[str, Any] = {}  # region -> the SNS client of the notification's topic
 
     def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
         """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
@@ -1760,22 +1865,50 @@ class Aws:
             made_with, client = self._clients.get((target.region, target.role_arn), (None, None))
             if client is None or made_with != key_id:
                 client = ec2_client(target.region, self._session, credentials)
+                self._clients.pop((target.region, target.role_arn), None)
                 self._clients[(target.region, target.role_arn)] = (key_id, client)
+                self._forget_oldest_role_clients()
             return client
 
     def sns(self, region: str) -> Any:
         """The SNS client of a region (the notification topic's), made once per execution environment."""
-        with self._lock:
-            if region not in self._sns:
-                self._sns[region] = sns_client(self._session, region)
-            return self._sns[region]
+        return self._service(sns_client, "sns", region)
+
+    def _forget_oldest_role_clients(self) -> None:
+        made_for_roles = [key for key in self._clients if key[1] is not None]
+        for key in made_for_roles[: max(0, len(made_for_roles) - ROLE_CLIENTS_KEPT)]:
+            del self._clients[key]
+
+    def organizations(self, settings: Settings) -> Any:
+        return self._service(organizations_client, "organizations", settings.regions[0])
+
+    def lambda_client(self, region: str) -> Any:
+        return self._service(lambda_client, "lambda", region)
+
+    def partition(self, region: str) -> str:
+        return str(self._session.get_partition_for_region(region))
+
+    def caller_account(self, settings: Settings, memo: RunMemo) -> str:
+        """The account of the function's own credentials (STS GetCallerIdentity, once per run)."""
+
+        def ask() -> str:
+            sts = self._service(sts_client, "sts", settings.regions[0])
+            return str(sts.get_caller_identity()["Account"])
+
+        return memo.identity.get("own", ask)  # type: ignore[no-any-return]
 
     def forget(self) -> None:
         """Drop the clients and credentials, keeping the session (tests: each makes its own clients)."""
         with self._lock:
             self._clients.clear()
+            self._services.clear()
             self._credentials.clear()
-            self._sns.clear()
+
+    def _service(self, factory: Callable[[Any, str], Any], service: str, region: str) -> Any:
+        with self._lock:
+            if (service, region) not in self._services:
+                self._services[(service, region)] = factory(self._session, region)
+            return self._services[(service, region)]
 
     def _role_credentials(self, role_arn: str, settings: Settings, memo: RunMemo) -> dict[str, Any]:
         credentials = memo.roles.get(role_arn, lambda: self._credentials_for(role_arn, settings))
@@ -1787,12 +1920,8 @@ class Aws:
         known = self._credentials.get(role_arn)
         if known is not None and _expires_in(known, datetime.now(UTC)) > ROLE_REUSE_MARGIN:
             return known
-        region = settings.regions[0]
         try:
-            with self._lock:
-                if region not in self._sts:
-                    self._sts[region] = sts_client(self._session, region)
-            credentials = assume_role(self._sts[region], role_arn, settings)
+            credentials = assume_role(self._service(sts_client, "sts", settings.regions[0]), role_arn, settings)
         except (ClientError, BotoCoreError) as err:
             return f"cannot assume role {role_arn}: {_describe_error(err)}"
         self._credentials[role_arn] = credentials
@@ -2041,10 +2170,28 @@ def _hibernates(instance: Mapping[str, Any], schedule: Schedule | None) -> bool:
 
 
 def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
-    """Every account and region pair to schedule: the own account (unless turned off), then each role's."""
-    accounts: list[tuple[str, str | None]] = [(own_account, None)] if settings.own_account else []
-    accounts += [(arn.split(":")[4], arn) for arn in settings.role_arns]  # role ARNs were checked at start-up
+    """Every account and region pair to schedule without an organization or `all` regions (no AWS call)."""
+    accounts = accounts_to_schedule(settings, own_account)
     return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
+
+
+def accounts_to_schedule(
+    settings: Settings, own_account: str, members: Iterable[str] = (), partition: str = "aws"
+) -> list[tuple[str, str | None]]:
+    """Each account once, with the role to assume in it (None: the function's own credentials).
+
+    The own account first (unless turned off), then each account of ROLE_ARNS, then
+    the organization's members (`members`) with the organization role. The own
+    account is never reached through a role of the organization, and an explicit
+    role ARN wins over the organization role; EXCLUDE_ACCOUNTS removes any account.
+    """
+    chosen: dict[str, str | None] = {own_account: None} if settings.own_account else {}
+    for arn in settings.role_arns:  # checked at start-up: one per account
+        chosen.setdefault(arn.split(":")[4], arn)
+    for account in sorted(members):
+        if account != own_account:
+            chosen.setdefault(account, f"arn:{partition}:iam::{account}:role/{settings.organization_role}")
+    return [(account, role_arn) for account, role_arn in chosen.items() if account not in settings.exclude_accounts]
 
 
 def each_target(targets: list[Target], work: Callable[[Target], Any], max_workers: int) -> list[Any]:
@@ -2260,6 +2407,228 @@ def report_run(summary: Mapping[str, Any] | None, settings: Settings, function_n
         return
     print_metrics(summary, function_name)
     notify(summary, settings, function_name, shared_aws())
+# --- Targets: discovery, and fan-out across invocations ---------------------------
+
+
+@dataclass
+class Discovery:
+    """A run's targets, and the failed targets of accounts whose regions could not be listed."""
+
+    targets: list[Target]
+    failures: list[TargetResult] = field(default_factory=list)
+
+
+def discover_targets(settings: Settings, own_account: str, aws: Aws, memo: RunMemo | None = None) -> Discovery:
+    """The accounts to schedule (AWS Organizations when set) times their regions (with `all`, each one's enabled).
+
+    Without an organization, exclusions or `all` this is `targets_of`, with no AWS
+    call. An account whose regions cannot be listed is a failed target in the home
+    region; the organization that cannot be listed raises DiscoveryError.
+    """
+    memo = memo or RunMemo()
+    if own_account == OWN_ACCOUNT and (settings.organization_role or settings.exclude_accounts):
+        own_account = _caller_account(aws, settings, memo)
+    members: list[str] = []
+    partition = "aws"
+    if settings.organization_role:
+        members = organization_accounts(aws.organizations(settings), settings)
+        partition = aws.partition(settings.regions[0])
+    accounts = accounts_to_schedule(settings, own_account, members, partition)
+    if not settings.all_regions:
+        return Discovery([Target(account, region, role) for account, role in accounts for region in settings.regions])
+    at_home = [Target(account, settings.regions[0], role) for account, role in accounts]
+    listed = each_target(at_home, lambda target: enabled_regions(target, settings, aws, memo), settings.max_workers)
+    discovery = Discovery([])
+    for target, regions in zip(at_home, listed, strict=True):
+        if isinstance(regions, str):
+            discovery.failures.append(TargetResult(target).fail(regions))
+        else:
+            discovery.targets += [replace(target, region=region) for region in regions]
+    return discovery
+
+
+def _caller_account(aws: Aws, settings: Settings, memo: RunMemo) -> str:
+    try:
+        return aws.caller_account(settings, memo)
+    except (ClientError, BotoCoreError) as err:
+        raise DiscoveryError(f"cannot read the function's own account ID: {_describe_error(err)}") from err
+
+
+def organization_accounts(organizations: Any, settings: Settings) -> list[str]:
+    """The IDs of the ACTIVE accounts of the organization, or of the units of ORGANIZATION_UNITS and theirs below."""
+
+    def active(pages: Iterable[Mapping[str, Any]]) -> set[str]:
+        # `State` replaces the deprecated `Status`; either says ACTIVE for an account that can be scheduled.
+        return {
+            account["Id"]
+            for page in pages
+            for account in page.get("Accounts", ())
+            if account.get("State", account.get("Status")) == "ACTIVE"
+        }
+
+    def pages(operation: str, **params: str) -> Iterable[Mapping[str, Any]]:
+        return organizations.get_paginator(operation).paginate(**params)  # type: ignore[no-any-return]
+
+    try:
+        if not settings.organization_units:
+            return sorted(active(pages("list_accounts")))
+        accounts: set[str] = set()
+        units, seen = list(settings.organization_units), set(settings.organization_units)
+        while units:
+            unit = units.pop()
+            accounts |= active(pages("list_accounts_for_parent", ParentId=unit))
+            for page in pages("list_organizational_units_for_parent", ParentId=unit):
+                below = [child["Id"] for child in page.get("OrganizationalUnits", ()) if child["Id"] not in seen]
+                seen.update(below)
+                units += below
+        return sorted(accounts)
+    except (ClientError, BotoCoreError) as err:
+        raise DiscoveryError(
+            f"cannot list the organization's accounts ({ORGANIZATION_ROLE_SETTING} is set): {_describe_error(err)}"
+        ) from err
+
+
+def enabled_regions(target: Target, settings: Settings, aws: Aws, memo: RunMemo) -> tuple[str, ...] | str:
+    """The regions enabled in the target's account (DescribeRegions from its home region), or why not."""
+
+    def ask() -> tuple[str, ...] | str:
+        try:
+            reply = aws.ec2(target, settings, memo).describe_regions()
+        except RoleError as err:
+            return f"cannot list the enabled regions: {err}"
+        except (ClientError, BotoCoreError) as err:
+            return f"cannot list the enabled regions: {_describe_error(err)}"
+        return tuple(sorted(region["RegionName"] for region in reply.get("Regions", ())))
+
+    return memo.regions.get(target.account, ask)  # type: ignore[no-any-return]
+
+
+def chunk_targets(targets: Sequence[Target], size: int) -> list[list[Target]]:
+    """Consecutive chunks of at most `size` targets: an account's regions stay together, so mostly one AssumeRole."""
+    return [list(targets[offset : offset + size]) for offset in range(0, len(targets), size)]
+
+
+def chunk_event(now: datetime, targets: Iterable[Target]) -> dict[str, Any]:
+    """The event one chunk invocation gets: the original time and exactly its targets."""
+    return {
+        "time": _iso(now),
+        "targets": [{"account": t.account, "region": t.region, "role_arn": t.role_arn} for t in targets],
+    }
+
+
+def is_chunk_event(event: Any) -> bool:
+    return isinstance(event, Mapping) and "targets" in event
+
+
+def chunk_of_event(event: Mapping[str, Any], settings: Settings, own_account: str) -> tuple[datetime, list[Target]]:
+    """The time and targets of a chunk event, checked strictly; ConfigError says what is wrong and nothing runs.
+
+    The event must be what `chunk_event` makes, for targets this function's settings
+    could have dispatched: known roles, the own account only with the own
+    credentials and when scheduled, no excluded account, no target twice.
+    """
+    if set(event) != {"time", "targets"}:
+        raise ConfigError(f"chunk event: expected exactly the keys 'targets' and 'time', got {sorted(map(str, event))}")
+    raw_time, entries = event["time"], event["targets"]
+    if not isinstance(raw_time, str) or not _EVENT_TIME_PATTERN.fullmatch(raw_time):
+        raise ConfigError(f"chunk event: 'time' must be a UTC time such as '2026-11-23T08:00:00Z', got {raw_time!r}")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_TARGETS_PER_INVOCATION:
+        raise ConfigError(f"chunk event: 'targets' must be a list of 1 to {MAX_TARGETS_PER_INVOCATION} targets")
+    targets = [_chunk_target(entry, index, settings, own_account) for index, entry in enumerate(entries)]
+    if len({(target.account, target.region) for target in targets}) < len(targets):
+        raise ConfigError("chunk event: a target (account and region) is listed twice")
+    return reference_time({"time": raw_time}), targets
+
+
+def _chunk_target(entry: object, index: int, settings: Settings, own_account: str) -> Target:
+    where = f"chunk event: targets[{index}]"
+    if not isinstance(entry, Mapping) or set(entry) != {"account", "region", "role_arn"}:
+        raise ConfigError(f"{where} must be an object with exactly the keys 'account', 'region' and 'role_arn'")
+    account, region, role_arn = entry["account"], entry["region"], entry["role_arn"]
+    if not isinstance(account, str) or not _ACCOUNT_PATTERN.fullmatch(account):
+        raise ConfigError(f"{where}.account must be a 12-digit account ID, got {account!r}")
+    if not isinstance(region, str) or not region.isascii() or not _REGION_PATTERN.fullmatch(region):
+        raise ConfigError(f"{where}.region must be a region name such as 'eu-west-1', got {region!r}")
+    if account in settings.exclude_accounts:
+        raise ConfigError(f"{where}: account {account} is excluded by {EXCLUDE_ACCOUNTS_SETTING}")
+    if role_arn is None:
+        if not settings.own_account or own_account not in (OWN_ACCOUNT, account):
+            raise ConfigError(f"{where}: role_arn null means the function's own account, which {account} is not")
+        return Target(account, region)
+    match = _ROLE_ARN_PATTERN.fullmatch(role_arn) if isinstance(role_arn, str) and role_arn.isascii() else None
+    if match is None or match.group(1) != account:
+        raise ConfigError(f"{where}.role_arn must be null or the ARN of a role in account {account}, got {role_arn!r}")
+    if role_arn not in settings.role_arns and role_arn.split(":role/", 1)[1] != settings.organization_role:
+        raise ConfigError(
+            f"{where}.role_arn {role_arn!r} is neither in {ROLE_ARNS_SETTING} nor the {ORGANIZATION_ROLE_SETTING}"
+        )
+    return Target(account, region, role_arn)
+
+
+def fan_out(settings: Settings, now: datetime, discovery: Discovery, function_arn: str, aws: Aws) -> dict[str, Any]:
+    """Invoke the function (the same ARN, alias kept) asynchronously once per chunk of targets; return what was sent.
+
+    Each chunk carries the original time, so a retried or duplicated chunk acts as
+    the first would. A chunk whose Invoke fails is reported (its targets in
+    `errors`) while the others still go; then RunError, as for failed targets.
+    """
+    chunks = chunk_targets(discovery.targets, settings.targets_per_invocation)
+    client = aws.lambda_client(function_arn.split(":")[3])
+
+    def invoke(chunk: list[Target]) -> str | None:
+        payload = json.dumps(chunk_event(now, chunk)).encode()
+        try:
+            client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=payload)
+        except (ClientError, BotoCoreError) as err:
+            logger.error("chunk of %d targets from %s not dispatched: %s", len(chunk), chunk[0], _describe_error(err))
+            return f"not dispatched: Invoke failed: {_describe_error(err)}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(chunks))) as pool:
+        problems = list(pool.map(invoke, chunks))
+    summary = dispatch_summary(now, settings, chunks, problems, discovery.failures)
+    log_dispatch(summary)
+    if summary["errors"]:
+        raise RunError(
+            f"{summary['failed_chunks']} of {len(chunks)} chunks not dispatched, {len(discovery.failures)} accounts "
+            "not listed; see the summary's errors",
+            summary,
+        )
+    return summary
+
+
+def dispatch_summary(
+    now: datetime,
+    settings: Settings,
+    chunks: list[list[Target]],
+    problems: list[str | None],
+    failures: list[TargetResult],
+) -> dict[str, Any]:
+    """What a dispatching invocation sent: counts, and the targets that will not run as `errors` entries."""
+    targets = [target for chunk in chunks for target in chunk]
+    undispatched = [
+        {"instance_id": None, "account": target.account, "region": target.region, "error": f"{target}: {problem}"}
+        for chunk, problem in zip(chunks, problems, strict=True)
+        if problem
+        for target in chunk
+    ]
+    return {
+        "time": _iso(now),
+        "dry_run": settings.dry_run,
+        "chunks": len(chunks),
+        "failed_chunks": sum(1 for problem in problems if problem),
+        "targets": len(targets),
+        "accounts": len({target.account for target in targets}),
+        "regions": len({target.region for target in targets}),
+        "errors": [entry for failure in failures for entry in failure.error_entries()] + undispatched,
+    }
+
+
+def log_dispatch(summary: dict[str, Any]) -> None:
+    """Log the dispatch summary as one JSON line, its errors cut to 100 (a failed chunk lists all its targets)."""
+    errors = summary["errors"]
+    shown = summary if len(errors) <= 100 else {**summary, "errors": errors[:100], "errors_count": len(errors)}
+    logger.info("%s", json.dumps(shown))
 
 
 # --- Handler --------------------------------------------------------------------
@@ -2341,10 +2710,11 @@ def run(
     now: datetime,
     own_account: str = OWN_ACCOUNT,
     session: Any = None,
+    discovery: Discovery | None = None,
     *,
     deadline: float | None = None,
 ) -> dict[str, Any]:
-    """One scheduling run at `now` for every account and region.
+    """One scheduling run at `now` for every account and region (or the targets of `discovery`).
 
     Targets run concurrently in a pool of settings.max_workers; a failed target
     is reported and the others go on; RunError is raised after the summary.
@@ -2355,10 +2725,12 @@ def run(
     """
     started = time.monotonic()
     context = RunContext(settings, now, Aws(session) if session else shared_aws())
-    targets = targets_of(settings, own_account)
+    discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
+    targets = discovery.targets
     with RunWatch(targets, started, deadline) as watch:
         work = watch.track(lambda target: run_target(target, context))
         results = each_target(targets, work, settings.max_workers)
+    results += discovery.failures
     summary = summarise(now, settings, results)
     summary["run_seconds"] = round(time.monotonic() - started, 3)
     log_summary(summary)
@@ -2369,17 +2741,28 @@ def run(
 
 
 def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: one scheduling run at the event's time. Returns the summary.
+    """Lambda entry point: one scheduling run at the event's time, or its dispatch in chunks. Returns the summary.
 
-    Whether the run succeeds or raises RunError, its metrics are printed and its
-    notification sent first.
+    A chunk event (one this function sent) runs exactly its targets and never fans
+    out again; a run with more targets than one invocation takes, inside Lambda,
+    sends them to itself in chunks. Whether a run succeeds or raises RunError,
+    its metrics are printed and its notification sent first.
     """
     _ensure_logging()
     deadline = invocation_deadline(context)
-    settings = Settings.from_env()
+    settings, own_account = Settings.from_env(), own_account_id(context)
+    if is_chunk_event(event):
+        now, targets = chunk_of_event(event, settings, own_account)
+        discovery = Discovery(targets)
+    else:
+        now = reference_time(event)
+        discovery = discover_targets(settings, own_account, shared_aws())
+        function_arn = getattr(context, "invoked_function_arn", None)
+        if function_arn and len(discovery.targets) > settings.targets_per_invocation:
+            return fan_out(settings, now, discovery, function_arn, shared_aws())
     name = function_name_of(context)
     try:
-        summary = run(settings, reference_time(event), own_account_id(context), deadline=deadline)
+        summary = run(settings, now, own_account, discovery=discovery, deadline=deadline)
     except RunError as err:
         report_run(err.summary, settings, name)
         raise

@@ -10,9 +10,11 @@ to it. Not shipped in the Lambda zip: the function never loads it::
     ec2-powercycle override ID --running --for 3h   # hold instances in a state, then back to the schedule
 
 ``plan``, ``run`` and ``override`` take ``--region`` (repeatable), ``--endpoint-url``
-and ``--tag``; ``plan`` and ``run`` cover the accounts a run covers
-(``EC2_POWERCYCLE_ROLE_ARNS``, ``EC2_POWERCYCLE_OWN_ACCOUNT``), ``override`` writes
-with the caller's own credentials; ``check`` needs no credentials. ``plan``
+and ``--tag``. ``plan`` and ``run`` cover the accounts and regions a run covers
+(``EC2_POWERCYCLE_ROLE_ARNS``, ``EC2_POWERCYCLE_OWN_ACCOUNT``, the organization's
+accounts, ``EC2_POWERCYCLE_REGIONS=all``; ``--region`` replaces ``all``), in this
+process: they never fan out. ``override`` writes with the caller's own
+credentials; ``check`` needs no credentials. ``plan``
 decides every instance through the handler's own ``decide_instance``, so it
 shows exactly what a run at its time would do. Exit codes: 0 fine, 1 an
 invalid schedule or errors in a plan or run, 2 a usage or set-up problem.
@@ -46,6 +48,7 @@ from ec2_powercycle import (
     Action,
     ConfigError,
     Decision,
+    DiscoveryError,
     Outcome,
     Override,
     RunContext,
@@ -60,6 +63,7 @@ from ec2_powercycle import (
     _describe_error,
     _iso,
     aws_session,
+    discover_targets,
     each_target,
     ec2_client,
     instance_tags,
@@ -75,7 +79,6 @@ from ec2_powercycle import (
     running_hours,
     shared_aws,
     tagged_instances,
-    targets_of,
     wall_to_instant,
     zone,
 )
@@ -662,6 +665,8 @@ def _cli_settings(args: Any, *, aws: bool) -> Settings:
             os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client made from here on
         session = boto3.session.Session()
         changes["regions"] = _cli_regions(args.region or list(settings.regions), session)
+        if args.region:
+            changes["all_regions"] = False  # the regions asked for, not every enabled one
         if session.get_credentials() is None:
             raise ConfigError(
                 "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -768,8 +773,9 @@ def _plan_command(args: Any, style: Style) -> int:
     except ScheduleError as err:
         raise ConfigError(f"--tz: {err}") from err
     context = RunContext(settings, now, shared_aws())  # the run's targets, clients and decision path
-    targets = targets_of(settings, OWN_ACCOUNT)
-    surveyed = each_target(targets, lambda target: survey(target, context), settings.max_workers)
+    discovery = discover_targets(settings, OWN_ACCOUNT, context.aws, context.memo)
+    surveyed = each_target(discovery.targets, lambda target: survey(target, context), settings.max_workers)
+    surveyed += [([], error["error"]) for failure in discovery.failures for error in failure.error_entries()]
     problems = [problem for _, problem in surveyed if problem]
     entries = sorted(
         (entry for target_entries, _ in surveyed for entry in target_entries),
@@ -1043,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli_logging(args.verbose)
     try:
         return args.command(args, Style.for_stream(sys.stdout))
-    except (ConfigError, BotoCoreError) as err:
+    except (ConfigError, DiscoveryError, BotoCoreError) as err:
         print(f"ec2-powercycle: error: {err}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:

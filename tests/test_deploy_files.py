@@ -42,6 +42,15 @@ EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances
 START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
 ASSUME_ROLE = "sts:AssumeRole"
 PUBLISH = "sns:Publish"
+# Only with an organization, all regions or a fan-out: each in a statement of its own, added by template.yaml when used.
+LIST_ACCOUNTS = {
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+}
+DESCRIBE_REGIONS = "ec2:DescribeRegions"
+INVOKE_ITSELF = "lambda:InvokeFunction"
+OCCASIONAL = {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | LIST_ACCOUNTS
 # The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
 LAMBDA_RUNTIME = "python3.13"
 RUNTIME_VERSION = LAMBDA_RUNTIME.removeprefix("python")
@@ -309,8 +318,9 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
 
     # The hub: lambda-policy.json allows these calls and nothing else; AssumeRole in a statement of its own,
     # marked as needed only with roles, on the spoke role's name; template.yaml adds it only with RoleArns.
+    # (The organization's calls: test_policies_allow_an_organizations_calls_and_no_others.)
     policy = _policy("lambda-policy.json")["Statement"]
-    assert _allowed_actions(policy) == EC2_ACTIONS | {ASSUME_ROLE, PUBLISH}
+    assert _allowed_actions(policy) == EC2_ACTIONS | OCCASIONAL | {PUBLISH}
     (publish,) = [s for s in policy if PUBLISH in _as_list(s["Action"])]
     assert _as_list(publish["Action"]) == [PUBLISH] and fnmatch.fnmatchcase(topic, publish["Resource"])
     (assume,) = [s for s in policy if ASSUME_ROLE in _as_list(s["Action"])]
@@ -318,16 +328,85 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     assert all(any(fnmatch.fnmatchcase(arn, r) for r in _as_list(assume["Resource"])) for arn in role_arns)
     template_statements = _template_role_statements()
     assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS | {PUBLISH}
-    assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == {ASSUME_ROLE}
-    # A spoke: its role allows exactly what is called with its credentials.
-    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS
+    assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == OCCASIONAL
+    # A spoke: its role allows exactly what is called with its credentials (DescribeRegions with all regions).
+    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS}
+
+
+@pytest.mark.parametrize("units", [False, True], ids=["whole-organization", "units"])
+def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units):
+    """An organization, all regions and a fan-out: the dispatching run, then each chunk it sent, recorded by
+    whose credentials. Each call is allowed by its conditional statement (template.yaml) or the spoke role."""
+    calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
+    events: list[dict[str, Any]] = []
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def recording_call(client, operation_name, api_params):
+        assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
+        action = f"{client.meta.service_model.endpoint_prefix}:{operation_name}"
+        calls["spoke" if assumed else "own"].add({"lambda:Invoke": INVOKE_ITSELF}.get(action, action))
+        if operation_name == "Invoke":
+            events.append(json.loads(api_params["Payload"]))
+        return real_call(client, operation_name, api_params)
+
+    class Context:
+        invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:ec2-powercycle:live"
+
+    for name in ("AWS_ENDPOINT_URL", "EC2_POWERCYCLE_REGIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv(ec2_powercycle.REGIONS_SETTING, "all")
+    monkeypatch.setenv(ec2_powercycle.TARGETS_PER_INVOCATION_SETTING, "1")
+    monkeypatch.setenv(ec2_powercycle.ORGANIZATION_ROLE_SETTING, SPOKE_ROLE.rsplit("/", 1)[1])
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        organizations = boto3.client("organizations", region_name="eu-west-1")
+        organizations.create_organization(FeatureSet="ALL")
+        root = organizations.list_roots()["Roots"][0]["Id"]
+        unit = organizations.create_organizational_unit(ParentId=root, Name="unit")["OrganizationalUnit"]["Id"]
+        member = organizations.create_account(Email="member@example.com", AccountName="member")
+        member_id = member["CreateAccountStatus"]["AccountId"]
+        organizations.move_account(AccountId=member_id, SourceParentId=root, DestinationParentId=unit)
+        if units:
+            monkeypatch.setenv(ec2_powercycle.ORGANIZATION_UNITS_SETTING, unit)
+        from moto.ec2.models import ec2_backends
+
+        for account in ("123456789012", member_id):  # moto lists every region; one is enough here
+            ec2_backends[account]["eu-west-1"].regions = [
+                r for r in ec2_backends[account]["eu-west-1"].regions if r.name == "eu-west-1"
+            ]
+        _launch_due_pair(boto3.client("ec2", region_name="eu-west-1"))
+        _launch_due_pair(_spoke_ec2(f"arn:aws:iam::{member_id}:role/{SPOKE_ROLE.rsplit('/', 1)[1]}"))
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
+        dispatched = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, Context())
+        summaries = [ec2_powercycle.handler(event, Context()) for event in events]
+    assert (dispatched["chunks"], dispatched["errors"]) == (2, [])
+    assert sum(len(summary["started"]) + len(summary["stopped"]) for summary in summaries) == 4
+    listing = {"organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent"}
+    assert calls["own"] == EC2_ACTIONS | {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | (
+        listing if units else {"organizations:ListAccounts"}
+    )
+    assert calls["spoke"] == EC2_ACTIONS | {DESCRIBE_REGIONS}
+    template = {s["Fn::If"][1]["Sid"]: s["Fn::If"][0] for s in _template_role_statements() if "Fn::If" in s}
+    conditional = {
+        action: template[s["Sid"]]
+        for s in _policy("lambda-policy.json")["Statement"]
+        for action in _as_list(s["Action"])
+        if s["Sid"] in template
+    }
+    assert {action: conditional[action] for action in calls["own"] - EC2_ACTIONS} == {
+        ASSUME_ROLE: "HasRolesToAssume",
+        DESCRIBE_REGIONS: "AllRegions",
+        INVOKE_ITSELF: "MayFanOut",
+        **{action: "HasOrganizationRole" for action in calls["own"] & LIST_ACCOUNTS},
+    }
+    assert calls["spoke"] <= _allowed_actions(_spoke_policy()["Statement"])
 
 
 def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     policy = _policy("lambda-policy.json")
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
     log_actions = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-    assert actions == EC2_ACTIONS | {ASSUME_ROLE, PUBLISH} | log_actions
+    assert actions == EC2_ACTIONS | OCCASIONAL | {PUBLISH} | log_actions
     assert not [a for a in actions if "*" in a]
     (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
@@ -339,6 +418,10 @@ def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     # Publish on one topic, named like the function (as template.yaml names the topic it creates).
     (publish,) = [s for s in policy["Statement"] if PUBLISH in _as_list(s["Action"])]
     assert (publish["Effect"], publish["Resource"]) == ("Allow", "arn:aws:sns:*:*:ec2-powercycle")
+    # Lambda: the function itself, its versions and aliases, nothing else.
+    (invoke,) = [s for s in policy["Statement"] if INVOKE_ITSELF in _as_list(s["Action"])]
+    function = "arn:aws:lambda:*:*:function:ec2-powercycle"
+    assert invoke["Resource"] == [function, f"{function}:*"]
 
 
 def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
@@ -408,8 +491,8 @@ def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str,
         value = loader.construct_sequence(node, deep=True)
     else:
         value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
     if suffix == "GetAtt" and isinstance(value, str):
         value = value.split(".", 1)
     return {f"Fn::{suffix}": value}
@@ -475,6 +558,7 @@ def test_template_function_settings_are_the_codes():
     assert set(variables) <= settings  # no misspelt or retired setting
     core = ("TAG", "WINDOW", "TIMEZONE", "PROTECTED", "REGIONS", "DRY_RUN", "URL_ALLOW")
     core += ("ROLE_ARNS", "EXTERNAL_ID", "OWN_ACCOUNT", "MAX_WORKERS")
+    core += ("ORGANIZATION_ROLE", "ORGANIZATION_UNITS", "EXCLUDE_ACCOUNTS", "TARGETS_PER_INVOCATION")
     assert {getattr(ec2_powercycle, f"{name}_SETTING") for name in core} <= set(variables)
     assert variables[ec2_powercycle.TAG_SETTING] == ec2_powercycle.DEFAULT_TAG
     parameters = template["Parameters"]
@@ -491,18 +575,37 @@ def test_template_function_settings_are_the_codes():
     assert parameters["ExternalId"]["NoEcho"] is True and parameters["ExternalId"]["Default"] == ""
     assert parameters["OwnAccount"]["Default"] == "true"
     assert parameters["MaxWorkers"]["Default"] == ec2_powercycle.DEFAULT_MAX_WORKERS
+    # A whole organization: the four settings, from their parameters.
+    assert variables[ec2_powercycle.ORGANIZATION_ROLE_SETTING] == {"Ref": "OrganizationRole"}
+    assert variables[ec2_powercycle.ORGANIZATION_UNITS_SETTING] == {"Fn::Join": [",", {"Ref": "OrganizationUnits"}]}
+    assert variables[ec2_powercycle.EXCLUDE_ACCOUNTS_SETTING] == {"Fn::Join": [",", {"Ref": "ExcludeAccounts"}]}
+    assert variables[ec2_powercycle.TARGETS_PER_INVOCATION_SETTING] == {"Ref": "TargetsPerInvocation"}
+    assert parameters["TargetsPerInvocation"]["Default"] == ec2_powercycle.DEFAULT_TARGETS_PER_INVOCATION
+    assert parameters["TargetsPerInvocation"]["MaxValue"] == ec2_powercycle.MAX_TARGETS_PER_INVOCATION
     # What the code refuses at start-up (no account to schedule), the stack refuses at deployment.
     assert template["Rules"]["AnAccountToSchedule"] == {
         "RuleCondition": {"Fn::Equals": [{"Ref": "OwnAccount"}, "false"]},
         "Assertions": [
             {
-                "Assert": {"Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "RoleArns"}, ""]}]},
-                "AssertDescription": "OwnAccount false needs at least one role in RoleArns.",
+                "Assert": {
+                    "Fn::Or": [
+                        {"Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "RoleArns"}, ""]}]},
+                        {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationRole"}, ""]}]},
+                    ]
+                },
+                "AssertDescription": "OwnAccount false needs at least one role in RoleArns, or an OrganizationRole.",
             }
         ],
     }
-    with pytest.raises(ec2_powercycle.ConfigError):
-        ec2_powercycle.Settings.from_env({"AWS_REGION": "eu-west-1", ec2_powercycle.OWN_ACCOUNT_SETTING: "false"})
+    assert template["Rules"]["UnitsNeedTheOrganizationRole"]["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationRole"}, ""]}]
+    }
+    refused = [{"OWN_ACCOUNT": "false"}, {"ORGANIZATION_UNITS": "ou-ab12-cd34ef56"}]
+    for environment in refused:
+        with pytest.raises(ec2_powercycle.ConfigError):
+            ec2_powercycle.Settings.from_env(
+                {"AWS_REGION": "eu-west-1", **{f"EC2_POWERCYCLE_{k}": v for k, v in environment.items()}}
+            )
 
 
 def test_template_defaults_are_the_codes_defaults():
@@ -598,14 +701,35 @@ def test_template_role_assumes_the_listed_roles_only_and_only_when_there_are_som
     assert template["Conditions"]["HasRoleArns"] == {
         "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RoleArns"}]}, ""]}]
     }
+    assert template["Conditions"]["HasRolesToAssume"] == {
+        "Fn::Or": [{"Condition": "HasRoleArns"}, {"Condition": "HasOrganizationRole"}]
+    }
     statements = _template_role_statements()
-    (conditional,) = [s for s in statements if "Fn::If" in s]
+    (conditional,) = [s for s in statements if "Fn::If" in s and ASSUME_ROLE in _as_list(s["Fn::If"][1]["Action"])]
     condition, statement, otherwise = conditional["Fn::If"]
-    assert (condition, otherwise) == ("HasRoleArns", {"Ref": "AWS::NoValue"})
+    assert (condition, otherwise) == ("HasRolesToAssume", {"Ref": "AWS::NoValue"})
+    organization_role = {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${OrganizationRole}"}
+    role_arns = {"Fn::If": ["HasRoleArns", {"Fn::Join": [",", {"Ref": "RoleArns"}]}, {"Ref": "AWS::NoValue"}]}
     assert (statement["Effect"], statement["Action"], statement["Resource"]) == (
         "Allow",
         ASSUME_ROLE,
-        {"Ref": "RoleArns"},
+        {
+            "Fn::If": [
+                "HasOrganizationRole",
+                {
+                    "Fn::Split": [
+                        ",",
+                        {
+                            "Fn::Join": [
+                                ",",
+                                [organization_role, role_arns],
+                            ]
+                        },
+                    ]
+                },
+                {"Ref": "RoleArns"},
+            ]
+        },
     )
     assert not [s for s in statements if "Fn::If" not in s and any(a.startswith("sts:") for a in _as_list(s["Action"]))]
     # Its ARN is what each spoke stack trusts.
@@ -617,8 +741,12 @@ def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
     files = {s["Sid"]: s for s in _policy("lambda-policy.json")["Statement"]}
     assert set(statements) == set(files)
     regions = {"Fn::If": ["HasRegions", {"Fn::Split": [",", {"Ref": "Regions"}]}, [{"Ref": "AWS::Region"}]]}
-    for sid in ("FindScheduledInstances", "StartAndStopOnlyTaggedInstances"):
-        assert statements[sid]["Condition"]["StringEquals"] == {"aws:RequestedRegion": regions}
+    only_listed = {"Fn::If": ["AllRegions", {"Ref": "AWS::NoValue"}, {"aws:RequestedRegion": regions}]}
+    assert statements["FindScheduledInstances"]["Condition"] == {
+        "Fn::If": ["AllRegions", {"Ref": "AWS::NoValue"}, {"StringEquals": {"aws:RequestedRegion": regions}}]
+    }
+    assert statements["StartAndStopOnlyTaggedInstances"]["Condition"]["StringEquals"] == only_listed
+    assert _template()["Conditions"]["AllRegions"] == {"Fn::Equals": [{"Ref": "Regions"}, ec2_powercycle.ALL_REGIONS]}
     for sid, statement in files.items():
         ours = statements[sid]
         assert (ours["Effect"], set(_as_list(ours["Action"]))) == (
@@ -638,6 +766,47 @@ def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
             f"aws:ResourceTag/{ec2_powercycle.ENVIRONMENT_TAG}": {"Fn::Split": [",", {"Ref": "ProtectedEnvironments"}]}
         }
     }
+
+
+def test_template_grants_the_organizations_permissions_only_when_used():
+    conditions = _template()["Conditions"]
+    assert conditions["HasOrganizationRole"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationRole"}, ""]}]}
+    default = ec2_powercycle.DEFAULT_TARGETS_PER_INVOCATION
+    assert conditions["MayFanOut"] == {
+        "Fn::Or": [
+            {"Condition": "HasRolesToAssume"},
+            {"Condition": "AllRegions"},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "TargetsPerInvocation"}, default]}]},
+        ]
+    }
+    # Otherwise a run has one target per listed region, and there are fewer regions than that: no fan-out.
+    session = boto3.session.Session()
+    partitions = session.get_available_partitions()
+    assert len({r for partition in partitions for r in session.get_available_regions("ec2", partition)}) < default
+    statements = {s["Fn::If"][1]["Sid"]: s["Fn::If"] for s in _template_role_statements() if "Fn::If" in s}
+    assert {sid: condition for sid, (condition, _, otherwise) in statements.items()} == {
+        "OnlyWithRoleArnsOrOrganizationRoleAssumeTheSpokeRoles": "HasRolesToAssume",
+        "OnlyWithOrganizationRoleListTheAccounts": "HasOrganizationRole",
+        "OnlyWithAllRegionsListTheEnabledRegions": "AllRegions",
+        "OnlyForFanOutInvokeItself": "MayFanOut",
+    }
+    function = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${FunctionName}"
+    invoke = statements["OnlyForFanOutInvokeItself"][1]
+    assert invoke["Resource"] == [{"Fn::Sub": function}, {"Fn::Sub": f"{function}:*"}]
+
+
+def test_chunks_and_scheduled_events_never_act_after_the_next_run():
+    """Asynchronous events older than the schedule's interval (a chunk held back by reserved concurrency) are
+    dropped: run late with the original time, they could undo what the next run did."""
+    template = _template()
+    config = template["Resources"]["LiveAsyncConfig"]["Properties"]
+    assert (config["FunctionName"], config["Qualifier"]) == ({"Ref": "Function"}, "live")
+    age = {"Fn::FindInMap": ["AsyncEventAge", {"Ref": "ScheduleMinutes"}, "Seconds"]}
+    assert config["MaximumEventAgeInSeconds"] == age
+    ages = template["Mappings"]["AsyncEventAge"]
+    assert {int(minutes) for minutes in ages} == set(template["Parameters"]["ScheduleMinutes"]["AllowedValues"])
+    for minutes, age in ages.items():
+        assert 60 <= age["Seconds"] < int(minutes) * 60
 
 
 def test_template_schedule_logs_and_alarm():
@@ -684,6 +853,17 @@ def test_spoke_role_trusts_only_the_scheduler_role():
     assert spoke["Outputs"]["RoleArn"]["Value"] == {"Fn::GetAtt": ["Role", "Arn"]}
 
 
+def test_spoke_role_is_stackset_ready():
+    """The same template and parameters in every account of a StackSet: nothing names an account or a region."""
+    spoke = _spoke()
+    body = json.dumps({key: spoke[key] for key in ("Conditions", "Resources", "Outputs")})
+    assert not re.search(r"[0-9]{12}", body) and not re.search(r"[a-z]{2}-[a-z]+-[0-9]", body)
+    assert {resource["Type"] for resource in spoke["Resources"].values()} == {"AWS::IAM::Role"}  # global: one region
+    assert [name for name, parameter in spoke["Parameters"].items() if "Default" not in parameter] == [
+        "SchedulerRoleArn"
+    ]
+
+
 def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
     spoke = _spoke()
     assert spoke["Parameters"]["ProtectedEnvironments"]["Default"] == ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS
@@ -696,7 +876,7 @@ def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
     }
     ours = _spoke_policy()["Statement"]
     files = [s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith("ec2:")]
-    assert len(files) == 4
+    assert len(files) == 5
 
     def normal(statement: dict[str, Any]) -> dict[str, Any]:
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}

@@ -26,6 +26,16 @@ speaks only what ec2-powercycle uses, the way EC2 does:
 * Errors are EC2's error XML (``<Response><Errors><Error>...``) with HTTP 400.
   Requests are not signature-checked.
 
+An organization (``POST /_bench/organization``, for ``bench/org.py``): many
+accounts and regions, with a latency per request standing in for AWS's. Each
+request is routed by its signature's credential scope (service, region) and
+access key (the account): every account and region has its own copy of the
+seeded fleet (same IDs, own states). It also answers, as AWS does, STS
+``AssumeRole`` (credentials whose key names the role's account) and
+``GetCallerIdentity``, EC2 ``DescribeRegions`` (the organization's regions),
+Organizations ``ListAccounts`` (20 a page, the management account first) and
+Lambda ``Invoke`` (recorded, answered 202, not run).
+
 It counts the calls it serves. Its own admin paths (JSON):
 
 * ``POST /_bench/seed`` ``{"instances": [{"name", "tags": {}, "state",
@@ -38,6 +48,11 @@ It counts the calls it serves. Its own admin paths (JSON):
 * ``GET /_bench/counts``: ``{"calls": {"DescribeInstances": n, ...},
   "instance_ids": {"StartInstances": n, ...}}``.
 * ``GET /_bench/states``: ``{instance_id: state}``.
+* ``POST /_bench/organization`` ``{"accounts": N, "regions": [...], "latency":
+  seconds, "instances": [...]}``: serve N member accounts (IDs 100000000001 on)
+  besides the own one, each region with a copy of these instances; ``POST
+  /_bench/reset`` drops it. ``GET /_bench/invocations`` hands over (and forgets)
+  the payloads of the Invoke calls received so far.
 
 Run it as its own process, from the repository root::
 
@@ -59,10 +74,11 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -254,6 +270,13 @@ class Fleet:
     def _changed(self) -> None:
         self._filter_cache.clear()
         self._tokens.clear()
+
+    def clone(self) -> Fleet:
+        """The same instances (their XML shared), in their seeded states, with their own counts."""
+        copy = Fleet()
+        copy.instances = [replace(instance, state=instance.seeded_state) for instance in self.instances]
+        copy.by_id = {instance.instance_id: instance for instance in copy.instances}
+        return copy
 
     # --- EC2 operations ---
 
@@ -452,6 +475,122 @@ def _filter_test(name: str, values: list[str]) -> Any:
     return lambda instance: match(getattr(instance, attribute))
 
 
+ACCOUNTS_PAGE = 20  # ListAccounts' largest page
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/[0-9]{8}/([^/]+)/([^/]+)/aws4_request")
+_ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::([0-9]{12}):role/")
+
+
+class Organization:
+    """Accounts x regions, each with its own copy of a fleet; STS, Organizations and Lambda as far as used."""
+
+    def __init__(self, members: int, regions: list[str], latency: float, template: Fleet) -> None:
+        self.accounts = [OWNER_ID] + [f"{100_000_000_000 + n:012d}" for n in range(1, members + 1)]
+        self.regions = regions
+        self.latency = latency
+        self._template = template
+        self._lock = threading.Lock()
+        self._fleets: dict[tuple[str, str], Fleet] = {}
+        self.calls: Counter[str] = Counter()
+        self.invocations: list[Any] = []
+
+    def fleet(self, account: str, region: str) -> Fleet:
+        with self._lock:
+            if (account, region) not in self._fleets:
+                self._fleets[(account, region)] = self._template.clone()
+            return self._fleets[(account, region)]
+
+    def counts(self) -> dict[str, Any]:
+        calls: Counter[str] = Counter(self.calls)
+        instance_ids: Counter[str] = Counter()
+        with self._lock:
+            fleets = list(self._fleets.values())
+        for fleet in fleets:
+            counted = fleet.counts()
+            calls.update(counted["calls"])
+            instance_ids.update(counted["instance_ids"])
+        return {"calls": dict(calls), "instance_ids": dict(instance_ids), "targets": len(fleets)}
+
+    def take_invocations(self) -> list[Any]:
+        with self._lock:
+            taken, self.invocations = self.invocations, []
+        return taken
+
+    def count(self, action: str) -> None:
+        with self._lock:
+            self.calls[action] += 1
+
+    def account_of(self, access_key: str) -> str:
+        """The account a key belongs to: AssumeRole's keys carry it (ASIA + account ID); any other is the own."""
+        return access_key[4:16] if access_key.startswith("ASIA") and access_key[4:16].isdigit() else OWNER_ID
+
+    def ec2(self, account: str, region: str, params: dict[str, list[str]]) -> bytes:
+        action = _first(params, "Action") or ""
+        if action != "DescribeRegions":
+            return self.fleet(account, region).call(action, params)
+        self.count(action)
+        items = "".join(
+            f"<item><regionName>{name}</regionName><regionEndpoint>ec2.{name}.amazonaws.com</regionEndpoint>"
+            f"<optInStatus>opt-in-not-required</optInStatus></item>"
+            for name in self.regions
+        )
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeRegionsResponse xmlns="{NAMESPACE}">'
+            f"<requestId>{uuid.uuid4()}</requestId><regionInfo>{items}</regionInfo></DescribeRegionsResponse>"
+        ).encode()
+
+    def sts(self, account: str, params: dict[str, list[str]]) -> bytes:
+        action = _first(params, "Action") or ""
+        self.count(action)
+        namespace = "https://sts.amazonaws.com/doc/2011-06-15/"
+        if action == "GetCallerIdentity":
+            result = f"<Account>{account}</Account><Arn>arn:aws:iam::{account}:user/bench</Arn><UserId>bench</UserId>"
+        elif action == "AssumeRole":
+            match = _ROLE_ACCOUNT.match(_first(params, "RoleArn") or "")
+            if match is None:
+                raise EC2Error("ValidationError", "RoleArn is not a role ARN")
+            role_account = match.group(1)
+            result = (
+                f"<Credentials><AccessKeyId>ASIA{role_account}BNCH</AccessKeyId><SecretAccessKey>bench"
+                f"</SecretAccessKey><SessionToken>bench</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>"
+                f"</Credentials><AssumedRoleUser><AssumedRoleId>AROABENCH:bench</AssumedRoleId>"
+                f"<Arn>arn:aws:sts::{role_account}:assumed-role/bench/bench</Arn></AssumedRoleUser>"
+            )
+        else:
+            raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
+        return (
+            f'<{action}Response xmlns="{namespace}"><{action}Result>{result}</{action}Result>'
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata></{action}Response>"
+        ).encode()
+
+    def list_accounts(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.count("ListAccounts")
+        offset = int(request.get("NextToken") or 0)
+        page = self.accounts[offset : offset + ACCOUNTS_PAGE]
+        answer: dict[str, Any] = {
+            "Accounts": [
+                {
+                    "Id": account,
+                    "Arn": f"arn:aws:organizations::{OWNER_ID}:account/o-bench/{account}",
+                    "Email": f"{account}@example.com",
+                    "Name": account,
+                    "Status": "ACTIVE",
+                    "State": "ACTIVE",
+                    "JoinedMethod": "CREATED",
+                    "JoinedTimestamp": 1767225600.0,
+                }
+                for account in page
+            ]
+        }
+        if offset + ACCOUNTS_PAGE < len(self.accounts):
+            answer["NextToken"] = str(offset + ACCOUNTS_PAGE)
+        return answer
+
+    def invoke(self, payload: bytes) -> None:
+        self.count("Invoke")
+        with self._lock:
+            self.invocations.append(json.loads(payload or b"{}"))
+
+
 def error_xml(code: str, message: str) -> bytes:
     """EC2's Query-API error body; also what tests.support.faults answers injected errors with."""
     return (
@@ -464,6 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
     disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stalls
     fleet: Fleet
+    organization: list[Organization]  # none, or the one being served (shared by the handler's threads)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -481,8 +621,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode(), "application/json")
 
     def do_GET(self) -> None:
+        organization = self.organization[0] if self.organization else None
         if self.path == "/_bench/counts":
-            self._json(200, self.fleet.counts())
+            self._json(200, organization.counts() if organization else self.fleet.counts())
+        elif self.path == "/_bench/invocations" and organization:
+            self._json(200, organization.take_invocations())
         elif self.path == "/_bench/states":
             self._json(200, self.fleet.states())
         elif self.path == "/_bench/ping":
@@ -501,7 +644,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"ids": ids})
         elif self.path == "/_bench/reset":
             self.fleet.reset()
+            self.organization.clear()
             self._json(200, {})
+        elif self.path == "/_bench/organization":
+            try:
+                config = json.loads(body)
+                template = Fleet()
+                template.seed(config["instances"])
+                organization = Organization(
+                    int(config["accounts"]), list(config["regions"]), float(config.get("latency", 0)), template
+                )
+            except (ValueError, KeyError, TypeError) as err:
+                self._json(400, {"error": str(err)})
+                return
+            self.organization[:] = [organization]
+            self._json(200, {"accounts": organization.accounts})
+        elif self.organization:
+            self._organization_call(self.organization[0], body)
         else:
             params = parse_qs(body.decode(), keep_blank_values=True)
             try:
@@ -511,6 +670,32 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, answer, "text/xml;charset=UTF-8")
 
+    def _organization_call(self, organization: Organization, body: bytes) -> None:
+        scope = _SCOPE.search(self.headers.get("Authorization", ""))
+        access_key, region, service = scope.groups() if scope else ("", REGION, "ec2")
+        account = organization.account_of(access_key)
+        time.sleep(organization.latency)  # AWS's round trip and work, standing in
+        if service == "lambda":
+            organization.invoke(body)
+            self._send(202, b"", "application/json")
+            return
+        if service == "organizations":
+            if not self.headers.get("X-Amz-Target", "").endswith(".ListAccounts"):
+                self._json(400, {"__type": "InvalidInputException", "Message": "only ListAccounts is served here"})
+                return
+            self._json(200, organization.list_accounts(json.loads(body or b"{}")))
+            return
+        params = parse_qs(body.decode(), keep_blank_values=True)
+        try:
+            if service == "sts":
+                answer = organization.sts(account, params)
+            else:
+                answer = organization.ec2(account, region, params)
+        except EC2Error as err:
+            self._send(err.status, error_xml(err.code, err.message), "text/xml;charset=UTF-8")
+            return
+        self._send(200, answer, "text/xml;charset=UTF-8")
+
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -519,7 +704,7 @@ def make_server(port: int = 0, fleet: Fleet | None = None, host: str = "127.0.0.
     """A server bound to a loopback address (anything else is refused)."""
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"refusing to listen on non-loopback address {host}")
-    handler = type("Handler", (_Handler,), {"fleet": fleet or Fleet()})
+    handler = type("Handler", (_Handler,), {"fleet": fleet or Fleet(), "organization": []})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
