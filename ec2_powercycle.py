@@ -968,6 +968,9 @@ def cron_fields(expression: str) -> CronFields | None:
     return CronFields(*sets)  # type: ignore[arg-type]
 
 
+# Also a pure parse's cache: the many expressions of a fleet share their field sets (``*`` above all),
+# which keeps 100,000 distinct schedules within the memory budget.
+@functools.lru_cache(maxsize=MEMO_LIMIT)
 def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
     """The values of one field of a plain expression, or None."""
     low, high = _CRON_BOUNDS[position]
