@@ -12,7 +12,7 @@ from moto.sts.models import sts_backends
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, Settings, handler, run, targets_of
 from tests.support.faults import injected_response
-from tests.support.fleet import IMAGE_ID, TAG, moto_client
+from tests.support.fleet import IMAGE_ID, TAG, moto_client, role_client
 
 SPOKES = ("111111111111", "222222222222")
 ROLE = "arn:aws:iam::{account}:role/ec2-powercycle-spoke"
@@ -25,16 +25,7 @@ def account_client(account: str | None, region: str) -> Any:
     """An EC2 client in a spoke account (through a role assumed in moto) or in the own account (None)."""
     if account is None:
         return moto_client("ec2", region)
-    credentials = moto_client("sts", region).assume_role(
-        RoleArn=ROLE.format(account=account), RoleSessionName="test-setup"
-    )["Credentials"]
-    return moto_client(
-        "ec2",
-        region,
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
+    return role_client("ec2", ROLE.format(account=account), region)
 
 
 def launch(account: str | None, region: str, schedule: str = STOP_AT_EIGHT) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.support.fleet import role_client
 from tests.support.local_endpoint import DUMMY_CREDENTIALS, free_port, moto_server, reset
 from tests.support.sample_fleet import LONDON_OFFICE, URL_PATH, schedule_server, seed
 
@@ -465,29 +466,13 @@ SPOKE_ROLE = f"arn:aws:iam::{SPOKE}:role/ec2-powercycle-spoke"
 OTHER_REGION = "us-east-1"
 
 
-def spoke_ec2(endpoint: str, region: str) -> Any:
-    """An EC2 client in the spoke account, through a role assumed on moto_server."""
-    sts = boto3.client(
-        "sts", endpoint_url=endpoint, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    credentials = sts.assume_role(RoleArn=SPOKE_ROLE, RoleSessionName="test-setup")["Credentials"]
-    return boto3.client(
-        "ec2",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-
-
 @pytest.mark.parametrize("own_account", ["true", "false"])
 def test_plan_and_a_dry_run_agree_on_every_start_and_stop(fresh: str, own_account: str) -> None:
     """One decision path: over two accounts and two regions, plan's "act" entries are the dry run's actions."""
     office = json.dumps(LONDON_OFFICE)
     launched: dict[str, tuple[str, str]] = {}  # instance ID -> (account, region)
     for account, region in [("own", REGION), ("own", OTHER_REGION), (SPOKE, REGION), (SPOKE, OTHER_REGION)]:
-        ec2 = ec2_of(fresh, region) if account == "own" else spoke_ec2(fresh, region)
+        ec2 = ec2_of(fresh, region) if account == "own" else role_client("ec2", SPOKE_ROLE, region, endpoint_url=fresh)
         fleet = [
             ({"ec2Powercycle": office}, "stopped"),  # start due
             ({"ec2Powercycle": '{"stop": "5 8 * * *"}'}, "running"),  # stop due

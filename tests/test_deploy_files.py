@@ -35,7 +35,7 @@ from tests.support.deploy import (
     tool_path_env,
     venv_tool,
 )
-from tests.support.fleet import moto_client
+from tests.support.fleet import moto_client, role_client
 from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
 
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
@@ -260,16 +260,6 @@ def _launch_due_pair(ec2: Any) -> None:
             ec2.stop_instances(InstanceIds=[instance])
 
 
-def _spoke_ec2(role_arn: str) -> Any:
-    credentials = moto_client("sts").assume_role(RoleArn=role_arn, RoleSessionName="test-setup")["Credentials"]
-    return moto_client(
-        "ec2",
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-
-
 def _allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
     return {a for s in statements if s["Effect"] == "Allow" for a in _as_list(s["Action"]) if not a.startswith("logs:")}
 
@@ -308,7 +298,7 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
         topic = moto_client("sns").create_topic(Name="ec2-powercycle")["TopicArn"]
         monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, topic)
         for role_arn in role_arns:
-            _launch_due_pair(_spoke_ec2(role_arn))
+            _launch_due_pair(role_client("ec2", role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     accounts = 1 + len(role_arns)
@@ -375,7 +365,7 @@ def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units)
                 r for r in ec2_backends[account]["eu-west-1"].regions if r.name == "eu-west-1"
             ]
         _launch_due_pair(boto3.client("ec2", region_name="eu-west-1"))
-        _launch_due_pair(_spoke_ec2(f"arn:aws:iam::{member_id}:role/{SPOKE_ROLE.rsplit('/', 1)[1]}"))
+        _launch_due_pair(role_client("ec2", f"arn:aws:iam::{member_id}:role/{SPOKE_ROLE.rsplit('/', 1)[1]}"))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         dispatched = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, Context())
         summaries = [ec2_powercycle.handler(event, Context()) for event in events]

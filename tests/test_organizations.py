@@ -37,7 +37,7 @@ from ec2_powercycle import (
     shared_aws,
 )
 from ec2_powercycle_cli import main
-from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client
+from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client, role_client
 
 OWN = "123456789012"  # moto's account, the organization's management account
 OTHER_REGION = "us-east-1"
@@ -98,15 +98,7 @@ def account_ec2(account: str, region: str) -> Any:
     """An EC2 client in an account: the own one's, or through a role assumed in moto."""
     if account == OWN:
         return moto_client("ec2", region)
-    credentials = moto_client("sts", region).assume_role(RoleArn=role(account), RoleSessionName="test-setup")
-    keys = credentials["Credentials"]
-    return moto_client(
-        "ec2",
-        region,
-        aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"],
-        aws_session_token=keys["SessionToken"],
-    )
+    return role_client("ec2", role(account), region)
 
 
 def launch(account: str, region: str) -> str:

@@ -32,6 +32,23 @@ def moto_client(service: str, region: str = REGION, **credentials: str) -> Any:
     return _session().client(service, region_name=region, **credentials)
 
 
+def role_client(service: str, role_arn: str, region: str = REGION, **options: str) -> Any:
+    """A client acting as a role assumed through moto's STS: how tests reach another account.
+
+    `options` (an `endpoint_url`, say) go to both the STS client and the new one.
+    """
+    sts = moto_client("sts", region, **options)
+    keys = sts.assume_role(RoleArn=role_arn, RoleSessionName="test-setup")["Credentials"]
+    return moto_client(
+        service,
+        region,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+        **options,
+    )
+
+
 class Fleet:
     """Launches tagged instances in moto and reads their states back."""
 
