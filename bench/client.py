@@ -29,6 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIR = os.environ.get("BENCH_MODULE_DIR") or str(ROOT)
 
 
+def import_snapshot() -> Any:
+    """Import ec2_powercycle from MODULE_DIR (with its .pyc there, if any), whatever else is on sys.path.
+
+    By file location: an editable install of the project, or a checkout that is
+    the working directory, would otherwise shadow the snapshot.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ec2_powercycle", os.path.join(MODULE_DIR, "ec2_powercycle.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ec2_powercycle"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _rss_kib() -> int:
     """Peak RSS of this process image (KiB).
 
@@ -70,8 +86,7 @@ def floor_run(tag: str, page_size: int, states: list[str]) -> dict[str, Any]:
 
 
 def handler_run(event_time: str) -> dict[str, Any]:
-    sys.path.insert(0, MODULE_DIR)
-    import ec2_powercycle
+    ec2_powercycle = import_snapshot()
 
     baseline = _rss_kib()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -97,9 +112,8 @@ def warm_run(event_time: str, calls: int) -> dict[str, Any]:
     Dry runs, so that every call does the same work; the first pays for the
     session and the EC2 model, the later ones reuse them.
     """
-    sys.path.insert(0, MODULE_DIR)
     os.environ["EC2_POWERCYCLE_DRY_RUN"] = "true"
-    import ec2_powercycle
+    ec2_powercycle = import_snapshot()
 
     walls, cpus = [], []
     for _ in range(calls):
@@ -161,8 +175,7 @@ def profile_run(event_time: str, out: str, top: int) -> dict[str, Any]:
     import io
     import pstats
 
-    sys.path.insert(0, MODULE_DIR)
-    import ec2_powercycle
+    ec2_powercycle = import_snapshot()
 
     # cProfile sees only its own thread: run the per-region work in this one.
     ec2_powercycle.ThreadPoolExecutor = _InlineExecutor
@@ -201,13 +214,11 @@ def profile_run(event_time: str, out: str, top: int) -> dict[str, Any]:
 
 
 def imports_run() -> dict[str, Any]:
-    sys.path.insert(0, MODULE_DIR)
     start = time.perf_counter()
     import boto3  # noqa: F401
 
     middle = time.perf_counter()
-    import ec2_powercycle  # noqa: F401
-
+    import_snapshot()
     end = time.perf_counter()
     return {
         "boto3": middle - start,
