@@ -15,6 +15,7 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 import pytest
 from hypothesis import settings
 from moto import mock_aws
+from pytest_httpserver import HTTPServer
 
 import ec2_powercycle
 from tests.support.faults import ApiRecorder
@@ -75,6 +76,13 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def ec2(aws: None) -> Any:
     return moto_client("ec2")
+
+
+@pytest.fixture
+def allow_server(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
+    """The loopback schedule server's /schedules/ allowed, as an operator would allow an internal server."""
+    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", httpserver.url_for("/schedules/"))
+    return httpserver
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from botocore.awsrequest import AWSResponse
 
 import ec2_powercycle
 from ec2_powercycle import NOTIFY_TOPIC_SETTING, ConfigError, RunError, Settings, TargetResult, handler
-from tests.support.faults import ApiRecorder
+from tests.support.faults import ApiRecorder, query_error_response
 from tests.support.fleet import OFFICE_HOURS, REGION, Fleet, moto_client
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -252,23 +251,9 @@ def test_the_notification_lists_fifty_problems_and_counts_the_rest() -> None:
     assert ec2_powercycle.notification({**summary, "errors": []}, FUNCTION) is None
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
-
-
 def _deny_publish(request: Any, **_: Any) -> AWSResponse:
     """SNS's answer to a Publish the role may not make, instead of sending the request."""
-    request.url = "http://injected.invalid/"  # so that moto does not carry the request out as well
-    body = (
-        b'<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type>'
-        b"<Code>AuthorizationError</Code><Message>not authorized to perform: SNS:Publish</Message></Error>"
-        b"<RequestId>injected</RequestId></ErrorResponse>"
-    )
-    return AWSResponse(request.url, 403, {"Content-Type": "text/xml"}, _Raw(body))
+    return query_error_response(request, 403, "AuthorizationError", "not authorized to perform: SNS:Publish")
 
 
 @pytest.mark.parametrize("problem", ["topic missing", "access denied"])

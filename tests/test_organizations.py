@@ -37,6 +37,7 @@ from ec2_powercycle import (
     shared_aws,
 )
 from ec2_powercycle_cli import main
+from tests.support.faults import injected_response, query_error_response
 from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client, role_client
 
 OWN = "123456789012"  # moto's account, the organization's management account
@@ -146,18 +147,9 @@ class Calls:
     def _answer_invoke(self, request: Any, **_: Any) -> AWSResponse | None:
         if not self.fail_invoke(json.loads(request.body)):
             return None
-        request.url = "http://injected.invalid/"  # so moto's in-process stubber lets it be
         body = b'{"Type": "User", "message": "injected"}'
         headers = {"x-amzn-ErrorType": "InvalidRequestContentException", "Content-Type": "application/json"}
-        return AWSResponse(request.url, 400, headers, _Raw(body))
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
+        return injected_response(request, 400, body, headers)
 
 
 @pytest.fixture
@@ -319,9 +311,7 @@ def test_an_account_whose_regions_cannot_be_listed_is_a_failed_target_only(
         body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
         if role(nested).replace(":", "%3A").replace("/", "%2F") not in body:
             return None
-        request.url = "http://injected.invalid/"  # so moto's in-process stubber lets it be
-        error = b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not trusted</Message>"
-        return AWSResponse(request.url, 403, {}, _Raw(error + b"</Error><RequestId>x</RequestId></ErrorResponse>"))
+        return query_error_response(request, 403, "AccessDenied", "not trusted")
 
     real_sts = ec2_powercycle.sts_client
 

@@ -293,12 +293,6 @@ def test_the_window_scan_and_the_walk_agree_with_the_oracle_less_the_skipped_day
 # --- A "skip" URL ----------------------------------------------------------------
 
 
-@pytest.fixture
-def allow_server(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
-    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", httpserver.url_for("/schedules/"))
-    return httpserver
-
-
 def test_a_skip_url_named_by_many_schedules_is_fetched_once_per_run(
     fleet: Fleet, api: ApiRecorder, allow_server: HTTPServer
 ) -> None:

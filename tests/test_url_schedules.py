@@ -36,13 +36,6 @@ MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 STOP_AT_EIGHT = {"stop": "0 8 * * *"}
 
 
-@pytest.fixture
-def allow_server(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
-    """The loopback server's /schedules/ allowed, as an operator would allow an internal server."""
-    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", httpserver.url_for("/schedules/"))
-    return httpserver
-
-
 def test_one_document_drives_many_instances_and_is_fetched_once(
     fleet: Fleet, api: ApiRecorder, allow_server: HTTPServer
 ) -> None:

@@ -31,20 +31,32 @@ class _RawBody:
         yield self._body
 
 
-def injected_response(request: Any, status: int, body: bytes) -> AWSResponse:
-    """An answer for a before-send handler to return: this status and body, the request never sent.
+def injected_response(
+    request: Any, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> AWSResponse:
+    """An answer for a before-send handler to return: this status, body and headers, the request never sent.
 
     botocore asks every before-send handler; moto's in-process stubber would still carry the
     request out unless it no longer recognises it as an AWS request, hence the changed URL
     (botocore builds a new request for each attempt, so a retry goes out as usual).
     """
     request.url = "http://injected.invalid/"
-    return AWSResponse(request.url, status, {"Content-Type": "text/xml;charset=UTF-8"}, _RawBody(body))
+    headers = headers or {"Content-Type": "text/xml;charset=UTF-8"}
+    return AWSResponse(request.url, status, headers, _RawBody(body))
 
 
 def ec2_error_response(request: Any, status: int, code: str, message: str) -> AWSResponse:
     """EC2's answer with this error: the HTTP status and the Query API's error XML."""
     return injected_response(request, status, error_xml(code, message))
+
+
+def query_error_response(request: Any, status: int, code: str, message: str) -> AWSResponse:
+    """The answer of a Query-API service other than EC2 (STS, SNS) with this error: its ErrorResponse XML."""
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>injected</RequestId></ErrorResponse>"
+    ).encode()
+    return injected_response(request, status, body)
 
 
 def request_form(request: Any) -> dict[str, list[str]]:
