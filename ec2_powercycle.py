@@ -2172,12 +2172,6 @@ def _hibernates(instance: Mapping[str, Any], schedule: Schedule | None) -> bool:
     return bool(schedule and schedule.hibernate and instance.get("HibernationOptions", {}).get("Configured"))
 
 
-def targets_of(settings: Settings, own_account: str = OWN_ACCOUNT) -> list[Target]:
-    """Every account and region pair to schedule without an organization or `all` regions (no AWS call)."""
-    accounts = accounts_to_schedule(settings, own_account)
-    return [Target(account, region, role_arn) for account, role_arn in accounts for region in settings.regions]
-
-
 def accounts_to_schedule(
     settings: Settings, own_account: str, members: Iterable[str] = (), partition: str = "aws"
 ) -> list[tuple[str, str | None]]:
@@ -2424,9 +2418,9 @@ class Discovery:
 def discover_targets(settings: Settings, own_account: str, aws: Aws, memo: RunMemo | None = None) -> Discovery:
     """The accounts to schedule (AWS Organizations when set) times their regions (with `all`, each one's enabled).
 
-    Without an organization, exclusions or `all` this is `targets_of`, with no AWS
-    call. An account whose regions cannot be listed is a failed target in the home
-    region; the organization that cannot be listed raises DiscoveryError.
+    Without an organization, exclusions or `all` it makes no AWS call. An account
+    whose regions cannot be listed is a failed target in the home region; the
+    organization that cannot be listed raises DiscoveryError.
     """
     memo = memo or RunMemo()
     if own_account == OWN_ACCOUNT and (settings.organization_role or settings.exclude_accounts):

@@ -798,8 +798,7 @@ def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[
     for region in regions:
         instances = _read_region(region, ec2_client(region, session), settings)
         for instance in instances if isinstance(instances, list) else ():
-            tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
-            labels[instance["InstanceId"]] = (tags.get("Name", ""), region)
+            labels[instance["InstanceId"]] = (instance_tags(instance).get("Name", ""), region)
     return labels
 
 

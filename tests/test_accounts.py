@@ -10,7 +10,7 @@ import pytest
 from moto.sts.models import sts_backends
 
 import ec2_powercycle
-from ec2_powercycle import ConfigError, RunError, Settings, handler, run, targets_of
+from ec2_powercycle import ConfigError, RunError, Settings, discover_targets, handler, run, shared_aws
 from tests.support.faults import injected_response
 from tests.support.fleet import IMAGE_ID, TAG, moto_client, role_client
 
@@ -157,7 +157,8 @@ def test_targets_are_every_account_region_pair() -> None:
             "EC2_POWERCYCLE_ROLE_ARNS": "arn:aws:iam::111111111111:role/a, arn:aws-cn:iam::333333333333:role/path/b",
         }
     )
-    assert [(t.account, t.region, t.role_arn) for t in targets_of(settings, "999999999999")] == [
+    targets = discover_targets(settings, "999999999999", shared_aws()).targets
+    assert [(t.account, t.region, t.role_arn) for t in targets] == [
         ("999999999999", "eu-west-1", None),
         ("999999999999", "us-east-1", None),
         ("111111111111", "eu-west-1", "arn:aws:iam::111111111111:role/a"),
