@@ -53,6 +53,7 @@ from ec2_powercycle import (
     Override,
     RunContext,
     RunError,
+    RunMemo,
     Schedule,
     ScheduleError,
     ScheduleResolver,
@@ -62,10 +63,8 @@ from ec2_powercycle import (
     Verdict,
     _describe_error,
     _iso,
-    aws_session,
     discover_targets,
     each_target,
-    ec2_client,
     instance_tags,
     is_url,
     logger,
@@ -794,9 +793,9 @@ def _plan_command(args: Any, style: Style) -> int:
 def _instance_labels(regions: list[str], settings: Settings) -> dict[str, tuple[str, str]]:
     """Instance ID -> (Name tag, region) of the tagged instances, for the run table; best effort."""
     labels: dict[str, tuple[str, str]] = {}
-    session = aws_session()
+    aws, memo = shared_aws(), RunMemo()  # the clients the run has just used: no new session
     for region in regions:
-        instances = _read_region(region, ec2_client(region, session), settings)
+        instances = _read_region(region, aws.ec2(Target(OWN_ACCOUNT, region), settings, memo), settings)
         for instance in instances if isinstance(instances, list) else ():
             labels[instance["InstanceId"]] = (instance_tags(instance).get("Name", ""), region)
     return labels

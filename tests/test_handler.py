@@ -311,6 +311,40 @@ def test_every_page_is_read(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.
     assert set(fleet.states().values()) == {"running"}
 
 
+def test_a_next_token_that_repeats_fails_the_target_instead_of_looping(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that hands back the token it was given would page forever: the target fails, clearly."""
+    monkeypatch.setattr(ec2_powercycle, "DESCRIBE_PAGE_SIZE", 5)
+    for _ in range(12):
+        fleet.launch('{"start": "0 8 * * *"}', state="stopped")
+    tokens: list[str] = []
+
+    def stuck(parsed: dict[str, Any], **_: Any) -> None:
+        tokens.append(parsed.get("NextToken", ""))
+        if len(tokens) > 1:
+            parsed["NextToken"] = tokens[1]  # the second page's token, again and again
+
+    real_factory = ec2_powercycle.ec2_client
+
+    def factory(region: str, session: Any, credentials: Any = None) -> Any:
+        client = real_factory(region, session, credentials)
+        client.meta.events.register("after-call.ec2.DescribeInstances", stuck)
+        return client
+
+    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    with pytest.raises(RunError) as raised:
+        handler(MONDAY_0807)
+    [error] = raised.value.summary["errors"]
+    assert error["instance_id"] is None
+    assert error["error"].startswith(
+        "own/eu-west-1: cannot read instances: PaginationError: Error during pagination: "
+        "DescribeInstances returned the same NextToken twice"
+    )
+    assert len(tokens) == 3  # the first page, the second, and the third that repeats the second's token
+    assert raised.value.summary["started"] == []  # a target that cannot be read is not acted on
+
+
 def test_actions_are_batched(fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ec2_powercycle, "ACTION_BATCH_SIZE", 5)
     to_stop = fleet.launch('{"stop": "0 8 * * *"}', count=12)
