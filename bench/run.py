@@ -463,10 +463,11 @@ def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[s
             f"({imports['ours_ms'] / IMPORT_BUDGET_MS:.2f}x the budget; requests loaded at import: "
             f"{'yes' if imports['requests_loaded'] else 'no'})"
         )
-        ok = imports["ours_source_ms"] < IMPORT_BUDGET_MS
+        fits = imports["ours_source_ms"] < IMPORT_BUDGET_MS
         lines.append(
-            f"- the same compiled from source (no .pyc in the deployment): {verdict(ok)}, "
-            f"+{imports['ours_source_ms']:.1f} ms ({imports['ours_source_ms'] / IMPORT_BUDGET_MS:.2f}x the budget)"
+            f"- for comparison, not a goal: compiled from source (no .pyc in the deployment), "
+            f"+{imports['ours_source_ms']:.1f} ms ({imports['ours_source_ms'] / IMPORT_BUDGET_MS:.2f}x the budget): "
+            + ("byte code in the zip no longer pays for itself" if fits else "why `package.sh` ships byte code")
         )
     return lines
 
@@ -506,7 +507,9 @@ def report(
         "- The floor is a bare boto3 loop paging DescribeInstances with the scheduler's filters (`tag-key`, "
         "`instance-state-name`) and page size against the same endpoint and fleet. It is plain boto3, which "
         "parses every timestamp in the responses with dateutil; the handler's session leaves them as text "
-        "(`ec2_powercycle.aws_session`: it reads none), which is why the handler can cost less than the floor.",
+        "(`ec2_powercycle.aws_session`: it reads none), which is why the handler can cost less than the floor. "
+        "The floor pages with botocore's paginator, which keeps the previous page (about 12 MiB at 1,000 "
+        "instances) alive while it reads the next; the handler pages by hand and holds one page at a time.",
         "- Minimum API calls: ceil(N / page size) DescribeInstances + ceil(starts / batch) StartInstances + "
         "ceil(stops / batch) StopInstances.",
         "- Mixes (bench/fleets.py), each about half due: `shared` one inline schedule (start due; half stopped); "
