@@ -1614,7 +1614,7 @@ class TargetResult:
     hibernated: list[str] = field(default_factory=list)
     instances: int = 0
     failed: bool = False
-    # Name tags of the instances in `errors` only (for the notification): memory stays flat however large the fleet.
+    # Name tags of instances in `errors` only (summary, notification): memory stays flat however large the fleet.
     names: dict[str, str] = field(default_factory=dict)
 
     def skip(self, instance_id: str, reason: str) -> None:
@@ -2147,11 +2147,13 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     if settings.dry_run:
         result.started, result.stopped, result.hibernated = starts, stops[False] + stops[True], stops[True]
     else:
+        decided_errors = len(result.errors)
         result.started = act(ec2, Action.START, starts, result)
         result.stopped = act(ec2, Action.STOP, stops[False], result)
         if stops[True]:
             result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
+        name_failed_instances(ec2, result, result.errors[decided_errors:])
     result.caught_up = [
         (instance_id, *caught_up[instance_id])
         for instance_id in result.started + result.stopped
@@ -2168,6 +2170,27 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         " (dry run)" if settings.dry_run else "",
     )
     return result
+
+
+def name_failed_instances(ec2: Any, result: TargetResult, failures: list[tuple[str | None, str]]) -> None:
+    """Read the Name tags of the instances in `failures` (their Start or Stop call failed), into result.names.
+
+    The run saw their tags when it read them but kept no names (at 100,000
+    instances that would cost memory), so: one DescribeInstances for the first
+    NOTIFY_MAX_PROBLEMS of them, and only when a call failed. Best effort: a
+    failed look-up leaves them named by ID.
+    """
+    unnamed = list(dict.fromkeys(i for i, _ in failures if i and i not in result.names))[:NOTIFY_MAX_PROBLEMS]
+    if not unnamed:
+        return
+    try:
+        page = ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": unnamed}])
+    except (ClientError, BotoCoreError) as err:
+        logger.info("%s: could not read the Name tags of failed instances: %s", result.target, _describe_error(err))
+        return
+    for reservation in page.get("Reservations", ()):
+        for instance in reservation.get("Instances", ()):
+            result.remember_name(instance)
 
 
 def _hibernates(instance: Mapping[str, Any], schedule: Schedule | None) -> bool:

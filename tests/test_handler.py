@@ -374,6 +374,36 @@ def test_a_stop_protected_instance_does_not_sink_its_batch(
     assert len(api.operations("StopInstances")) <= 1 + 2 * 4
 
 
+def test_an_instance_whose_stop_failed_is_named_through_one_look_up(fleet: Fleet, api: ApiRecorder) -> None:
+    [protected] = fleet.launch('{"stop": "0 8 * * *"}', disable_api_stop=True, tags={"Name": "db-1"})
+    [stopped] = fleet.launch('{"stop": "0 8 * * *"}', tags={"Name": "web-1"})
+    [bad] = fleet.launch('{"stop": "61 8 * * *"}')  # a decision error with no Name tag: never looked up
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [stopped]
+    assert {entry["instance_id"]: entry.get("name") for entry in summary["errors"]} == {bad: None, protected: "db-1"}
+    look_up = api.params("DescribeInstances")[1:]
+    assert look_up == [{"Filters": [{"Name": "instance-id", "Values": [protected]}]}]
+    assert api.operations()[-1] == "DescribeInstances"  # after the calls that failed
+
+
+def test_a_failed_name_look_up_leaves_the_run_as_it_was(
+    fleet: Fleet, api: ApiRecorder, backoff: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    [protected] = fleet.launch('{"stop": "0 8 * * *"}', disable_api_stop=True, tags={"Name": "db-1"})
+
+    def look_up_fails(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+        by_id = form.get("Filter.1.Name") == ["instance-id"]
+        return (503, "RequestLimitExceeded", "slow down") if action == "DescribeInstances" and by_id else None
+
+    api.inject(look_up_fails)
+    with caplog.at_level(logging.INFO, logger="ec2_powercycle"):
+        summary = handler(MONDAY_0807)
+    [error] = summary["errors"]
+    assert error["instance_id"] == protected and "name" not in error
+    assert "stop failed: OperationNotPermitted" in error["error"]
+    assert any("could not read the Name tags of failed instances" in r.getMessage() for r in caplog.records)
+
+
 def _fail_for(ids: set[str], code: str, action: str = "StopInstances"):
     def injector(request_action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
         if request_action == action and ids & set(instance_ids_in(form)):
