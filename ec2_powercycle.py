@@ -2345,27 +2345,33 @@ def notification(
 ) -> tuple[str, str] | None:
     """The run's one notification, (subject, body), or None for a run without errors.
 
-    The subject names the counts; the body lists the first NOTIFY_MAX_PROBLEMS
-    problems (instance, Name tag when known, account, region, reason) and how
-    many more there were.
+    `summary` is a run's, or a dispatching invocation's (`fan_out`). The subject
+    names the counts; the body lists the first NOTIFY_MAX_PROBLEMS problems
+    (instance, Name tag when known, account, region, reason) and how many more
+    there were.
     """
     errors = summary["errors"]
     if not errors:
         return None
     failed = failed_targets(summary)
     counts = _counted(len(errors), "error") + (f", {_counted(failed, 'target')} failed" if failed else "")
-    done = f"{len(summary['started'])} started, {len(summary['stopped'])} stopped"
     dry = " (dry run)" if summary["dry_run"] else ""
+    if "chunks" in summary:  # a dispatch: what was sent, not what was done
+        done = f"{summary['failed_chunks']} of {_counted(summary['chunks'], 'chunk')} not dispatched"
+        scope = (
+            f"{_counted(summary['chunks'] - summary['failed_chunks'], 'chunk')} sent of {summary['targets']} targets "
+            f"in {_counted(summary['accounts'], 'account')} and {_counted(summary['regions'], 'region')}."
+        )
+    else:
+        done = f"{len(summary['started'])} started, {len(summary['stopped'])} stopped"
+        scope = (
+            f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances "
+            f"in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
+            + (f", in {summary['run_seconds']:.1f} s." if "run_seconds" in summary else ".")
+        )
     tail = f": {counts}; {done}{dry}"
     subject = function_name[: max(SNS_SUBJECT_MAX_CHARS - len(tail), 1)] + tail
-    lines = [
-        f"{function_name} run at {summary['time']}{dry}: {counts}.",
-        f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances "
-        f"in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
-        + (f", in {summary['run_seconds']:.1f} s." if "run_seconds" in summary else "."),
-        "",
-        "Problems:",
-    ]
+    lines = [f"{function_name} run at {summary['time']}{dry}: {counts}.", scope, "", "Problems:"]
     for entry in errors[:NOTIFY_MAX_PROBLEMS]:
         where = f"{entry['account']}/{entry['region']}"
         if entry["instance_id"] is None:
@@ -2590,12 +2596,15 @@ def _chunk_target(entry: object, index: int, settings: Settings, own_account: st
     return Target(account, region, role_arn)
 
 
-def fan_out(settings: Settings, now: datetime, discovery: Discovery, function_arn: str, aws: Aws) -> dict[str, Any]:
+def fan_out(
+    settings: Settings, now: datetime, discovery: Discovery, function_arn: str, function_name: str, aws: Aws
+) -> dict[str, Any]:
     """Invoke the function (the same ARN, alias kept) asynchronously once per chunk of targets; return what was sent.
 
     Each chunk carries the original time, so a retried or duplicated chunk acts as
     the first would. A chunk whose Invoke fails is reported (its targets in
-    `errors`) while the others still go; then RunError, as for failed targets.
+    `errors`) while the others still go; then the dispatch's notification (no
+    chunk's run can tell of targets never sent) and RunError, as for failed targets.
     """
     chunks = chunk_targets(discovery.targets, settings.targets_per_invocation)
     client = aws.lambda_client(function_arn.split(":")[3])
@@ -2614,6 +2623,7 @@ def fan_out(settings: Settings, now: datetime, discovery: Discovery, function_ar
     summary = dispatch_summary(now, settings, chunks, problems, discovery.failures)
     log_dispatch(summary)
     if summary["errors"]:
+        notify(summary, settings, function_name, aws)
         raise RunError(
             f"{summary['failed_chunks']} of {len(chunks)} chunks not dispatched, {len(discovery.failures)} accounts "
             "not listed; see the summary's errors",
@@ -2771,7 +2781,8 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     A chunk event (one this function sent) runs exactly its targets and never fans
     out again; a run with more targets than one invocation takes, inside Lambda,
     sends them to itself in chunks. Whether a run succeeds or raises RunError,
-    its metrics are printed and its notification sent first.
+    its metrics are printed and its notification sent first; a dispatch that
+    could not send every chunk sends its own notification (its chunks print the metrics).
     """
     _ensure_logging()
     deadline = invocation_deadline(context)
@@ -2784,7 +2795,7 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
         discovery = discover_targets(settings, own_account, shared_aws())
         function_arn = getattr(context, "invoked_function_arn", None)
         if function_arn and len(discovery.targets) > settings.targets_per_invocation:
-            return fan_out(settings, now, discovery, function_arn, shared_aws())
+            return fan_out(settings, now, discovery, function_arn, function_name_of(context), shared_aws())
     name = function_name_of(context)
     try:
         summary = run(settings, now, own_account, discovery=discovery, deadline=deadline)

@@ -20,6 +20,7 @@ from pytest_httpserver import HTTPServer
 import ec2_powercycle
 from tests.support.faults import ApiRecorder
 from tests.support.fleet import REGION, Fleet, moto_client
+from tests.support.inbox import Inbox
 from tests.support.local_endpoint import DUMMY_CREDENTIALS
 
 # CI replays the same examples every run, so a red build is reproducible; locally they vary.
@@ -88,6 +89,14 @@ def allow_server(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTT
 @pytest.fixture
 def fleet(aws: None) -> Fleet:
     return Fleet()
+
+
+@pytest.fixture
+def inbox(aws: None, monkeypatch: pytest.MonkeyPatch) -> Inbox:
+    """The notification topic (EC2_POWERCYCLE_NOTIFY_TOPIC_ARN) and what it received."""
+    inbox = Inbox()
+    monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, inbox.topic)
+    return inbox
 
 
 @pytest.fixture

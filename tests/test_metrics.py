@@ -18,7 +18,8 @@ from botocore.awsrequest import AWSResponse
 import ec2_powercycle
 from ec2_powercycle import NOTIFY_TOPIC_SETTING, ConfigError, RunError, Settings, TargetResult, handler
 from tests.support.faults import ApiRecorder, query_error_response
-from tests.support.fleet import OFFICE_HOURS, REGION, Fleet, moto_client
+from tests.support.fleet import OFFICE_HOURS, REGION, Fleet
+from tests.support.inbox import Inbox
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 ACCOUNT = "123456789012"
@@ -96,28 +97,6 @@ def counts_of(summary: dict[str, Any]) -> dict[str, float]:
         if key in summary:
             counts[metric] = len(summary[key])
     return counts
-
-
-class Inbox:
-    """An SNS topic with an SQS queue subscribed: what the operators would receive."""
-
-    def __init__(self) -> None:
-        sns, self._sqs = moto_client("sns"), moto_client("sqs")
-        self.topic = sns.create_topic(Name="ec2-powercycle")["TopicArn"]
-        self._queue = self._sqs.create_queue(QueueName="operators")["QueueUrl"]
-        queue_arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])
-        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-
-    def messages(self) -> list[dict[str, Any]]:
-        reply = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        return [json.loads(message["Body"]) for message in reply.get("Messages", ())]
-
-
-@pytest.fixture
-def inbox(aws: None, monkeypatch: pytest.MonkeyPatch) -> Inbox:
-    inbox = Inbox()
-    monkeypatch.setenv(NOTIFY_TOPIC_SETTING, inbox.topic)
-    return inbox
 
 
 def fail_region(monkeypatch: pytest.MonkeyPatch, region: str) -> None:

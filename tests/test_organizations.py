@@ -39,6 +39,7 @@ from ec2_powercycle import (
 from ec2_powercycle_cli import main
 from tests.support.faults import injected_response, query_error_response
 from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client, role_client
+from tests.support.inbox import Inbox
 
 OWN = "123456789012"  # moto's account, the organization's management account
 OTHER_REGION = "us-east-1"
@@ -405,8 +406,10 @@ def test_without_a_lambda_context_every_target_runs_in_this_process(
 
 
 def test_a_chunk_whose_invoke_fails_is_reported_and_the_others_are_sent(
-    two_regions_of_the_unit: list[Target], calls: Calls, organization: Organization
+    two_regions_of_the_unit: list[Target], calls: Calls, organization: Organization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    inbox = Inbox()
+    monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, inbox.topic)
     nested = organization.accounts["nested"]
     calls.fail_invoke = lambda event: any(target["account"] == nested for target in event["targets"])
     with pytest.raises(RunError, match="1 of 2 chunks not dispatched") as raised:
@@ -425,6 +428,12 @@ def test_a_chunk_whose_invoke_fails_is_reported_and_the_others_are_sent(
         for target in failed["targets"]
     ]
     assert len(calls.events()) == 2  # the other chunk was sent
+    # The chunks' runs cannot tell of targets never sent: the dispatch's own notification does.
+    [message] = inbox.messages()
+    lost = len(failed["targets"])  # 2 or 4: how the accounts fall into chunks depends on their IDs
+    assert message["Subject"] == f"ec2-powercycle: {lost} errors, {lost} targets failed; 1 of 2 chunks not dispatched"
+    assert f"- target {nested}/{REGION} could not be handled: not dispatched: Invoke failed: " in message["Message"]
+    assert "1 chunk sent of 6 targets in 3 accounts and 2 regions." in message["Message"]
 
 
 def test_a_chunk_event_runs_exactly_its_targets_and_never_fans_out(
