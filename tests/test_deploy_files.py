@@ -787,10 +787,12 @@ def test_template_grants_the_organizations_permissions_only_when_used():
 
 def test_chunks_and_scheduled_events_never_act_after_the_next_run():
     """Asynchronous events older than the schedule's interval (a chunk held back by reserved concurrency) are
-    dropped: run late with the original time, they could undo what the next run did."""
+    dropped: run late with the original time, they could undo what the next run did. A failed run is not
+    retried: the next run catches up, and retries would multiply the work of a failure that lasts."""
     template = _template()
     config = template["Resources"]["LiveAsyncConfig"]["Properties"]
     assert (config["FunctionName"], config["Qualifier"]) == ({"Ref": "Function"}, "live")
+    assert config["MaximumRetryAttempts"] == 0
     age = {"Fn::FindInMap": ["AsyncEventAge", {"Ref": "ScheduleMinutes"}, "Seconds"]}
     assert config["MaximumEventAgeInSeconds"] == age
     ages = template["Mappings"]["AsyncEventAge"]
