@@ -795,6 +795,8 @@ def test_chunks_and_scheduled_events_never_act_after_the_next_run():
     assert config["MaximumRetryAttempts"] == 0
     age = {"Fn::FindInMap": ["AsyncEventAge", {"Ref": "ScheduleMinutes"}, "Seconds"]}
     assert config["MaximumEventAgeInSeconds"] == age
+    [target] = template["Resources"]["Schedule"]["Properties"]["Targets"]
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == age  # EventBridge's delivery retries too
     ages = template["Mappings"]["AsyncEventAge"]
     assert {int(minutes) for minutes in ages} == set(template["Parameters"]["ScheduleMinutes"]["AllowedValues"])
     for minutes, age in ages.items():
