@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,6 +64,8 @@ __all__ = ["handler"]
 __version__ = "1.0.0"  # names the deployment zip: dist/ec2-powercycle-<version>.zip (package.sh)
 
 logger = logging.getLogger("ec2_powercycle")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 # --- Settings: names and defaults ------------------------------------------------
 
@@ -2217,8 +2219,8 @@ def accounts_to_schedule(
     return [(account, role_arn) for account, role_arn in chosen.items() if account not in settings.exclude_accounts]
 
 
-def each_target(targets: list[Target], work: Callable[[Target], Any], max_workers: int) -> list[Any]:
-    """work(target) for every target, in a pool of max_workers threads; results in the targets' order."""
+def each_target(targets: Sequence[_Item], work: Callable[[_Item], _Result], max_workers: int) -> list[_Result]:
+    """work(target) for every target (or chunk of targets), in a pool of max_workers threads; results in order."""
     if not targets:
         return []
     with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
@@ -2618,8 +2620,7 @@ def fan_out(
             return f"not dispatched: Invoke failed: {_describe_error(err)}"
         return None
 
-    with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(chunks))) as pool:
-        problems = list(pool.map(invoke, chunks))
+    problems = each_target(chunks, invoke, settings.max_workers)
     summary = dispatch_summary(now, settings, chunks, problems, discovery.failures)
     log_dispatch(summary)
     if summary["errors"]:
