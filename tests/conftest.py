@@ -18,7 +18,7 @@ from moto import mock_aws
 from pytest_httpserver import HTTPServer
 
 import ec2_powercycle
-from tests.support.faults import ApiRecorder
+from tests.support.faults import ApiRecorder, on_every_client
 from tests.support.fleet import REGION, Fleet, moto_client
 from tests.support.inbox import Inbox
 from tests.support.local_endpoint import DUMMY_CREDENTIALS
@@ -102,12 +102,7 @@ def inbox(aws: None, monkeypatch: pytest.MonkeyPatch) -> Inbox:
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch, aws: None) -> ApiRecorder:
     recorder = ApiRecorder()
-    real_factory = ec2_powercycle.ec2_client
-    monkeypatch.setattr(
-        ec2_powercycle,
-        "ec2_client",
-        lambda region, session, credentials=None: recorder.attach(real_factory(region, session, credentials)),
-    )
+    on_every_client(monkeypatch, "ec2_client", lambda client, *_: recorder.attach(client))
     return recorder
 
 

@@ -11,7 +11,7 @@ from moto.sts.models import sts_backends
 
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, Settings, discover_targets, handler, run, shared_aws
-from tests.support.faults import injected_response
+from tests.support.faults import injected_response, on_every_client
 from tests.support.fleet import IMAGE_ID, TAG, moto_client, role_client
 
 SPOKES = ("111111111111", "222222222222")
@@ -135,16 +135,13 @@ def test_targets_run_in_a_bounded_pool(
 ) -> None:
     monkeypatch.setenv("EC2_POWERCYCLE_MAX_WORKERS", "2")
     threads: set[str] = set()
-    real_factory = ec2_powercycle.ec2_client
-
-    def factory(region: str, session: Any, credentials: Any = None) -> Any:
-        client = real_factory(region, session, credentials)
-        client.meta.events.register(
+    on_every_client(
+        monkeypatch,
+        "ec2_client",
+        lambda client, *_: client.meta.events.register(
             "before-send.ec2.*", lambda **_: threads.add(threading.current_thread().name)
-        )
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+        ),
+    )
     summary = handler(MONDAY_0807)
     assert len(summary["stopped"]) == 6
     assert len(threads) == 2

@@ -27,7 +27,7 @@ from botocore.retries import quota, standard
 
 import ec2_powercycle
 from tests.support.ec2_endpoint import Fleet, serve_in_thread
-from tests.support.faults import ec2_error_response, request_form
+from tests.support.faults import ec2_error_response, on_every_client, request_form
 
 TAG = ec2_powercycle.DEFAULT_TAG
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -154,12 +154,7 @@ def injector(monkeypatch: pytest.MonkeyPatch) -> FaultInjector:
         # the edge of the attempt budget.
         streaks=frozenset({("DescribeInstances", 2), ("StopInstances", 1)}),
     )
-    real_factory = ec2_powercycle.ec2_client
-
-    def factory(region: str, session: Any, credentials: Any = None) -> Any:
-        return faults.attach(real_factory(region, session, credentials))
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    on_every_client(monkeypatch, "ec2_client", lambda client, *_: faults.attach(client))
     return faults
 
 
@@ -301,17 +296,15 @@ def stop_call_bound(protected_positions: Iterable[int], total: int, batch: int) 
 def stop_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The InstanceIds of every StopInstances call the scheduler's EC2 clients make (client side)."""
     calls: list[list[str]] = []
-    real_factory = ec2_powercycle.ec2_client
 
     def record(params: dict[str, Any], **_: Any) -> None:
         calls.append(list(params["InstanceIds"]))
 
-    def factory(region: str, session: Any, credentials: Any = None) -> Any:
-        client = real_factory(region, session, credentials)
-        client.meta.events.register("before-parameter-build.ec2.StopInstances", record)
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    on_every_client(
+        monkeypatch,
+        "ec2_client",
+        lambda client, *_: client.meta.events.register("before-parameter-build.ec2.StopInstances", record),
+    )
     return calls
 
 

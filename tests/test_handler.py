@@ -11,7 +11,7 @@ import time_machine
 
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, handler
-from tests.support.faults import ApiRecorder, instance_ids_in
+from tests.support.faults import ApiRecorder, fail_region, instance_ids_in, on_every_client
 from tests.support.fleet import OFFICE_HOURS, Fleet
 
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -325,14 +325,11 @@ def test_a_next_token_that_repeats_fails_the_target_instead_of_looping(
         if len(tokens) > 1:
             parsed["NextToken"] = tokens[1]  # the second page's token, again and again
 
-    real_factory = ec2_powercycle.ec2_client
-
-    def factory(region: str, session: Any, credentials: Any = None) -> Any:
-        client = real_factory(region, session, credentials)
-        client.meta.events.register("after-call.ec2.DescribeInstances", stuck)
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    on_every_client(
+        monkeypatch,
+        "ec2_client",
+        lambda client, *_: client.meta.events.register("after-call.ec2.DescribeInstances", stuck),
+    )
     with pytest.raises(RunError) as raised:
         handler(MONDAY_0807)
     [error] = raised.value.summary["errors"]
@@ -488,21 +485,7 @@ def test_a_failing_region_does_not_stop_the_others_and_fails_the_run_at_the_end(
     [ireland] = fleet.launch('{"stop": "0 8 * * *"}', region="eu-west-1")
     fleet.launch('{"stop": "0 8 * * *"}', region="us-east-1")
     monkeypatch.setenv("EC2_POWERCYCLE_REGIONS", "us-east-1,eu-west-1")
-
-    def region_down(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
-        return (403, "UnauthorizedOperation", "not allowed") if action == "DescribeInstances" else None
-
-    real_factory = ec2_powercycle.ec2_client
-
-    def factory(region: str, session: Any, credentials: Any = None) -> Any:
-        client = real_factory(region, session, credentials)
-        if region == "us-east-1":
-            recorder = ApiRecorder()
-            recorder.inject(region_down)
-            recorder.attach(client)
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
+    fail_region(monkeypatch, "us-east-1")
     with caplog.at_level(logging.INFO, logger="ec2_powercycle"), pytest.raises(RunError, match="us-east-1"):
         handler(MONDAY_0807)
     assert fleet.state(ireland, "eu-west-1") == "stopped"

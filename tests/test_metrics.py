@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSResponse
 
 import ec2_powercycle
 from ec2_powercycle import NOTIFY_TOPIC_SETTING, ConfigError, RunError, Settings, TargetResult, handler
-from tests.support.faults import ApiRecorder, query_error_response
+from tests.support.faults import ApiRecorder, fail_region, on_every_client, query_error_response
 from tests.support.fleet import OFFICE_HOURS, REGION, Fleet
 from tests.support.inbox import Inbox
 
@@ -97,24 +97,6 @@ def counts_of(summary: dict[str, Any]) -> dict[str, float]:
         if key in summary:
             counts[metric] = len(summary[key])
     return counts
-
-
-def fail_region(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
-    """DescribeInstances in `region` answers UnauthorizedOperation: that target fails as a whole."""
-    real_factory = ec2_powercycle.ec2_client
-
-    def refuse_reading(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
-        return (403, "UnauthorizedOperation", "not allowed") if action == "DescribeInstances" else None
-
-    def factory(client_region: str, session: Any, credentials: Any = None) -> Any:
-        client = real_factory(client_region, session, credentials)
-        if client_region == region:
-            recorder = ApiRecorder()
-            recorder.inject(refuse_reading)
-            recorder.attach(client)
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "ec2_client", factory)
 
 
 # --- The metric line ------------------------------------------------------------------
@@ -249,14 +231,11 @@ def test_a_notification_that_cannot_be_published_is_logged_and_the_run_stands(
         monkeypatch.setenv(NOTIFY_TOPIC_SETTING, f"arn:aws:sns:{REGION}:{ACCOUNT}:nowhere")
     else:
         monkeypatch.setenv(NOTIFY_TOPIC_SETTING, Inbox().topic)
-        real_factory = ec2_powercycle.sns_client
-
-        def denied(session: Any, region: str) -> Any:
-            client = real_factory(session, region)
-            client.meta.events.register("before-send.sns.Publish", _deny_publish)
-            return client
-
-        monkeypatch.setattr(ec2_powercycle, "sns_client", denied)
+        on_every_client(
+            monkeypatch,
+            "sns_client",
+            lambda client, *_: client.meta.events.register("before-send.sns.Publish", _deny_publish),
+        )
     with caplog.at_level(logging.INFO, logger="ec2_powercycle"):
         summary = handler(MONDAY_0807, LambdaContext())
     assert [entry["instance_id"] for entry in summary["errors"]] == [bad]

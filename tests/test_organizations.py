@@ -37,7 +37,7 @@ from ec2_powercycle import (
     shared_aws,
 )
 from ec2_powercycle_cli import main
-from tests.support.faults import injected_response, query_error_response
+from tests.support.faults import injected_response, on_every_client, query_error_response
 from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client, role_client
 from tests.support.inbox import Inbox
 
@@ -157,8 +157,7 @@ class Calls:
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     recorder = Calls()
     for name in ("ec2_client", "sts_client", "organizations_client", "lambda_client"):
-        real = getattr(ec2_powercycle, name)
-        monkeypatch.setattr(ec2_powercycle, name, lambda *args, _real=real: recorder.attach(_real(*args)))
+        on_every_client(monkeypatch, name, lambda client, *_: recorder.attach(client))
     return recorder
 
 
@@ -314,14 +313,9 @@ def test_an_account_whose_regions_cannot_be_listed_is_a_failed_target_only(
             return None
         return query_error_response(request, 403, "AccessDenied", "not trusted")
 
-    real_sts = ec2_powercycle.sts_client
-
-    def sts_denying(session: Any, region: str) -> Any:
-        client = real_sts(session, region)
-        client.meta.events.register("before-send.sts.AssumeRole", deny)
-        return client
-
-    monkeypatch.setattr(ec2_powercycle, "sts_client", sts_denying)
+    on_every_client(
+        monkeypatch, "sts_client", lambda client, *_: client.meta.events.register("before-send.sts.AssumeRole", deny)
+    )
     with pytest.raises(RunError, match=f"could not handle {nested}/{REGION}") as raised:
         handler({"time": TIME}, LambdaContext())
     summary = raised.value.summary

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 from botocore.awsrequest import AWSResponse
 
+import ec2_powercycle
 from tests.support.ec2_endpoint import error_xml
 
 # injector(action, form) -> (HTTP status, error code, message) to fail that attempt, or None.
@@ -106,3 +108,32 @@ class ApiRecorder:
             if failure:
                 return ec2_error_response(request, *failure)
         return None
+
+
+def on_every_client(monkeypatch: pytest.MonkeyPatch, factory: str, prepare: Callable[..., object]) -> None:
+    """Hand every client ec2_powercycle.<factory> makes (ec2_client, sts_client, sns_client, ...) to
+    prepare(client, *the factory's arguments) before the scheduler gets it: to register botocore
+    event handlers on it, say. Factories patched before are kept underneath."""
+    made_by = getattr(ec2_powercycle, factory)
+
+    def factory_then_prepare(*args: Any) -> Any:
+        client = made_by(*args)
+        prepare(client, *args)
+        return client
+
+    monkeypatch.setattr(ec2_powercycle, factory, factory_then_prepare)
+
+
+def fail_region(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """DescribeInstances in `region` answers UnauthorizedOperation: that target fails as a whole."""
+
+    def refuse_reading(action: str, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+        return (403, "UnauthorizedOperation", "not allowed") if action == "DescribeInstances" else None
+
+    def prepare(client: Any, client_region: str, *_: Any) -> None:
+        if client_region == region:
+            recorder = ApiRecorder()
+            recorder.inject(refuse_reading)
+            recorder.attach(client)
+
+    on_every_client(monkeypatch, "ec2_client", prepare)
