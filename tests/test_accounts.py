@@ -12,7 +12,7 @@ from moto.sts.models import sts_backends
 import ec2_powercycle
 from ec2_powercycle import ConfigError, RunError, Settings, discover_targets, handler, run, shared_aws
 from tests.support.faults import injected_response, on_every_client
-from tests.support.fleet import IMAGE_ID, TAG, moto_client, role_client
+from tests.support.fleet import Fleet
 
 SPOKES = ("111111111111", "222222222222")
 ROLE = "arn:aws:iam::{account}:role/ec2-powercycle-spoke"
@@ -21,27 +21,17 @@ MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
 STOP_AT_EIGHT = '{"stop": "0 8 * * *"}'
 
 
-def account_client(account: str | None, region: str) -> Any:
-    """An EC2 client in a spoke account (through a role assumed in moto) or in the own account (None)."""
-    if account is None:
-        return moto_client("ec2", region)
-    return role_client("ec2", ROLE.format(account=account), region)
+def fleet_in(account: str | None) -> Fleet:
+    """Instances of a spoke account (through a role assumed in moto) or of the own account (None)."""
+    return Fleet(None if account is None else ROLE.format(account=account))
 
 
 def launch(account: str | None, region: str, schedule: str = STOP_AT_EIGHT) -> str:
-    ec2 = account_client(account, region)
-    reply = ec2.run_instances(
-        ImageId=IMAGE_ID,
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": TAG, "Value": schedule}]}],
-    )
-    return reply["Instances"][0]["InstanceId"]
+    return fleet_in(account).launch(schedule, region=region)[0]
 
 
 def state(account: str | None, region: str, instance_id: str) -> str:
-    reply = account_client(account, region).describe_instances(InstanceIds=[instance_id])
-    return reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+    return fleet_in(account).state(instance_id, region)
 
 
 def scheduler_sessions(account: str) -> list[Any]:

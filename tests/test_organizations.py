@@ -38,7 +38,7 @@ from ec2_powercycle import (
 )
 from ec2_powercycle_cli import main
 from tests.support.faults import injected_response, on_every_client, query_error_response
-from tests.support.fleet import IMAGE_ID, REGION, TAG, moto_client, role_client
+from tests.support.fleet import REGION, Fleet, moto_client
 from tests.support.inbox import Inbox
 
 OWN = "123456789012"  # moto's account, the organization's management account
@@ -96,25 +96,18 @@ def organization(aws_lambda: None, monkeypatch: pytest.MonkeyPatch) -> Organizat
     return Organization(unit, accounts)
 
 
-def account_ec2(account: str, region: str) -> Any:
-    """An EC2 client in an account: the own one's, or through a role assumed in moto."""
-    if account == OWN:
-        return moto_client("ec2", region)
-    return role_client("ec2", role(account), region)
+def fleet_in(account: str) -> Fleet:
+    """Instances of an account: the own one, or another through a role assumed in moto."""
+    return Fleet(None if account == OWN else role(account))
 
 
 def launch(account: str, region: str) -> str:
     """One running instance due to stop at 08:00."""
-    tags = [{"Key": TAG, "Value": STOP_AT_EIGHT}]
-    reply = account_ec2(account, region).run_instances(
-        ImageId=IMAGE_ID, MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
-    )
-    return reply["Instances"][0]["InstanceId"]
+    return fleet_in(account).launch(STOP_AT_EIGHT, region=region)[0]
 
 
 def state(account: str, region: str, instance_id: str) -> str:
-    reply = account_ec2(account, region).describe_instances(InstanceIds=[instance_id])
-    return reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+    return fleet_in(account).state(instance_id, region)
 
 
 def enable_only(account: str, regions: set[str]) -> None:

@@ -50,14 +50,18 @@ def role_client(service: str, role_arn: str, region: str = REGION, **options: st
 
 
 class Fleet:
-    """Launches tagged instances in moto and reads their states back."""
+    """Launches tagged instances in moto and reads their states back: in the own account, or in the
+    account of `role_arn` (assumed through moto's STS)."""
 
-    def __init__(self) -> None:
+    def __init__(self, role_arn: str | None = None) -> None:
+        self._role_arn = role_arn
         self._clients: dict[str, Any] = {}
 
     def client(self, region: str = REGION) -> Any:
         if region not in self._clients:
-            self._clients[region] = moto_client("ec2", region)
+            self._clients[region] = (
+                role_client("ec2", self._role_arn, region) if self._role_arn else moto_client("ec2", region)
+            )
         return self._clients[region]
 
     def launch(
