@@ -41,6 +41,7 @@ if os.path.isdir(_LIB) and _LIB not in sys.path:
 
 import functools
 import ipaddress
+import itertools
 import json
 import logging
 import re
@@ -86,6 +87,7 @@ ORGANIZATION_ROLE_SETTING = "EC2_POWERCYCLE_ORGANIZATION_ROLE"
 ORGANIZATION_UNITS_SETTING = "EC2_POWERCYCLE_ORGANIZATION_UNITS"
 EXCLUDE_ACCOUNTS_SETTING = "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS"
 TARGETS_PER_INVOCATION_SETTING = "EC2_POWERCYCLE_TARGETS_PER_INVOCATION"
+MAINTENANCE_LEAD_SETTING = "EC2_POWERCYCLE_MAINTENANCE_LEAD_MINUTES"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
@@ -97,6 +99,7 @@ OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is no
 DEFAULT_FUNCTION_NAME = "ec2-powercycle"  # the metrics' FunctionName outside Lambda
 ALL_REGIONS = "all"  # EC2_POWERCYCLE_REGIONS=all: the regions enabled in each account
 DEFAULT_TARGETS_PER_INVOCATION = 100
+DEFAULT_MAINTENANCE_LEAD_MINUTES = 20  # an instance started in the run before a window is ready when it opens
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -125,7 +128,13 @@ NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it m
 SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
 METRICS_NAMESPACE = "ec2-powercycle"
 
-SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate", "skip")
+SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate", "skip", "maintenance_windows")
+MAINTENANCE_KEY = "maintenance_windows"
+MAINTENANCE_MAX_WINDOWS = 10
+MAINTENANCE_MAX_LEAD_MINUTES = 24 * 60
+MAINTENANCE_EXAMPLE = '["patch-tuesday", "mw-0123456789abcdef0"]'
+_WINDOW_ID = re.compile(r"mw-[0-9a-f]{17}")
+_WINDOW_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,128}")  # AWS's pattern for a maintenance window's name
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
 SCHEDULE_EXAMPLE = '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}'
 SKIP_MAX_ENTRIES = 1000
@@ -309,6 +318,7 @@ class Schedule:
     enforce: bool = False
     hibernate: bool = False
     skip: SkipDays | None = None
+    maintenance_windows: tuple[str, ...] = ()  # names or IDs of SSM maintenance windows that keep it running
 
 
 # Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
@@ -350,6 +360,7 @@ class Decision:
     reason: str
     caught_up: datetime | None = None  # the missed scheduled time an action makes up for
     problem: str | None = None  # reported in errors even when acting (a start that did not take, retried)
+    maintenance_window: str | None = None  # the window ("name (mw-...)") an action is made for
 
 
 @dataclass(frozen=True)
@@ -433,6 +444,9 @@ class RunMemo:
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
         self.regions = Memo()  # account -> its enabled regions, or why they cannot be read: once per run
         self.identity = Memo()  # "own" -> the function's own account ID, when the run must ask STS
+        self.maintenance = Memo()  # target -> its maintenance windows' records, or why not: read once per run
+        self.named_windows = Memo(MEMO_LIMIT)  # (target, names) -> the windows named, or ScheduleError
+        self.patching = Memo(MEMO_LIMIT)  # (windows, t) -> Patching, or ScheduleError
 
     def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
         """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
@@ -460,6 +474,8 @@ class Settings:
     organization_units: tuple[str, ...] = ()
     exclude_accounts: frozenset[str] = frozenset()
     targets_per_invocation: int = DEFAULT_TARGETS_PER_INVOCATION
+    # How long before a maintenance window opens its instances are started (and held running until it ends).
+    maintenance_lead: timedelta = timedelta(minutes=DEFAULT_MAINTENANCE_LEAD_MINUTES)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -492,6 +508,7 @@ class Settings:
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
             **_parse_accounts(env),
             notify_topic_arn=_parse_topic_arn(env.get(NOTIFY_TOPIC_SETTING, "")),
+            maintenance_lead=timedelta(minutes=_parse_maintenance_lead(env.get(MAINTENANCE_LEAD_SETTING))),
         )
 
 
@@ -521,6 +538,18 @@ def _parse_catch_up(value: str | None, window: int) -> int:
         raise ConfigError(
             f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least "
             f"{WINDOW_SETTING} ({window}), got {value!r}"
+        )
+    return int(text)
+
+
+def _parse_maintenance_lead(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_MAINTENANCE_LEAD_MINUTES
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAINTENANCE_MAX_LEAD_MINUTES:
+        raise ConfigError(
+            f"{MAINTENANCE_LEAD_SETTING} must be a whole number of minutes from 0 to {MAINTENANCE_MAX_LEAD_MINUTES}, "
+            f"got {value!r}"
         )
     return int(text)
 
@@ -709,7 +738,26 @@ def parse_schedule_document(document: object, default_tz: str, skip_list: SkipLi
             raise ScheduleError(f"{key!r} must be true or false, got {_json_type(flag)}")
     start, stop = _parse_cron_list(document, "start"), _parse_cron_list(document, "stop")
     skip = _parse_skip(document["skip"], skip_list) if "skip" in document else None
-    return Schedule(start=start, stop=stop, tz=tz, skip=skip, **flags)
+    windows = _parse_maintenance_windows(document[MAINTENANCE_KEY]) if MAINTENANCE_KEY in document else ()
+    return Schedule(start=start, stop=stop, tz=tz, skip=skip, maintenance_windows=windows, **flags)
+
+
+def _parse_maintenance_windows(value: object) -> tuple[str, ...]:
+    """The "maintenance_windows" entry: 1 to MAINTENANCE_MAX_WINDOWS window names or IDs (mw- and 17 hex)."""
+    expected = f"a list of maintenance window names or IDs such as {MAINTENANCE_EXAMPLE}"
+    if not isinstance(value, list) or not value:
+        raise ScheduleError(f"{MAINTENANCE_KEY!r} must be {expected}, got {_json_type(value)}")
+    if len(value) > MAINTENANCE_MAX_WINDOWS:
+        raise ScheduleError(f"{MAINTENANCE_KEY!r} names {len(value)} windows; at most {MAINTENANCE_MAX_WINDOWS}")
+    for entry in value:
+        if not isinstance(entry, str):
+            raise ScheduleError(f"{MAINTENANCE_KEY!r} must hold strings ({expected}), got {_json_type(entry)}")
+        if not _WINDOW_NAME.fullmatch(entry):  # an ID (mw- and 17 hex digits) matches it too
+            raise ScheduleError(
+                f"bad {MAINTENANCE_KEY!r} entry {entry[:140]!r}: expected a window ID ('mw-' and 17 hex digits) "
+                "or a window name (3 to 128 letters, digits, '_', '-' and '.')"
+            )
+    return tuple(dict.fromkeys(value))
 
 
 def _parse_skip(value: object, skip_list: SkipList | None) -> SkipDays | None:
@@ -1325,6 +1373,406 @@ def _iso(moment: datetime | None) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+# --- Maintenance windows (pure): AWS's schedule expressions, their occurrences, what they ask of a run ----------
+#
+# A schedule's "maintenance_windows" name SSM maintenance windows of the instance's own account and
+# region. From the lead time (EC2_POWERCYCLE_MAINTENANCE_LEAD_MINUTES) before an occurrence opens until
+# it closes, the instance is wanted running: the run whose window holds the lead time starts it, no
+# scheduled stop acts while it lasts, and the run whose window holds its end applies the schedule's
+# state then, once. Skip days do not cancel a window; an override and the guards win over it. The
+# windows are read at the edge (`read_maintenance_windows`); everything here takes them as values.
+
+_AWS_MONTHS = {name: number for number, name in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN"), 1)} | {
+    name: number for number, name in enumerate(("JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 7)
+}
+_AWS_WEEKDAYS = {name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), 1)}
+_AWS_CRON = re.compile(r"cron\((.*)\)", re.IGNORECASE | re.DOTALL)
+_AWS_RATE = re.compile(r"rate\(\s*([0-9]{1,6})\s+(minutes?|hours?|days?)\s*\)", re.IGNORECASE)
+_AWS_AT = re.compile(r"at\(\s*([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2})?)\s*\)", re.IGNORECASE)
+_AWS_PLAIN_PART = re.compile(r"(\*|[0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?(?:/([0-9]+))?")
+_RATE_UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+AWS_CRON_FIELDS = "minutes hours day-of-month month day-of-week year"
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """A maintenance window's schedule expression, made evaluable.
+
+    cron: `cron` is a 5-field expression croniter evaluates (day of week 0-6 from Sunday), `seconds` the
+    seconds field's value, `years` the years allowed (None: every year). rate: `every`. at: `at`, a wall time.
+    """
+
+    kind: str  # "cron", "rate" or "at"
+    cron: str = ""
+    seconds: int = 0
+    years: frozenset[int] | None = None
+    every: timedelta | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """An SSM maintenance window as DescribeMaintenanceWindows gives it (checked by `maintenance_window`)."""
+
+    window_id: str
+    name: str
+    schedule: str  # cron(...), rate(...) or at(...), as AWS holds it
+    duration: timedelta
+    tz: str = DEFAULT_TIMEZONE
+    offset_days: int = 0
+    enabled: bool = True
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    next_execution: datetime | None = None  # AWS's NextExecutionTime, when given: where a rate counts from
+
+    def __str__(self) -> str:
+        return f"{self.name!r} ({self.window_id})"
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One time a maintenance window is open: [start, end)."""
+
+    window: MaintenanceWindow
+    start: datetime
+    end: datetime
+
+    def words(self) -> str:
+        return f"maintenance window {self.window} {_iso(self.start)} to {_iso(self.end)}"
+
+
+@dataclass(frozen=True)
+class Patching:
+    """What a schedule's maintenance windows ask of a run at `now` (`patching_at`).
+
+    `held`: the occurrence whose lead time to end holds `now` (the one ending last), or None;
+    `ended`: with none held, an occurrence that ended in the run's window (now - W, now].
+    """
+
+    held: Occurrence | None = None
+    lead_at: datetime | None = None  # held.start - lead: when the instance is wanted running
+    ended: Occurrence | None = None
+
+
+def parse_window_rule(expression: str) -> WindowRule:
+    """An AWS schedule expression (cron, rate or at) made evaluable; ScheduleError naming it if it cannot be."""
+    text = expression.strip()
+    if found := _AWS_CRON.fullmatch(text):
+        return aws_cron_rule(found[1])
+    if found := _AWS_RATE.fullmatch(text):
+        count, unit = int(found[1]), found[2].lower().rstrip("s")
+        if count == 0:
+            raise ScheduleError(f"cannot evaluate {expression[:300]!r}: a rate of 0 {unit}s")
+        return WindowRule("rate", every=_RATE_UNITS[unit] * count)
+    if found := _AWS_AT.fullmatch(text):
+        try:
+            return WindowRule("at", at=datetime.fromisoformat(found[1]))
+        except ValueError as err:
+            raise ScheduleError(f"cannot evaluate {expression[:300]!r}: {err}") from err
+    raise ScheduleError(
+        f"cannot evaluate {expression[:300]!r}: expected cron({AWS_CRON_FIELDS}), rate(N minutes|hours|days) "
+        "or at(YYYY-MM-DDThh:mm:ss)"
+    )
+
+
+@functools.lru_cache(maxsize=256)  # a pure parse's cache: a fleet names few windows
+def aws_cron_rule(fields_text: str) -> WindowRule:
+    """AWS's cron fields translated into what croniter evaluates, or ScheduleError saying what cannot be.
+
+    AWS: minutes hours day-of-month month day-of-week year (a leading seconds field is allowed),
+    day of week 1-7 from Sunday, `?` for "any", `L`, `W` and `#`, `a/s` from a to the end in steps of s,
+    ranges that wrap (`20-2`). Minutes, hours, months and plain day fields are expanded into lists (so
+    croniter's own reading of steps never matters); `L` (last day of the month), `nW` (the weekday
+    nearest day n, n at most 28), `nL` (the last weekday n of the month) and `n#k` (its k-th) go to
+    croniter's forms; the year is kept apart (croniter's sixth field is seconds). Refused: `LW`, `L-n`,
+    `nW` past the 28th (croniter moves it into shorter months, where AWS would not fire), and a day of
+    the month and a day of the week both given (AWS requires `?` in one of them).
+    """
+    fields = fields_text.split()
+    seconds = 0
+    if len(fields) == 7:
+        if not (fields[0].isascii() and fields[0].isdigit() and int(fields[0]) <= 59):
+            raise ScheduleError(f"cannot evaluate cron({fields_text[:200]}): a seconds field must be one number 0-59")
+        seconds, fields = int(fields[0]), fields[1:]
+    if len(fields) != 6:
+        raise ScheduleError(
+            f"cannot evaluate cron({fields_text[:200]}): {len(fields)} fields, expected 6 ({AWS_CRON_FIELDS})"
+        )
+    minute, hour, day, month, weekday, year = (field.upper() for field in fields)
+    where = f"cron({' '.join(fields)})"
+    if day not in ("*", "?") and weekday not in ("*", "?"):
+        raise ScheduleError(f"cannot evaluate {where}: day-of-month and day-of-week are both given; one must be '?'")
+    try:
+        cron = " ".join(
+            (
+                _aws_list(minute, 0, 59),
+                _aws_list(hour, 0, 23),
+                _aws_day_of_month(day),
+                _aws_list(month, 1, 12, _AWS_MONTHS),
+                _aws_day_of_week(weekday),
+            )
+        )
+        years = None if year in ("*", "?") else frozenset(map(int, _aws_list(year, 1970, 2199).split(",")))
+    except ValueError as err:
+        raise ScheduleError(f"cannot evaluate {where}: {err}") from err
+    from croniter import CroniterError
+
+    try:
+        _croniter(cron, datetime(2000, 1, 1)).get_next(datetime)
+    except (CroniterError, ValueError) as err:
+        raise ScheduleError(f"cannot evaluate {where}: {err}") from err
+    return WindowRule("cron", cron=cron, seconds=seconds, years=years)
+
+
+def _aws_list(text: str, low: int, high: int, names: Mapping[str, int] | None = None) -> str:
+    """A plain AWS cron field as a comma-separated list of its values (ValueError if it is not plain)."""
+    if text in ("*", "?"):
+        return "*"
+    values: set[int] = set()
+    for part in text.split(","):
+        found = _AWS_PLAIN_PART.fullmatch(part)
+        if not found:
+            raise ValueError(f"{part!r} is not a value, range or step of {low}-{high}")
+        first, last, step = found.groups()
+        begin = low if first == "*" else _aws_value(first, low, high, names)
+        end = (high if first == "*" or step else begin) if last is None else _aws_value(last, low, high, names)
+        span = list(range(begin, end + 1)) if begin <= end else [*range(begin, high + 1), *range(low, end + 1)]
+        if step is not None and int(step) == 0:
+            raise ValueError(f"{part!r} has a step of 0")
+        values.update(span[:: int(step or 1)])
+    return ",".join(str(value) for value in sorted(values))
+
+
+def _aws_value(text: str, low: int, high: int, names: Mapping[str, int] | None) -> int:
+    value = int(text) if text.isascii() and text.isdigit() else (names or {}).get(text)
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{text!r} is not in {low}-{high}")
+    return value
+
+
+def _aws_day_of_month(text: str) -> str:
+    if text in ("L", "*", "?"):
+        return "*" if text != "L" else "L"
+    if text.endswith("W") and text[:-1].isascii() and text[:-1].isdigit():
+        day = int(text[:-1])
+        if not 1 <= day <= 28:
+            raise ValueError(f"{text!r}: the weekday nearest a day past the 28th is not evaluated")
+        return text
+    if "L" in text or "W" in text:
+        raise ValueError(f"{text!r} in day-of-month is not evaluated (L and nW are)")
+    return _aws_list(text, 1, 31)
+
+
+def _aws_day_of_week(text: str) -> str:
+    """AWS's day of week (1-7 from Sunday) in croniter's (0-6 from Sunday), `nL` as `L(n-1)`, `n#k` as `(n-1)#k`."""
+    if text in ("*", "?"):
+        return "*"
+    if text == "L":
+        return "6"  # the last day of the week: Saturday
+    items = []
+    for part in text.split(","):
+        if part.endswith("L"):
+            items.append(f"L{_aws_value(part[:-1], 1, 7, _AWS_WEEKDAYS) - 1}")
+        elif "#" in part:
+            day, _, nth = part.partition("#")
+            if not (nth.isascii() and nth.isdigit() and 1 <= int(nth) <= 5):
+                raise ValueError(f"{part!r}: '#' takes the week of the month, 1 to 5")
+            items.append(f"{_aws_value(day, 1, 7, _AWS_WEEKDAYS) - 1}#{nth}")
+        else:
+            items.extend(str(int(value) - 1) for value in _aws_list(part, 1, 7, _AWS_WEEKDAYS).split(","))
+    return ",".join(items)
+
+
+def maintenance_window(record: Mapping[str, Any]) -> MaintenanceWindow:
+    """A DescribeMaintenanceWindows entry as a MaintenanceWindow; ScheduleError naming it if a field is unusable."""
+    window_id, name = str(record.get("WindowId", ""))[:40], str(record.get("Name", ""))[:128]
+    shown = f"maintenance window {name!r} ({window_id})"
+    tz = str(record.get("ScheduleTimezone") or DEFAULT_TIMEZONE)
+    try:
+        zone(tz)
+    except ScheduleError as err:
+        raise ScheduleError(f"{shown}: {err}") from err
+    duration, offset = record.get("Duration"), record.get("ScheduleOffset") or 0
+    if not isinstance(duration, int) or isinstance(duration, bool) or not 1 <= duration <= 24:
+        raise ScheduleError(f"{shown}: Duration must be 1 to 24 hours, got {str(duration)[:40]!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= 6:
+        raise ScheduleError(f"{shown}: ScheduleOffset must be 0 to 6 days, got {str(offset)[:40]!r}")
+    return MaintenanceWindow(
+        window_id=window_id,
+        name=name,
+        schedule=str(record.get("Schedule", ""))[:256],
+        duration=timedelta(hours=duration),
+        tz=tz,
+        offset_days=offset,
+        enabled=record.get("Enabled", True) is not False,
+        start_date=_window_instant(record.get("StartDate"), tz, shown, "StartDate"),
+        end_date=_window_instant(record.get("EndDate"), tz, shown, "EndDate"),
+        next_execution=_window_instant(record.get("NextExecutionTime"), tz, shown, "NextExecutionTime"),
+    )
+
+
+def _window_instant(value: object, tz: str, shown: str, what: str) -> datetime | None:
+    """An ISO-8601 time of a window's record; one without an offset is in the window's zone."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ScheduleError(f"{shown}: {what} {str(value)[:60]!r} is not an ISO-8601 time") from err
+    return (moment if moment.tzinfo else wall_to_instant(moment, zone(tz))).astimezone(UTC)
+
+
+def window_starts(window: MaintenanceWindow, after: datetime, until: datetime) -> Iterator[datetime]:
+    """The instants the window opens, in order, after `after` and at or before `until` (its dates and
+    Enabled applied). ScheduleError naming the window and its expression if it cannot be evaluated."""
+    if not window.enabled:
+        return
+    try:
+        rule = parse_window_rule(window.schedule)
+    except ScheduleError as err:
+        raise ScheduleError(f"maintenance window {window}: {err}") from err
+    if rule.kind != "cron" and window.offset_days:
+        raise ScheduleError(f"maintenance window {window}: ScheduleOffset is for cron expressions only")
+    low = max(after, (window.start_date or after) - timedelta(microseconds=1))
+    high = min(until, window.end_date or until)
+    if high <= low:
+        return
+    if rule.kind == "at":
+        moment = wall_to_instant(rule.at, zone(window.tz))  # type: ignore[arg-type]
+        if low < moment <= high:
+            yield moment
+    elif rule.kind == "rate":
+        anchor = window.next_execution or window.start_date
+        if anchor is None:
+            raise ScheduleError(
+                f"maintenance window {window}: cannot evaluate {window.schedule!r}: a rate counts from the window's "
+                "StartDate (or AWS's NextExecutionTime), and it has neither"
+            )
+        every: timedelta = rule.every  # type: ignore[assignment]
+        moment = anchor + every * ((low - anchor) // every + 1)
+        while moment <= high:
+            yield moment
+            moment += every
+    else:
+        yield from _cron_starts(window, rule, low, high)
+
+
+def _cron_starts(window: MaintenanceWindow, rule: WindowRule, low: datetime, high: datetime) -> Iterator[datetime]:
+    tz = zone(window.tz)
+    offset, seconds = timedelta(days=window.offset_days), timedelta(seconds=rule.seconds)
+    # A day early: the offset is added to wall times, and daylight saving moves instants by an hour or two.
+    wall = (low - offset - timedelta(days=1)).astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    years = rule.years
+    if years is not None:
+        later = [year for year in years if year >= wall.year]
+        if not later:
+            return
+        if min(later) > wall.year:
+            wall = datetime(min(later), 1, 1) - timedelta(minutes=1)
+    walker = _croniter(rule.cron, wall)
+    while True:
+        fire = walker.get_next(datetime)
+        if years is not None and fire.year not in years:
+            later = [year for year in years if year > fire.year]
+            if not later:
+                return
+            walker = _croniter(rule.cron, datetime(min(later), 1, 1) - timedelta(minutes=1))
+            continue
+        moment = wall_to_instant(fire + offset, tz) + seconds
+        if moment > high:
+            return
+        if moment > low:
+            yield moment
+
+
+def occurrences(window: MaintenanceWindow, after: datetime, until: datetime) -> list[Occurrence]:
+    """The window's occurrences that open in (after, until]."""
+    return [Occurrence(window, start, start + window.duration) for start in window_starts(window, after, until)]
+
+
+def next_occurrences(window: MaintenanceWindow, after: datetime, count: int) -> list[Occurrence]:
+    """The window's next `count` occurrences that open after `after`, within SKIP_HORIZON_DAYS."""
+    starts = window_starts(window, after, after + timedelta(days=SKIP_HORIZON_DAYS))
+    return [Occurrence(window, start, start + window.duration) for start in itertools.islice(starts, count)]
+
+
+def patching_at(
+    windows: Sequence[MaintenanceWindow], now: datetime, window: timedelta, lead: timedelta
+) -> Patching:
+    """What the windows ask of a run at `now` with run window W = `window` and lead time `lead`.
+
+    An occurrence holds `now` from start - lead until its end; with several holding, the one ending
+    last is kept. With none holding, the latest that ended in (now - W, now] is `ended`.
+    """
+    held: Occurrence | None = None
+    ended: Occurrence | None = None
+    for each in windows:
+        for occurrence in occurrences(each, now - window - each.duration, now + lead):
+            if occurrence.start - lead <= now < occurrence.end:
+                if held is None or occurrence.end > held.end:
+                    held = occurrence
+            elif now - window < occurrence.end <= now and (ended is None or occurrence.end > ended.end):
+                ended = occurrence
+    if held is not None:
+        return Patching(held=held, lead_at=held.start - lead)
+    return Patching(ended=ended)
+
+
+def maintenance_decision(
+    schedule: Schedule, due: Due, patching: Patching, state: str, now: datetime, window: timedelta
+) -> Decision | None:
+    """What the run does because of a maintenance window, or None when no window has a say this run.
+
+    `due` is what the schedule asks for over the run's window. While an occurrence holds the run
+    (lead time to end): the run whose window holds the lead time starts a stopped instance (with
+    enforce every run does), a scheduled stop is skipped naming the window, and nothing else is done.
+    The run whose window holds an occurrence's end applies the schedule's state at that end once,
+    unless a start or stop of the schedule after the end decides. An instance already in the state
+    wanted is left quietly (no skip is noted).
+    """
+    held = patching.held
+    if held is not None:
+        lead_at: datetime = patching.lead_at  # type: ignore[assignment]
+        if state in SETTLED_STARTED:
+            if due.action is Action.STOP and due.at is not None and due.at > now - window:
+                return Decision(Outcome.SKIP, None, f"stop due at {_iso(due.at)} skipped: {held.words()}")
+            return Decision(Outcome.IDLE, None, f"running for {held.words()}")
+        if due.action is Action.START and not due.enforced:
+            return None  # the schedule's own start: acted on as any
+        if schedule.enforce or lead_at > now - window:
+            decision = decide(Due(Action.START, lead_at, enforced=schedule.enforce), state)
+            return replace(decision, reason=f"{decision.reason} for {held.words()}")
+        return Decision(Outcome.IDLE, None, f"held running for {held.words()}")  # a missed start: `follow_up`
+    ended = patching.ended
+    if ended is None or (due.at is not None and due.at > ended.end):
+        return None
+    then = due_action(replace(schedule, enforce=True), ended.end, timedelta(0))
+    if then.conflict or then.action is None:
+        return None
+    settled = SETTLED_STARTED if then.action is Action.START else SETTLED_STOPPED
+    if state in settled:
+        return Decision(Outcome.IDLE, None, f"{ended.words()} ended: already {state}")
+    decision = decide(Due(then.action, ended.end, enforced=schedule.enforce), state)
+    return replace(decision, reason=f"{ended.words()} ended: {decision.reason}")
+
+
+def resolve_windows(names: Sequence[str], records: Sequence[Mapping[str, Any]]) -> tuple[MaintenanceWindow, ...]:
+    """The windows a schedule names (IDs or names) among a target's; ScheduleError for none, several or a bad one."""
+    found: list[MaintenanceWindow] = []
+    for name in names:
+        key = "WindowId" if _WINDOW_ID.fullmatch(name) else "Name"
+        matches = [record for record in records if record.get(key) == name]
+        if not matches and key == "WindowId":  # a name may look like an ID
+            matches = [record for record in records if record.get("Name") == name]
+        if not matches:
+            raise ScheduleError(f"no maintenance window {name!r} in this account and region")
+        if len(matches) > 1:
+            ids = ", ".join(sorted(str(record.get("WindowId")) for record in matches)[:5])
+            raise ScheduleError(f"{len(matches)} maintenance windows are named {name!r} ({ids}): name one by its ID")
+        found.append(maintenance_window(matches[0]))
+    return tuple(dict.fromkeys(found))
+
+
 # --- Schedules behind URLs (edge: network) --------------------------------------
 
 
@@ -1612,7 +2060,8 @@ class TargetResult:
     # (instance ID, reason) pairs: a third of the memory of the summary's dicts, made at the end.
     skipped: list[tuple[str, str]] = field(default_factory=list)
     errors: list[tuple[str | None, str]] = field(default_factory=list)
-    caught_up: list[tuple[str, Action, datetime]] = field(default_factory=list)  # (instance ID, action, due)
+    # (instance ID, action, due, the maintenance window it is for or None)
+    caught_up: list[tuple[str, Action, datetime, str | None]] = field(default_factory=list)
     hibernated: list[str] = field(default_factory=list)
     instances: int = 0
     failed: bool = False
@@ -1641,8 +2090,9 @@ class TargetResult:
             self.names[instance["InstanceId"]] = name
 
     def caught_up_entries(self) -> Iterator[dict[str, Any]]:
-        for instance_id, action, due in self.caught_up:
-            yield {"instance_id": instance_id, **self._where(), "action": action.value, "due": _iso(due)}
+        for instance_id, action, due, window in self.caught_up:
+            entry = {"instance_id": instance_id, **self._where(), "action": action.value, "due": _iso(due)}
+            yield entry if window is None else {**entry, "maintenance_window": window}
 
     def fail(self, problem: str) -> TargetResult:
         """The target could not be read: reported with instance_id null; the run will raise."""
@@ -1685,6 +2135,17 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
     `credentials` (an assumed role's) make a client for another account from the
     same session, so the service model is loaded once however many accounts.
     """
+    return _target_service_client("ec2", region, session, credentials)
+
+
+def ssm_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
+    """An SSM client of a target (its maintenance windows), made as `ec2_client`."""
+    return _target_service_client("ssm", region, session, credentials)
+
+
+def _target_service_client(
+    service: str, region: str, session: Any, credentials: Mapping[str, str] | None = None
+) -> Any:
     config = Config(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS},
@@ -1700,7 +2161,7 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
         if credentials
         else {}
     )
-    return session.client("ec2", config=config, **keys)
+    return session.client(service, config=config, **keys)
 
 
 def sns_client(session: Any, region: str) -> Any:
@@ -1752,6 +2213,30 @@ def _expires_in(credentials: Mapping[str, Any], now: datetime) -> timedelta:
     if expiry.tzinfo is None:
         return timedelta(0)
     return expiry - now
+
+
+_WINDOW_FIELDS = (
+    "WindowId",
+    "Name",
+    "Enabled",
+    "Schedule",
+    "ScheduleTimezone",
+    "ScheduleOffset",
+    "Duration",
+    "StartDate",
+    "EndDate",
+    "NextExecutionTime",
+)
+
+
+def read_maintenance_windows(ssm: Any) -> list[dict[str, Any]]:
+    """Every SSM maintenance window of the client's account and region (DescribeMaintenanceWindows, paged),
+    each with only the fields a run reads."""
+    return [
+        {key: window[key] for key in _WINDOW_FIELDS if key in window}
+        for page in ssm.get_paginator("describe_maintenance_windows").paginate()
+        for window in page.get("WindowIdentities", ())
+    ]
 
 
 def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
@@ -1869,14 +2354,24 @@ class Aws:
 
     def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
         """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
+        return self._target_client("ec2", ec2_client, target, settings, memo)
+
+    def ssm(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
+        """The SSM client of a target (maintenance windows), as `ec2`."""
+        return self._target_client("ssm", ssm_client, target, settings, memo)
+
+    def _target_client(
+        self, service: str, factory: Callable[..., Any], target: Target, settings: Settings, memo: RunMemo
+    ) -> Any:
         credentials = self._role_credentials(target.role_arn, settings, memo) if target.role_arn else None
         key_id = credentials["AccessKeyId"] if credentials else None
+        key = (target.region, target.role_arn) if service == "ec2" else (f"{service}:{target.region}", target.role_arn)
         with self._lock:
-            made_with, client = self._clients.get((target.region, target.role_arn), (None, None))
+            made_with, client = self._clients.get(key, (None, None))
             if client is None or made_with != key_id:
-                client = ec2_client(target.region, self._session, credentials)
-                self._clients.pop((target.region, target.role_arn), None)
-                self._clients[(target.region, target.role_arn)] = (key_id, client)
+                client = factory(target.region, self._session, credentials)
+                self._clients.pop(key, None)
+                self._clients[key] = (key_id, client)
                 self._forget_oldest_role_clients()
             return client
 
@@ -1976,6 +2471,48 @@ class RunContext:
         object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
         object.__setattr__(self, "override_key", override_key(self.settings.tag))
 
+    def named_windows(self, target: Target | None, names: tuple[str, ...]) -> tuple[MaintenanceWindow, ...] | str:
+        """The maintenance windows `names` name in the target, or why they cannot be had.
+
+        The target's windows are read once per run (DescribeMaintenanceWindows), and only when a
+        schedule in it names one; a name matching none or several is an error of the instances naming it.
+        """
+
+        def resolve() -> tuple[MaintenanceWindow, ...] | str:
+            if target is None:
+                return "maintenance windows are read in a target (account and region) only"
+            records = self.memo.maintenance.get(target, lambda: self._read_windows(target))
+            if isinstance(records, str):
+                return records
+            try:
+                return resolve_windows(names, records)
+            except ScheduleError as err:
+                return str(err)
+
+        return self.memo.named_windows.get((target, names), resolve)  # type: ignore[no-any-return]
+
+    def _read_windows(self, target: Target) -> list[dict[str, Any]] | str:
+        try:
+            return read_maintenance_windows(self.aws.ssm(target, self.settings, self.memo))
+        except RoleError as err:
+            return f"cannot read the maintenance windows: {err}"
+        except (ClientError, BotoCoreError) as err:
+            return f"cannot read the maintenance windows of {target}: {_describe_error(err)}"
+
+    def patching(self, windows: tuple[MaintenanceWindow, ...]) -> Patching | ScheduleError:
+        """`patching_at` the run's time, once per set of windows in a run; ScheduleError if one cannot be evaluated."""
+
+        def compute() -> Patching | ScheduleError:
+            settings = self.settings
+            try:
+                return patching_at(windows, self.now, settings.window, settings.maintenance_lead)
+            except ScheduleError as err:
+                return err
+            except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
+                return ScheduleError(f"cannot evaluate a maintenance window: {err}")
+
+        return self.memo.patching.get((windows, self.now), compute)  # type: ignore[no-any-return]
+
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
@@ -1986,15 +2523,16 @@ def override_key(tag: str) -> str:
     return tag + OVERRIDE_SUFFIX
 
 
-def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
+def decide_instance(instance: Mapping[str, Any], context: RunContext, target: Target | None = None) -> Verdict:
     """The one decision path: what a run does with an instance (its tags, state, record and the run's time).
 
     The handler's runs and the command line's `plan` both decide through here.
     The schedule's decision is made once per distinct (tag value, state) pair, so
     an instance that shares its schedule with others costs a dictionary look-up.
     Then the instance's own tags and record: its override tag, while it counts,
-    decides instead (`override_verdict`); otherwise its record (`follow_up`) may
-    add a catch-up or a start that did not take.
+    decides instead (`override_verdict`); then the maintenance windows its schedule
+    names in `target`, while one has a say (`maintenance_verdict`); otherwise its
+    record (`follow_up`) may add a catch-up or a start that did not take.
     """
     tags = instance_tags(instance)
     settings = context.settings
@@ -2009,6 +2547,10 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
         if overridden is not verdict:
             return overridden  # held, ended this run, or malformed: the override decides, not the record
     schedule = verdict.schedule
+    if schedule is not None and schedule.maintenance_windows and verdict.decision.outcome is not Outcome.ERROR:
+        patched = maintenance_verdict(instance, verdict, state, context, target)
+        if patched is not None:
+            return patched
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
     recent: Due | None = context.memo.recent.get(schedule, lambda: _recent(schedule, context))
@@ -2016,6 +2558,42 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
         return verdict
     decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
     return verdict if decision is verdict.decision else Verdict(schedule, decision)
+
+
+def maintenance_verdict(
+    instance: Mapping[str, Any], verdict: Verdict, state: str, context: RunContext, target: Target | None
+) -> Verdict | None:
+    """What the schedule's maintenance windows make of the instance this run, or None when they have no say.
+
+    A window that cannot be had (unknown, ambiguous, unreadable, not evaluable) is the instance's
+    error, and it is left alone. While a window holds it, a missed lead-time start is caught up like
+    any start (`follow_up`), and no stop is.
+    """
+    schedule = verdict.schedule
+    assert schedule is not None
+    windows = context.named_windows(target, schedule.maintenance_windows)
+    patching = context.patching(windows) if not isinstance(windows, str) else ScheduleError(windows)
+    if isinstance(patching, ScheduleError):
+        problem = f"{MAINTENANCE_KEY} in tag {context.settings.tag!r}: {patching}"
+        return Verdict(None, Decision(Outcome.ERROR, None, problem))
+    settings, now = context.settings, context.now
+    due = context.memo.due.get(schedule, lambda: _due(schedule, context, settings.window))
+    decision = maintenance_decision(schedule, due, patching, state, now, settings.window)
+    if decision is None:
+        return None
+    occurrence = patching.held or patching.ended
+    assert occurrence is not None
+    held, lead_at = patching.held, patching.lead_at
+    if held is not None and lead_at is not None and settings.catch_up and not schedule.enforce and (
+        lead_at > now - settings.catch_up
+    ):
+        recent = Due(Action.START, lead_at)
+        followed = follow_up(decision, schedule, recent, instance_record(instance), now, settings.catch_up)
+        if followed is not decision:
+            decision = replace(followed, reason=f"{followed.reason} for {held.words()}")
+    if decision.outcome is Outcome.ACT:
+        decision = replace(decision, maintenance_window=str(occurrence.window))
+    return Verdict(schedule, decision)
 
 
 def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
@@ -2104,7 +2682,7 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
         for instance in tagged_instances(ec2, context.settings.tag):
-            visit(instance, decide_instance(instance, context))
+            visit(instance, decide_instance(instance, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
     except (ClientError, BotoCoreError) as err:
@@ -2121,7 +2699,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     result = TargetResult(target)
     starts: list[str] = []
     stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
-    caught_up: dict[str, tuple[Action, datetime]] = {}
+    caught_up: dict[str, tuple[Action, datetime, str | None]] = {}
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
         result.instances += 1
@@ -2135,7 +2713,8 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             else:
                 stops[_hibernates(instance, verdict.schedule)].append(instance_id)
             if decision.caught_up is not None:
-                caught_up[instance_id] = (decision.action, decision.caught_up)  # type: ignore[assignment]
+                made_up = (decision.action, decision.caught_up, decision.maintenance_window)
+                caught_up[instance_id] = made_up  # type: ignore[assignment]
         elif decision.outcome is Outcome.SKIP:
             result.skip(instance_id, decision.reason)
         elif decision.outcome is Outcome.ERROR:
