@@ -86,6 +86,7 @@ ORGANIZATION_ROLE_SETTING = "EC2_POWERCYCLE_ORGANIZATION_ROLE"
 ORGANIZATION_UNITS_SETTING = "EC2_POWERCYCLE_ORGANIZATION_UNITS"
 EXCLUDE_ACCOUNTS_SETTING = "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS"
 TARGETS_PER_INVOCATION_SETTING = "EC2_POWERCYCLE_TARGETS_PER_INVOCATION"
+MAX_EVENT_AGE_SETTING = "EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
@@ -97,6 +98,8 @@ OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is no
 DEFAULT_FUNCTION_NAME = "ec2-powercycle"  # the metrics' FunctionName outside Lambda
 ALL_REGIONS = "all"  # EC2_POWERCYCLE_REGIONS=all: the regions enabled in each account
 DEFAULT_TARGETS_PER_INVOCATION = 100
+EVENT_AGE_MARGIN_MINUTES = 5  # the default event age is the window plus this
+EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the clock an event's time may be
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -115,6 +118,10 @@ URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
+SNS_MESSAGE_MAX_BYTES = 200_000  # SNS refuses messages over 256 KiB
+ERROR_MAX_CHARS = 1000  # an error message, cut where it is made (PowercycleError)
+VALUE_SHOWN_CHARS = 60  # how much of an untrusted value a message shows (`quoted`)
+JSON_MAX_DEPTH = 16  # nesting a tag's or a URL's JSON may have; checked before parsing (`load_json`)
 SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
@@ -132,6 +139,7 @@ SKIP_MAX_ENTRIES = 1000
 SKIP_HORIZON_DAYS = 366  # how far past skipped days a search for a schedule's previous or next time goes
 SKIP_EXAMPLE = '["holidays:GB-ENG", "2026-12-24..2027-01-01", "12-31"]'
 SKIP_FORMS = "'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD', 'MM-DD' or 'holidays:CC' / 'holidays:CC-SUB'"
+INSTANT_YEARS = (1000, 9000)  # the years an override's `until` may name
 HOLIDAY_YEARS_LIMIT = 256  # (country, subdivision, year) calendars remembered by an execution environment
 TAG_VALUE_MAX_CHARS = 256  # EC2's limit on a tag value
 OVERRIDE_SUFFIX = ":override"  # the override tag's key is the schedule tag's key plus this
@@ -195,7 +203,12 @@ _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
 class PowercycleError(Exception):
-    """Base of this module's errors."""
+    """Base of this module's errors: the message is cut to ERROR_MAX_CHARS, however much input it quotes."""
+
+    def __init__(self, message: str = "") -> None:
+        if len(message) > ERROR_MAX_CHARS:
+            message = f"{message[: ERROR_MAX_CHARS - 40]}... (message cut from {len(message)} characters)"
+        super().__init__(message)
 
 
 class ConfigError(PowercycleError):
@@ -664,7 +677,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
-        raise ScheduleError(f"unknown time zone {name!r}; expected an IANA name such as 'Europe/London'") from err
+        raise ScheduleError(f"unknown time zone {quoted(name)}; expected an IANA name such as 'Europe/London'") from err
 
 
 def is_url(value: str) -> bool:
@@ -679,10 +692,7 @@ def parse_schedule_json(text: str, default_tz: str, skip_list: SkipList | None =
     text = text.strip()
     if not text:
         raise ScheduleError(f"empty schedule; expected JSON such as {SCHEDULE_EXAMPLE} or an https:// URL")
-    try:
-        document = json.loads(text)
-    except ValueError as err:
-        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {SCHEDULE_EXAMPLE}") from err
+    document = load_json(text, f"JSON such as {SCHEDULE_EXAMPLE}")
     return parse_schedule_document(document, default_tz, skip_list)
 
 
@@ -696,7 +706,7 @@ def parse_schedule_document(document: object, default_tz: str, skip_list: SkipLi
         raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}")
     unknown = [key for key in document if key not in SCHEDULE_KEYS]
     if unknown:
-        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
+        raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
     if "start" not in document and "stop" not in document:
         raise ScheduleError(f"schedule needs a 'start' or 'stop' key, such as {SCHEDULE_EXAMPLE}")
     tz = document.get("tz", default_tz)
@@ -743,24 +753,26 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     calendars: list[tuple[str, str | None]] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ScheduleError(f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)}")
+            raise ScheduleError(
+                f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)} {quoted(entry)}"
+            )
         text = entry.strip()
         if _SKIP_DATE.match(text):
             dates.add(_skip_date(text, entry))
         elif found := _SKIP_RANGE.match(text):
             first, last = _skip_date(found[1], entry), _skip_date(found[2], entry)
             if last < first:
-                raise ScheduleError(f"bad 'skip' entry {entry!r}: the range ends before it starts")
+                raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: the range ends before it starts")
             ranges.append((first, last))
         elif found := _SKIP_YEARLY.match(text):
             month, day = int(found[1]), int(found[2])
             if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]):
-                raise ScheduleError(f"bad 'skip' entry {entry!r}: no such day of the year")
+                raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: no such day of the year")
             yearly.add((month, day))
         elif found := _SKIP_HOLIDAYS.match(text):
             calendars.append(holiday_calendar(found[1], found[2], entry))
         else:
-            raise ScheduleError(f"bad 'skip' entry {entry!r}; expected {SKIP_FORMS}")
+            raise ScheduleError(f"bad 'skip' entry {quoted(entry)}; expected {SKIP_FORMS}")
         texts.append(text)
     skip = SkipDays(
         entries=tuple(dict.fromkeys(texts)),
@@ -777,7 +789,7 @@ def _skip_date(text: str, entry: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as err:
-        raise ScheduleError(f"bad 'skip' entry {entry!r}: {text} is not a date ({err})") from err
+        raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: {text} is not a date ({err})") from err
 
 
 def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple[str, str | None]:
@@ -786,7 +798,7 @@ def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple
     code = country.upper()
     if len(code) != 2 or code not in holidays.list_supported_countries(include_aliases=False):
         raise ScheduleError(
-            f"bad 'skip' entry {entry!r}: unknown country {country!r}; expected an ISO 3166-1 alpha-2 code "
+            f"bad 'skip' entry {quoted(entry)}: unknown country {quoted(country)}; expected an ISO 3166-1 alpha-2 code "
             "the holidays package knows, such as 'GB' or 'US'"
         )
     if subdivision is None:
@@ -798,7 +810,7 @@ def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple
     if known is None:
         listed = ", ".join(calendar.subdivisions[:12]) + (", ..." if len(calendar.subdivisions) > 12 else "")
         raise ScheduleError(
-            f"bad 'skip' entry {entry!r}: {code} has no subdivision {subdivision!r}"
+            f"bad 'skip' entry {quoted(entry)}: {code} has no subdivision {quoted(subdivision)}"
             + (f"; it has {listed}" if listed else "; it has none")
         )
     return code, known
@@ -808,7 +820,7 @@ def _holidays_package(entry: str) -> Any:
     try:
         import holidays  # only schedules with holidays entries load it (about 0.2 s, see the README)
     except ImportError as err:
-        raise ScheduleError(f"bad 'skip' entry {entry!r}: the holidays package is not installed") from err
+        raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: the holidays package is not installed") from err
     return holidays
 
 
@@ -843,21 +855,18 @@ def holiday_names(country: str, subdivision: str | None, year: int) -> Mapping[d
 
 def parse_override(value: str) -> Override:
     """Check an override tag's value: {"state": "running"|"stopped", "until": ISO-8601 time with Z or an offset}."""
-    try:
-        document = json.loads(value.strip())
-    except ValueError as err:
-        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {OVERRIDE_EXAMPLE}") from err
+    document = load_json(value, f"JSON such as {OVERRIDE_EXAMPLE}")
     if not isinstance(document, dict):
         raise ScheduleError(f"override must be a JSON object such as {OVERRIDE_EXAMPLE}, got {_json_type(document)}")
     unknown = [key for key in document if key not in OVERRIDE_KEYS]
     if unknown:
-        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
+        raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
     missing = [key for key in OVERRIDE_KEYS if key not in document]
     if missing:
         raise ScheduleError(f"override needs {missing[0]!r}, such as {OVERRIDE_EXAMPLE}")
     state = document["state"]
     if state not in ("running", "stopped"):
-        raise ScheduleError(f"'state' must be 'running' or 'stopped', got {json.dumps(state)}")
+        raise ScheduleError(f"'state' must be 'running' or 'stopped', got {quoted(state, as_json=True)}")
     return Override(state, parse_instant(document["until"], "'until'"))
 
 
@@ -865,13 +874,21 @@ def parse_instant(value: object, what: str) -> datetime:
     """An ISO-8601 time with Z or an offset (never a naive one), in UTC; ScheduleError naming `what` otherwise."""
     if not isinstance(value, str):
         raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {_json_type(value)}")
+    expected = f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z'"
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as err:
-        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {value!r}") from err
+        raise ScheduleError(f"{expected}, got {quoted(value)}") from err
     if moment.tzinfo is None:
-        raise ScheduleError(f"{what} {value!r} has no time zone; add Z or an offset such as +01:00")
-    return moment.astimezone(UTC)
+        raise ScheduleError(f"{what} {quoted(value)} has no time zone; add Z or an offset such as +01:00")
+    in_range = f"{expected} in the years {INSTANT_YEARS[0]} to {INSTANT_YEARS[1]}, got {quoted(value)}"
+    try:
+        instant = moment.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:00:00-05:00 is past the last instant datetime holds
+        raise ScheduleError(in_range) from err
+    if not INSTANT_YEARS[0] <= instant.year <= INSTANT_YEARS[1]:
+        raise ScheduleError(in_range)  # room for a decision's arithmetic around it (a window, a day)
+    return instant
 
 
 def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -883,15 +900,19 @@ def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
         raise ScheduleError(f"{key!r} must be a cron string or a non-empty list of them, got {_json_type(value)}")
     for expression in expressions:
         if not isinstance(expression, str):
-            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)}")
+            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)} {quoted(expression)}")
     return tuple(dict.fromkeys(parse_cron(expression, key) for expression in expressions))
 
 
 def parse_cron(expression: str, key: str = "cron") -> str:
     """Check one 5-field cron expression; return it with its spacing normalised."""
+    if not expression.isascii():  # int() and \d read other scripts' digits ('²', '٣'): cron fields are ASCII
+        raise ScheduleError(f"invalid cron {quoted(expression)} in {key!r}: only ASCII characters are allowed")
     fields = expression.split()
     if len(fields) != 5:
-        raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})")
+        raise ScheduleError(
+            f"invalid cron {quoted(expression)} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})"
+        )
     normalised = " ".join(fields)
     plain = cron_fields(normalised)
     if plain is not None and plain.can_fire():
@@ -902,7 +923,7 @@ def parse_cron(expression: str, key: str = "cron") -> str:
         # A fixed base keeps this pure; an expression that can never fire fails here.
         _croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
     except CroniterError as err:
-        raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {err}") from err
+        raise ScheduleError(f"invalid cron {quoted(expression)} in {key!r}: {err}") from err
     return normalised
 
 
@@ -941,7 +962,7 @@ _CRON_NAMES: tuple[dict[str, int], ...] = (
     {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
 )
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$", re.ASCII)
 
 
 # A cache of a pure parse, keyed on the expression's text alone (nothing of a run's): the few
@@ -995,9 +1016,58 @@ def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
 
 
 def _cron_value(text: str, names: dict[str, int]) -> int | None:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     return names.get(text)
+
+
+def load_json(text: str, expected: str) -> Any:
+    """Decode an untrusted JSON text, its nesting bounded by JSON_MAX_DEPTH before the decoder sees it.
+
+    ScheduleError says what is wrong and what was `expected` (never RecursionError:
+    the decoder recurses once per level, and `[[[[...` can hold 60,000 of them).
+    """
+    openers = text.count("[") + text.count("{")
+    if openers > JSON_MAX_DEPTH and _json_depth(text) > JSON_MAX_DEPTH:
+        raise ScheduleError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels; expected {expected}")
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ScheduleError(f"not valid JSON ({err}); expected {expected}") from err
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _JSON_STRUCTURE.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
+
+def quoted(value: object, limit: int = VALUE_SHOWN_CHARS, *, as_json: bool = False) -> str:
+    """An untrusted value for a message: repr of a string (JSON with as_json), JSON of anything else, cut to
+    `limit` with its length.
+
+    Messages quote what was wrong, and a tag or a URL's document can hold 64 KB in one value.
+    """
+    if isinstance(value, str) and not as_json:
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            text = type(value).__name__
+    if len(text) <= limit:
+        return text
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters of JSON"
+    return f"{text[:limit]}... ({length})"
 
 
 def _json_type(value: object) -> str:
@@ -1578,10 +1648,7 @@ class ScheduleResolver:
         shown = redact_url(url)
         try:
             text = self._fetch(url, check_url(url, self._settings.url_allow, self._resolve))
-            try:
-                document = json.loads(text)
-            except ValueError as err:
-                raise ScheduleError(f"not valid JSON ({err}); expected a list such as {SKIP_EXAMPLE}") from err
+            document = load_json(text, f"a list such as {SKIP_EXAMPLE}")
             skip = parse_skip_entries(document, source=shown)
             return skip if skip is not None else SkipDays(source=shown)
         except ScheduleError as err:
