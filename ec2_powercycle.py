@@ -47,6 +47,7 @@ import re
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -473,6 +474,8 @@ class Settings:
     organization_units: tuple[str, ...] = ()
     exclude_accounts: frozenset[str] = frozenset()
     targets_per_invocation: int = DEFAULT_TARGETS_PER_INVOCATION
+    # How old an event's time may be; zero turns the check off.
+    max_event_age: timedelta = timedelta(minutes=DEFAULT_WINDOW_MINUTES + EVENT_AGE_MARGIN_MINUTES)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -495,6 +498,7 @@ class Settings:
             tag=tag,
             window=timedelta(minutes=window),
             catch_up=timedelta(minutes=_parse_catch_up(env.get(CATCH_UP_SETTING), window)),
+            max_event_age=timedelta(minutes=_parse_event_age(env.get(MAX_EVENT_AGE_SETTING), window)),
             timezone=default_tz,
             protected_environments=frozenset(
                 value.lower() for value in _split_list(env.get(PROTECTED_SETTING, DEFAULT_PROTECTED_ENVIRONMENTS))
@@ -530,7 +534,7 @@ def _parse_catch_up(value: str | None, window: int) -> int:
     if value is None or not value.strip():
         return max(DEFAULT_CATCH_UP_MINUTES, window)
     text = value.strip()
-    if not text.isdigit() or 0 < int(text) < window:
+    if not (text.isascii() and text.isdigit()) or 0 < int(text) < window:
         raise ConfigError(
             f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least "
             f"{WINDOW_SETTING} ({window}), got {value!r}"
@@ -538,11 +542,20 @@ def _parse_catch_up(value: str | None, window: int) -> int:
     return int(text)
 
 
+def _parse_event_age(value: str | None, window: int) -> int:
+    if value is None or not value.strip():
+        return window + EVENT_AGE_MARGIN_MINUTES
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{MAX_EVENT_AGE_SETTING} must be 0 (off) or a whole number of minutes, got {value!r}")
+    return int(text)
+
+
 def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
     if value is None or not value.strip():
         return default
     text = value.strip()
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise ConfigError(f"{name} must be a positive whole number of {unit}, got {value!r}")
     return int(text)
 
@@ -2073,8 +2086,8 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
     override = tags.get(context.override_key)
     if override is not None:  # one instance's: decided apart from the decision its schedule's instances share
         overridden = override_verdict(override, verdict, state, context)
-        if overridden is not verdict:
-            return overridden  # held, ended this run, or malformed: the override decides, not the record
+        if overridden is not verdict:  # held, ended this run, or malformed: the override decides, not catch-up
+            return _held_start_failure(overridden, instance, context)
     schedule = verdict.schedule
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
@@ -2083,6 +2096,23 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
         return verdict
     decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
     return verdict if decision is verdict.decision else Verdict(schedule, decision)
+
+
+def _held_start_failure(verdict: Verdict, instance: Mapping[str, Any], context: RunContext) -> Verdict:
+    """An override's start that did not take, reported (and Server.* retried) as a scheduled start's is.
+
+    An override has no start time of its own: a failed start within the catch-up
+    horizon (or the window) is the one the override asked for.
+    """
+    if verdict.decision.action is not Action.START or instance["State"]["Name"] != "stopped":
+        return verdict
+    horizon = max(context.settings.catch_up, context.settings.window)
+    failed = start_failure(instance_record(instance), context.now - horizon)
+    if failed is None:
+        return verdict
+    if failed.outcome is Outcome.ACT:
+        failed = replace(failed, reason=f"{verdict.decision.reason}; {failed.reason}", caught_up=None)
+    return Verdict(verdict.schedule, failed)
 
 
 def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
@@ -2163,6 +2193,23 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}")
 
 
+def decide_isolated(instance: Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
+    """`decide_instance`, whatever its tags hold: anything it raises is this instance's error, not its target's.
+
+    Untrusted values are parsed into ScheduleErrors at the edge; this is the net
+    under that rule (a value nobody foresaw, a bug), so that one instance's tags
+    never cost the other instances of its account and region their run.
+    """
+    try:
+        return decide_instance(instance, context)
+    except Exception as err:  # the instance's error, reported; its neighbours still run
+        problem = PowercycleError(f"cannot decide this instance: {type(err).__name__}: {err}")
+        # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
+        frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
+        logger.error("%s: %s: %s\n%s", target, instance.get("InstanceId"), problem, frames)
+        return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
+
+
 def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]) -> Any:
     """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
 
@@ -2171,7 +2218,7 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
         for instance in tagged_instances(ec2, context.settings.tag):
-            visit(instance, decide_instance(instance, context))
+            visit(instance, decide_isolated(instance, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
     except (ClientError, BotoCoreError) as err:
@@ -2651,6 +2698,8 @@ def _chunk_target(entry: object, index: int, settings: Settings, own_account: st
         raise ConfigError(f"{where}.region must be a region name such as 'eu-west-1', got {region!r}")
     if account in settings.exclude_accounts:
         raise ConfigError(f"{where}: account {account} is excluded by {EXCLUDE_ACCOUNTS_SETTING}")
+    if not settings.all_regions and region not in settings.regions:
+        raise ConfigError(f"{where}: region {region} is not in {REGIONS_SETTING} ({', '.join(settings.regions)})")
     if role_arn is None:
         if not settings.own_account or own_account not in (OWN_ACCOUNT, account):
             raise ConfigError(f"{where}: role_arn null means the function's own account, which {account} is not")
@@ -2749,6 +2798,28 @@ def reference_time(event: Any) -> datetime:
     if moment.tzinfo is None:
         raise ConfigError(f"event time {raw!r} has no time zone; expected e.g. '2026-11-23T08:00:00Z'")
     return moment.astimezone(UTC)
+
+
+def check_event_time(event_time: datetime, clock: datetime, settings: Settings) -> None:
+    """Refuse (ConfigError) an event whose time is older than MAX_EVENT_AGE or ahead of the clock.
+
+    An event decides what a run does as if it were then: whoever may invoke the
+    function must not make it act as it would have at another time (a missed
+    time is caught up by the next run instead). Zero turns the check off.
+    """
+    age = settings.max_event_age
+    if not age:
+        return
+    if event_time < clock - age:
+        raise ConfigError(
+            f"event time {_iso(event_time)} is more than {int(age.total_seconds() // 60)} minutes old "
+            f"({MAX_EVENT_AGE_SETTING}); nothing was done: the next run catches up what it missed"
+        )
+    if event_time > clock + EVENT_CLOCK_SKEW:
+        raise ConfigError(
+            f"event time {_iso(event_time)} is more than {int(EVENT_CLOCK_SKEW.total_seconds() // 60)} minutes "
+            f"ahead of the clock ({_iso(clock)}); nothing was done"
+        )
 
 
 def own_account_id(context: Any) -> str:
@@ -2857,9 +2928,11 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     settings, own_account = Settings.from_env(), own_account_id(context)
     if is_chunk_event(event):
         now, targets = chunk_of_event(event, settings, own_account)
+        check_event_time(now, datetime.now(UTC), settings)
         discovery = Discovery(targets)
     else:
         now = reference_time(event)
+        check_event_time(now, datetime.now(UTC), settings)
         discovery = discover_targets(settings, own_account, shared_aws())
         function_arn = getattr(context, "invoked_function_arn", None)
         if function_arn and len(discovery.targets) > settings.targets_per_invocation:
