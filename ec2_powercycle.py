@@ -1171,14 +1171,25 @@ def window_minutes(tz_name: str, now: datetime, window: timedelta) -> WindowMinu
     instant = now.replace(second=0, microsecond=0)
     result = []
     while instant > now - window:
-        local = instant.astimezone(tz)
-        wall = local.replace(tzinfo=None)
-        walls = [] if local.fold else [wall]
-        skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
-        walls += [wall - skipped + minute * k for k in range(int(skipped / minute))]
+        walls = walls_at(instant, tz)
         result.append((instant, tuple((w.minute, w.hour, w.day, w.month, (w.weekday() + 1) % 7) for w in walls)))
         instant -= minute
     return tuple(result)
+
+
+def walls_at(instant: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The wall-clock times (naive) that fire at a whole-minute instant in tz, earliest first.
+
+    Its own wall time, except in the second pass of a repeated hour (a time fires
+    at its first occurrence); at the moment clocks go forward, also the skipped
+    wall times before it (they fire then).
+    """
+    minute = timedelta(minutes=1)
+    local = instant.astimezone(tz)
+    wall = local.replace(tzinfo=None)
+    skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
+    earlier = [wall - skipped + minute * k for k in range(int(skipped / minute))]
+    return earlier if local.fold else [*earlier, wall]
 
 
 def latest_in_window(
@@ -1263,10 +1274,38 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of:
     if start is None and stop is None:
         return Due(None, enforced=enforced)
     if start is not None and stop is not None and start == stop:
-        return Due(None, start, conflict=True, enforced=enforced)
+        later = _later_by_wall_clock(schedule, start)
+        return Due(later, start, enforced=enforced) if later else Due(None, start, conflict=True, enforced=enforced)
     if stop is None or (start is not None and start > stop):
         return Due(Action.START, start, enforced=enforced)
     return Due(Action.STOP, stop, enforced=enforced)
+
+
+def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
+    """Of a start and a stop that fire at the same instant, the one written for the later wall time.
+
+    They meet only when clocks going forward moved one of them (a 02:00 start and
+    a 03:00 stop both fire at 03:00 on a spring-forward day): the 03:00 one is what
+    the schedule says for after the jump. None for a real conflict (the same wall time).
+    """
+    walls = walls_at(at, zone(schedule.tz))
+
+    def latest_wall(expressions: tuple[str, ...]) -> datetime | None:
+        return max((wall for wall in walls for e in expressions if _fires_at_wall(e, wall)), default=None)
+
+    start, stop = latest_wall(schedule.start), latest_wall(schedule.stop)
+    if start is None or stop is None or start == stop:
+        return None
+    return Action.START if start > stop else Action.STOP
+
+
+def _fires_at_wall(expression: str, wall: datetime) -> bool:
+    fields = cron_fields(expression)
+    if fields is not None:
+        return fields.matches((wall.minute, wall.hour, wall.day, wall.month, (wall.weekday() + 1) % 7))
+    from croniter import croniter
+
+    return bool(croniter.match(expression, wall))
 
 
 def running_hours(schedule: Schedule, start: datetime, hours: int) -> list[bool]:
@@ -2488,15 +2527,22 @@ def notification(
     tail = f": {counts}; {done}{dry}"
     subject = function_name[: max(SNS_SUBJECT_MAX_CHARS - len(tail), 1)] + tail
     lines = [f"{function_name} run at {summary['time']}{dry}: {counts}.", scope, "", "Problems:"]
+    room = SNS_MESSAGE_MAX_BYTES - sum(len(line.encode()) + 1 for line in lines) - 200  # the closing lines
+    listed = 0
     for entry in errors[:NOTIFY_MAX_PROBLEMS]:
         where = f"{entry['account']}/{entry['region']}"
         if entry["instance_id"] is None:
-            lines.append(f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}")
+            line = f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}"
         else:
             name = f" ({entry['name']})" if entry.get("name") else ""
-            lines.append(f"- {entry['instance_id']}{name} in {where}: {entry['error']}")
-    if len(errors) > NOTIFY_MAX_PROBLEMS:
-        lines.append(f"and {len(errors) - NOTIFY_MAX_PROBLEMS} more.")
+            line = f"- {entry['instance_id']}{name} in {where}: {entry['error']}"
+        room -= len(line.encode()) + 1
+        if room < 0:  # SNS refuses a message over 256 KB: the one that says what went wrong must go out
+            break
+        lines.append(line)
+        listed += 1
+    if len(errors) > listed:
+        lines.append(f"and {len(errors) - listed} more.")
     where_logged = f" in the log group {log_group}" if log_group else ""
     lines += ["", f"The run's whole summary is the JSON line it logged{where_logged}."]
     return subject, "\n".join(lines)
@@ -2777,10 +2823,14 @@ def dispatch_summary(
 
 
 def log_dispatch(summary: dict[str, Any]) -> None:
-    """Log the dispatch summary as one JSON line, its errors cut to 100 (a failed chunk lists all its targets)."""
+    """Log the dispatch summary as one JSON line, its errors cut to 100 (a failed chunk lists all its targets)
+    and then to what fits in a log event."""
     errors = summary["errors"]
     shown = summary if len(errors) <= 100 else {**summary, "errors": errors[:100], "errors_count": len(errors)}
-    logger.info("%s", json.dumps(shown))
+    line = json.dumps(shown)
+    if len(line) > SUMMARY_LOG_MAX_CHARS:
+        line = json.dumps(fit_lists(shown, ("errors",), SUMMARY_LOG_MAX_CHARS, totals=summary))
+    logger.info("%s", line)
 
 
 # --- Handler --------------------------------------------------------------------
@@ -2866,9 +2916,38 @@ def log_summary(summary: dict[str, Any]) -> None:
         ]
         shortened["truncated"] = True
         line = json.dumps(shortened, default=str)
+        if len(line) > SUMMARY_LOG_MAX_CHARS:  # long entries (errors quote what was wrong): cut by size too
+            line = json.dumps(fit_lists(shortened, (*lists, "targets"), SUMMARY_LOG_MAX_CHARS), default=str)
     logger.info("%s", line)
     if summary["errors"]:
         logger.warning("%d errors in this run; see the summary's errors", len(summary["errors"]))
+
+
+def fit_lists(
+    document: Mapping[str, Any], keys: Sequence[str], budget: int, totals: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The document with the lists under `keys` cut from their ends so that its JSON fits in `budget` characters.
+
+    Lists share the room evenly, and what a short list leaves goes to the longer
+    ones. Each cut list keeps its whole length in `<key>_count` (from `totals`,
+    the uncut document, where given), and `truncated` is set.
+    """
+    totals = totals or document
+    fitted = {**document, **{key: [] for key in keys}, "truncated": True}
+    for key in keys:
+        fitted[f"{key}_count"] = totals.get(f"{key}_count", len(totals[key]))
+    room = budget - len(json.dumps(fitted, default=str))
+    sizes = {key: [len(json.dumps(item, default=str)) + 2 for item in document[key]] for key in keys}
+    by_size = sorted(keys, key=lambda key: sum(sizes[key]))
+    for done, key in enumerate(by_size):
+        share, used, kept = room // (len(by_size) - done), 0, 0
+        for size in sizes[key]:
+            if used + size > share:
+                break
+            used, kept = used + size, kept + 1
+        fitted[key] = list(document[key][:kept])
+        room -= used
+    return fitted
 
 
 def _ensure_logging() -> None:
