@@ -50,6 +50,8 @@ LIST_ACCOUNTS = {
 }
 DESCRIBE_REGIONS = "ec2:DescribeRegions"
 INVOKE_ITSELF = "lambda:InvokeFunction"
+# Called only where a schedule names maintenance windows; read-only, so allowed without a condition.
+DESCRIBE_WINDOWS = "ssm:DescribeMaintenanceWindows"
 OCCASIONAL = {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | LIST_ACCOUNTS
 # The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
 LAMBDA_RUNTIME = "python3.13"
@@ -260,6 +262,18 @@ def _launch_due_pair(ec2: Any) -> None:
             ec2.stop_instances(InstanceIds=[instance])
 
 
+def _launch_patched(ec2: Any, ssm: Any) -> None:
+    """A maintenance window, and one stopped instance whose schedule names it (its lead time is 17:50)."""
+    ssm.create_maintenance_window(
+        Name="patching", Schedule="cron(10 18 * * ? *)", Duration=1, Cutoff=0, AllowUnassociatedTargets=True
+    )
+    tags = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": '{"stop": "0 20 * * *", "maintenance_windows": ["patching"]}'}]
+    instance = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
+    )["Instances"][0]["InstanceId"]
+    ec2.stop_instances(InstanceIds=[instance])
+
+
 def _allowed_actions(statements: list[dict[str, Any]]) -> set[str]:
     return {a for s in statements if s["Effect"] == "Allow" for a in _as_list(s["Action"]) if not a.startswith("logs:")}
 
@@ -270,7 +284,8 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
 
     The function's own credentials need the EC2 calls, sns:Publish for the notification of a run
     with errors (here a bad tag), and sts:AssumeRole only with EC2_POWERCYCLE_ROLE_ARNS; a spoke
-    role's credentials need the EC2 calls only.
+    role's credentials need the EC2 calls only, and DescribeMaintenanceWindows for a schedule that names
+    a maintenance window (here one in each account).
     """
     calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
     real_call = botocore.client.BaseClient._make_api_call
@@ -295,32 +310,35 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
                 {"ResourceType": "instance", "Tags": [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": '{"stat": ""}'}]}
             ],
         )
+        _launch_patched(own_ec2, moto_client("ssm"))
         topic = moto_client("sns").create_topic(Name="ec2-powercycle")["TopicArn"]
         monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, topic)
         for role_arn in role_arns:
             _launch_due_pair(role_client("ec2", role_arn))
+            _launch_patched(role_client("ec2", role_arn), role_client("ssm", role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     accounts = 1 + len(role_arns)
-    assert (len(summary["started"]), len(summary["stopped"]), len(summary["errors"])) == (accounts, accounts, 1)
-    assert calls["own"] == EC2_ACTIONS | {PUBLISH} | ({ASSUME_ROLE} if role_arns else set())
-    assert calls["spoke"] == (EC2_ACTIONS if role_arns else set())
+    assert (len(summary["started"]), len(summary["stopped"]), len(summary["errors"])) == (2 * accounts, accounts, 1)
+    assert calls["own"] == EC2_ACTIONS | {DESCRIBE_WINDOWS, PUBLISH} | ({ASSUME_ROLE} if role_arns else set())
+    assert calls["spoke"] == (EC2_ACTIONS | {DESCRIBE_WINDOWS} if role_arns else set())
 
     # The hub: lambda-policy.json allows these calls and nothing else; AssumeRole in a statement of its own,
     # marked as needed only with roles, on the spoke role's name; template.yaml adds it only with RoleArns.
     # (The organization's calls: test_policies_allow_an_organizations_calls_and_no_others.)
     policy = _policy("lambda-policy.json")["Statement"]
-    assert _allowed_actions(policy) == EC2_ACTIONS | OCCASIONAL | {PUBLISH}
+    assert _allowed_actions(policy) == EC2_ACTIONS | OCCASIONAL | {DESCRIBE_WINDOWS, PUBLISH}
     (publish,) = [s for s in policy if PUBLISH in _as_list(s["Action"])]
     assert _as_list(publish["Action"]) == [PUBLISH] and fnmatch.fnmatchcase(topic, publish["Resource"])
     (assume,) = [s for s in policy if ASSUME_ROLE in _as_list(s["Action"])]
     assert assume["Sid"].startswith("OnlyWithRoleArns") and _as_list(assume["Action"]) == [ASSUME_ROLE]
     assert all(any(fnmatch.fnmatchcase(arn, r) for r in _as_list(assume["Resource"])) for arn in role_arns)
     template_statements = _template_role_statements()
-    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS | {PUBLISH}
+    unconditional = EC2_ACTIONS | {DESCRIBE_WINDOWS, PUBLISH}
+    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == unconditional
     assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == OCCASIONAL
     # A spoke: its role allows exactly what is called with its credentials (DescribeRegions with all regions).
-    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS}
+    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS, DESCRIBE_WINDOWS}
 
 
 @pytest.mark.parametrize("units", [False, True], ids=["whole-organization", "units"])
@@ -396,7 +414,7 @@ def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     policy = _policy("lambda-policy.json")
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
     log_actions = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-    assert actions == EC2_ACTIONS | OCCASIONAL | {PUBLISH} | log_actions
+    assert actions == EC2_ACTIONS | OCCASIONAL | {DESCRIBE_WINDOWS, PUBLISH} | log_actions
     assert not [a for a in actions if "*" in a]
     (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
@@ -858,7 +876,7 @@ def test_spoke_role_is_stackset_ready():
     ]
 
 
-def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
+def test_spoke_role_has_the_ec2_and_ssm_statements_of_the_lambda_policy():
     spoke = _spoke()
     assert spoke["Parameters"]["ProtectedEnvironments"]["Default"] == ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS
     (inline,) = spoke["Resources"]["Role"]["Properties"]["Policies"]
@@ -869,8 +887,10 @@ def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
         }
     }
     ours = _spoke_policy()["Statement"]
-    files = [s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith("ec2:")]
-    assert len(files) == 5
+    files = [
+        s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith(("ec2:", "ssm:"))
+    ]
+    assert len(files) == 6
 
     def normal(statement: dict[str, Any]) -> dict[str, Any]:
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}
