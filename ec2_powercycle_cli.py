@@ -49,6 +49,8 @@ from ec2_powercycle import (
     ConfigError,
     Decision,
     DiscoveryError,
+    MaintenanceWindow,
+    Occurrence,
     Outcome,
     Override,
     RunContext,
@@ -69,11 +71,15 @@ from ec2_powercycle import (
     is_url,
     logger,
     next_fire,
+    next_occurrences,
+    occurrences,
     override_key,
     parse_instant,
     parse_override,
+    read_maintenance_windows,
     read_target,
     reference_time,
+    resolve_windows,
     run,
     running_hours,
     shared_aws,
@@ -110,6 +116,7 @@ EXIT_SETUP = 2
 TIMELINE_HOURS = 7 * 24
 TIMELINE_MAX_HOURS = 31 * 24
 SKIPPED_LINES = 20  # skipped days `check` lists before it only counts the rest
+WINDOW_OCCURRENCES = 2  # next occurrences `plan` shows of each maintenance window an instance's schedule names
 _INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 
@@ -130,6 +137,8 @@ class PlanEntry:
     next_stop: datetime | None = None
     override: Override | None = None  # its override tag, when well-formed (a bad one is the decision's error)
     override_status: str | None = None  # "active", "ending" (this run's window holds `until`) or "ended"
+    windows: tuple[MaintenanceWindow, ...] = ()  # the maintenance windows its schedule names (when they could be had)
+    next_windows: tuple[Occurrence, ...] = ()  # their next occurrences, in time order
 
     @property
     def untouched(self) -> str | None:
@@ -144,15 +153,16 @@ class Style:
     colour: bool = False
     running: str = "#"
     stopped: str = "."
+    patching: str = "+"  # running for a maintenance window
 
     @classmethod
     def for_stream(cls, stream: Any) -> Style:
         colour = stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         try:
-            "█·".encode(stream.encoding or "ascii")
+            "█·▒".encode(stream.encoding or "ascii")
         except (UnicodeEncodeError, LookupError):
             return cls(colour)
-        return cls(colour, "█", "·")
+        return cls(colour, "█", "·", "▒")
 
     def paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.colour and text else text
@@ -245,8 +255,10 @@ def plan_entry(
     tag: str,
     now: datetime,
     window: timedelta = timedelta(minutes=15),
+    windows: tuple[MaintenanceWindow, ...] = (),
 ) -> PlanEntry:
-    """One instance, its run decision (from `decide_instance`), its schedule's next times and its override."""
+    """One instance, its run decision (from `decide_instance`), its schedule's next times, its override and
+    the next occurrences of the maintenance windows its schedule names (`windows`)."""
     tags = instance_tags(instance)
     schedule = verdict.schedule
     override, status = None, None
@@ -270,7 +282,21 @@ def plan_entry(
         next_stop=None if schedule is None else _next(schedule.stop, schedule, now),
         override=override,
         override_status=status,
+        windows=windows,
+        next_windows=upcoming_windows(windows, now, WINDOW_OCCURRENCES),
     )
+
+
+def upcoming_windows(windows: tuple[MaintenanceWindow, ...], after: datetime, count: int) -> tuple[Occurrence, ...]:
+    """The next `count` occurrences of each window after `after`, in time order (none for one that cannot
+    be evaluated: the decision reports it)."""
+    found: list[Occurrence] = []
+    for window in windows:
+        try:
+            found += next_occurrences(window, after, count)
+        except (ScheduleError, ValueError):
+            continue
+    return tuple(sorted(found, key=lambda occurrence: (occurrence.start, occurrence.window.name)))
 
 
 def _next(expressions: tuple[str, ...], schedule: Schedule, now: datetime) -> datetime | None:
@@ -284,33 +310,43 @@ def timeline_start(now: datetime, tz_name: str) -> datetime:
     return now - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
 
 
-def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name: str) -> dict[str, Any]:
-    """One row per distinct schedule (and override still held in the span) of the instances it will act on.
+def plan_timeline(
+    entries: list[PlanEntry], start: datetime, hours: int, tz_name: str, lead: timedelta = timedelta(minutes=20)
+) -> dict[str, Any]:
+    """One row per distinct schedule (with the override still held in the span, and the maintenance windows
+    it names) of the instances it will act on.
 
     Each row: running hours, stopped share, and the days its schedule skips in the span.
-    An override holds its state in the hours before its `until`; the schedule's state follows.
+    An override holds its state in the hours before its `until`; the schedule's state follows. A
+    maintenance window holds its instances running in the hours that meet its lead time to its end
+    (`maintenance`), except where an override holds them.
     """
-    users: dict[tuple[Schedule, Override | None], list[str]] = {}
+    users: dict[tuple[Schedule, Override | None, tuple[MaintenanceWindow, ...]], list[str]] = {}
     for entry in entries:
         if entry.schedule is not None:
             held = entry.override if entry.override is not None and entry.override.until > start else None
-            users.setdefault((entry.schedule, held), []).append(entry.instance_id)
+            users.setdefault((entry.schedule, held, entry.windows), []).append(entry.instance_id)
     rows = []
     ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
     end = start + timedelta(hours=hours)
-    for number, ((schedule, held), instance_ids) in enumerate(ranked, 1):
+    for number, ((schedule, held, windows), instance_ids) in enumerate(ranked, 1):
         running = running_hours(schedule, start, hours)
+        patching = window_hours(windows, start, hours, lead)
         if held is not None:
+            patching = [value and start + timedelta(hours=index) >= held.until for index, value in enumerate(patching)]
             running = [
                 held.state == "running" if start + timedelta(hours=index) < held.until else value
                 for index, value in enumerate(running)
             ]
+        running = [value or patched for value, patched in zip(running, patching, strict=True)]
         stopped = running.count(False)
         rows.append(
             {
                 "id": f"S{number}",
                 "schedule": schedule_document(schedule),
                 "override": None if held is None else {"state": held.state, "until": _iso(held.until)},
+                "maintenance_windows": [{"name": window.name, "id": window.window_id} for window in windows],
+                "maintenance": patching,
                 "instances": len(instance_ids),
                 "instance_ids": instance_ids,
                 "running": running,
@@ -322,6 +358,25 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
             }
         )
     return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
+
+
+def window_hours(
+    windows: tuple[MaintenanceWindow, ...], start: datetime, hours: int, lead: timedelta
+) -> list[bool]:
+    """For each of `hours` hours from `start`: whether a window holds its instances running during part of it."""
+    held = [False] * hours
+    end = start + timedelta(hours=hours)
+    for window in windows:
+        try:
+            found = occurrences(window, start - window.duration, end + lead)
+        except (ScheduleError, ValueError):
+            continue  # the decision reports it
+        for occurrence in found:
+            first = max(0, int((occurrence.start - lead - start) // timedelta(hours=1)))
+            last = min(hours, -int(-(occurrence.end - start) // timedelta(hours=1)))  # the hour it ends in, included
+            for index in range(first, last):
+                held[index] = True
+    return held
 
 
 def plan_data(
@@ -347,6 +402,18 @@ def plan_data(
                 "next_start": _iso(entry.next_start) or None,
                 "next_stop": _iso(entry.next_stop) or None,
                 "override": _override_data(entry),
+                "maintenance_windows": [
+                    {
+                        "name": window.name,
+                        "id": window.window_id,
+                        "next": [
+                            {"start": _iso(occurrence.start), "end": _iso(occurrence.end)}
+                            for occurrence in entry.next_windows
+                            if occurrence.window == window
+                        ],
+                    }
+                    for window in entry.windows
+                ],
                 "now": {
                     "outcome": entry.decision.outcome.value,
                     "action": None if entry.decision.action is None else entry.decision.action.value,
@@ -523,6 +590,8 @@ def format_plan(
         lines.append(line)
         if entry.override is not None:
             lines.append("    " + style.warn(_override_words(entry, now)))
+        if entry.schedule is not None:
+            lines.extend("    " + line for line in _window_lines(entry, now))
         if entry.untouched:
             lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
         elif entry.decision.outcome is not Outcome.IDLE:
@@ -533,6 +602,21 @@ def format_plan(
     lines.append("")
     lines.extend(format_timeline(timeline, style))
     return "\n".join(lines)
+
+
+def _window_lines(entry: PlanEntry, now: datetime) -> list[str]:
+    """ "maintenance window 'patch-tuesday' (mw-...): Tue 2026-12-08 02:00 UTC to 04:00 (in 1d 2h), ..." """
+    assert entry.schedule is not None
+    lines = []
+    for window in entry.windows:
+        times = [
+            f"{_when(occurrence.start, entry.schedule.tz)} to "
+            f"{occurrence.end.astimezone(zone(entry.schedule.tz)):%H:%M} ({_until(occurrence.start, now)})"
+            for occurrence in entry.next_windows
+            if occurrence.window == window
+        ]
+        lines.append(f"maintenance window {window}: {', '.join(times) or 'no occurrence within a year'}")
+    return lines
 
 
 def _override_words(entry: PlanEntry, now: datetime) -> str:
@@ -558,7 +642,8 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
     lines = [
         style.bold(
             f"Timeline from {_when(start, timeline['zone'])}, one column per hour "
-            f"({style.running} running, {style.stopped} stopped)"
+            f"({style.running} running, {style.stopped} stopped"
+            + (f", {style.patching} running for a maintenance window)" if any(_patched(row) for row in rows) else ")")
         )
     ]
     labels = [f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}" for row in rows]
@@ -573,8 +658,10 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
             free = index + len(text) + 1
     lines.append(" " * margin + "".join(ruler[:hours]).rstrip())
     for label, row in zip(labels, rows, strict=True):
+        patched = row.get("maintenance") or [False] * len(row["running"])
         shading = "".join(
-            style.good(style.running) if running else style.stopped for running in row["running"]
+            style.warn(style.patching) if patching else style.good(style.running) if running else style.stopped
+            for running, patching in zip(row["running"], patched, strict=True)
         )
         share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
         lines.append(f"{label.ljust(margin)}{shading}  {share}")
@@ -582,10 +669,16 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
     for row in rows:
         override = row.get("override")
         held = "" if override is None else f"; override {override['state']} until {override['until']}"
-        lines.append(f"{row['id']}  {_schedule_words(row['schedule'])}{held}")
+        named = [f"'{window['name']}' ({window['id']})" for window in row.get("maintenance_windows", ())]
+        patching = f"; maintenance windows {', '.join(named)}" if named else ""
+        lines.append(f"{row['id']}  {_schedule_words(row['schedule'])}{held}{patching}")
         skipped = _skipped_lines([(date.fromisoformat(day["date"]), day["reason"]) for day in row.get("skipped", ())])
         lines.extend(f"{' ' * (len(row['id']) + 2)}{style.warn(line)}" for _, line in skipped)
     return lines
+
+
+def _patched(row: dict[str, Any]) -> bool:
+    return any(row.get("maintenance") or ())
 
 
 def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], style: Style) -> str:
@@ -708,6 +801,7 @@ def _check_command(args: Any, style: Style) -> int:
             f"the value is {len(value.strip())} characters and EC2 tag values hold at most {TAG_VALUE_MAX_CHARS}: "
             "put the schedule behind a URL, or its skip list behind a 'skip' URL"
         )
+    patching = check_windows(schedule, args, settings) if schedule.maintenance_windows else None
     if args.json:
         expressions = [*schedule.start, *schedule.stop]
         times = upcoming_times(schedule, now, args.count)
@@ -731,13 +825,117 @@ def _check_command(args: Any, style: Style) -> int:
                     for day, why in skipped_days(schedule, now, _skip_listing_end(times, now))
                 ],
                 "warnings": warnings,
+                **({} if patching is None else {"maintenance_windows": _windows_data(patching, now, args.count)}),
             }
         )
     elif not args.quiet:
         print(format_check(schedule, value, now, args.count, style))
+        if patching is not None:
+            print(f"\n{format_check_windows(patching, schedule, now, args.count, style)}")
     for warning in [] if args.json else warnings:
         print(f"{style.warn('warning')}: {warning}", file=sys.stderr)
+    if patching is not None and patching.error:
+        print(f"{style.bad('invalid')}: {patching.error}", file=sys.stderr)
+        return EXIT_PROBLEMS
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class CheckedWindows:
+    """What `check` learned of the maintenance windows a schedule names."""
+
+    region: str | None
+    windows: tuple[MaintenanceWindow, ...] = ()
+    unread: str | None = None  # why they were not read (no AWS access): the value may still be right
+    error: str | None = None  # they were read, and the schedule's names do not work (the instances' error)
+
+
+def check_windows(schedule: Schedule, args: Any, settings: Settings) -> CheckedWindows:
+    """Read the windows the schedule names in --region (else the settings' or the profile's region) as a run
+    reads them, or say why they could not be read."""
+    session = boto3.session.Session()
+    regions = [name.strip() for name in args.region or () if name.strip()] or list(settings.regions)
+    region = regions[0] if regions else session.region_name
+    if not region:
+        return CheckedWindows(None, unread=f"no region (pass --region, or set {REGIONS_SETTING} or AWS_REGION)")
+    if session.get_credentials() is None:
+        return CheckedWindows(region, unread="no AWS credentials")
+    try:
+        records = read_maintenance_windows(session.client("ssm", region_name=region))
+    except (ClientError, BotoCoreError) as err:
+        return CheckedWindows(region, unread=_describe_error(err))
+    try:
+        return CheckedWindows(region, resolve_windows(schedule.maintenance_windows, records))
+    except ScheduleError as err:
+        return CheckedWindows(region, error=f"maintenance_windows in {region}: {err}")
+
+
+def _check_window_times(checked: CheckedWindows, now: datetime, count: int) -> list[tuple[MaintenanceWindow, Any]]:
+    """Each window with its next occurrences, or the ScheduleError saying why they cannot be known."""
+    found: list[tuple[MaintenanceWindow, Any]] = []
+    for window in checked.windows:
+        try:
+            found.append((window, next_occurrences(window, now, count)))
+        except (ScheduleError, ValueError) as err:
+            found.append((window, err))
+    return found
+
+
+def format_check_windows(checked: CheckedWindows, schedule: Schedule, now: datetime, count: int, style: Style) -> str:
+    """The maintenance windows a schedule names: each window's next occurrences (the lead time before each)."""
+    names = ", ".join(schedule.maintenance_windows)
+    if checked.unread is not None:
+        where = f" in {checked.region}" if checked.region else ""
+        return style.warn(f"maintenance windows {names}: not read{where} ({checked.unread}); a run reads them")
+    if checked.error is not None:
+        return style.bad(f"maintenance windows {names}: {checked.error}")
+    lines = [f"maintenance windows (read in {checked.region}; instances run from the lead time before each):"]
+    for window, times in _check_window_times(checked, now, count):
+        enabled = "" if window.enabled else ", disabled: keeps nothing running"
+        lines.append(f"  {window}  {window.schedule} ({window.tz}, {_hours(window.duration)}{enabled})")
+        if isinstance(times, Exception):
+            lines.append("    " + style.bad(str(times)))
+            continue
+        rows = [
+            [
+                "window",
+                _when(occurrence.start, schedule.tz),
+                _utc(occurrence.start),
+                _until(occurrence.start, now),
+                f"to {occurrence.end.astimezone(zone(schedule.tz)):%H:%M}",
+            ]
+            for occurrence in times
+        ]
+        lines.extend(f"    {line}" for line in (_table(rows) if rows else ["no occurrence within a year"]))
+    return "\n".join(lines)
+
+
+def _hours(duration: timedelta) -> str:
+    hours = int(duration.total_seconds() // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def _windows_data(checked: CheckedWindows, now: datetime, count: int) -> dict[str, Any]:
+    return {
+        "region": checked.region,
+        "read": checked.unread is None,
+        "note": checked.unread,
+        "error": checked.error,
+        "windows": [
+            {
+                "name": window.name,
+                "id": window.window_id,
+                "schedule": window.schedule,
+                "tz": window.tz,
+                "enabled": window.enabled,
+                "next": []
+                if isinstance(times, Exception)
+                else [{"start": _iso(occurrence.start), "end": _iso(occurrence.end)} for occurrence in times],
+                **({"error": str(times)} if isinstance(times, Exception) else {}),
+            }
+            for window, times in _check_window_times(checked, now, count)
+        ],
+    }
 
 
 def _read_region(region: str, ec2: Any, settings: Settings) -> list[dict[str, Any]] | str:
@@ -754,7 +952,11 @@ def survey(target: Target, context: RunContext) -> tuple[list[PlanEntry], str | 
     tag, now, window = context.settings.tag, context.now, context.settings.window
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
-        entries.append(plan_entry(instance, verdict, target, tag, now, window))
+        schedule = verdict.schedule
+        named = schedule.maintenance_windows if schedule else ()
+        windows = context.named_windows(target, named) if named else ()  # read while deciding: no second call
+        usable = () if isinstance(windows, str) else windows
+        entries.append(plan_entry(instance, verdict, target, tag, now, window, usable))
 
     try:
         read_target(target, context, visit)
@@ -780,7 +982,7 @@ def _plan_command(args: Any, style: Style) -> int:
         (entry for target_entries, _ in surveyed for entry in target_entries),
         key=lambda entry: (entry.account, entry.region, entry.name, entry.instance_id),
     )
-    timeline = plan_timeline(entries, timeline_start(now, tz_name), args.hours, tz_name)
+    timeline = plan_timeline(entries, timeline_start(now, tz_name), args.hours, tz_name, settings.maintenance_lead)
     if args.json:
         _print_json(plan_data(entries, settings, now, timeline, problems))
     elif len(problems) < len(surveyed):
@@ -985,6 +1187,13 @@ def _cli_parser() -> Any:
     check.add_argument("value", metavar="VALUE", help="the tag value: inline JSON or a URL; - reads standard input")
     check.add_argument("--count", type=count, default=3, help="how many next start and stop times to show (3)")
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid: the exit code tells")
+    check.add_argument(
+        "--region",
+        action="append",
+        metavar="R",
+        help="where to read the maintenance windows the value names (default "
+        f"{REGIONS_SETTING}, AWS_REGION or the profile's region); read only when it names some",
+    )
     check.set_defaults(command=_check_command)
 
     plan = command(

@@ -15,6 +15,7 @@ from moto.ec2.models import ec2_backends
 from moto.ssm.models import FakeMaintenanceWindow
 
 import ec2_powercycle
+import ec2_powercycle_cli
 from ec2_powercycle import (
     MAINTENANCE_KEY,
     ConfigError,
@@ -336,3 +337,66 @@ def test_a_missed_lead_time_run_is_caught_up(fleet: Fleet) -> None:
             "maintenance_window": f"'{PATCH}' ({window_id})",
         }
     ]
+
+
+# --- The command line: plan and check ------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Any:
+    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
+    level = ec2_powercycle.logger.level
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = ec2_powercycle_cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    ec2_powercycle.logger.setLevel(level)
+
+
+def test_plan_shows_each_windows_next_occurrences_and_shades_them(fleet: Fleet, cli: Any) -> None:
+    window_id = create_window()
+    (instance,) = fleet.launch(schedule(PATCH), state="stopped")
+    code, out, _ = cli("plan", "--at", "2026-12-07T20:00:00Z", "--hours", "13", "--json")
+    (entry,) = json.loads(out)["instances"]
+    assert code == 0 and entry["instance_id"] == instance
+    assert entry["maintenance_windows"] == [
+        {
+            "name": PATCH,
+            "id": window_id,
+            "next": [
+                {"start": "2026-12-08T02:00:00Z", "end": "2026-12-08T04:00:00Z"},
+                {"start": "2026-12-15T02:00:00Z", "end": "2026-12-15T04:00:00Z"},
+            ],
+        }
+    ]
+    (row,) = json.loads(out)["timeline"]["schedules"]
+    # From 20:00: the hours from 01:00 (the lead time, 01:40) to 04:00 run for the window.
+    assert row["maintenance"] == [False] * 5 + [True] * 3 + [False] * 5
+    assert row["running"] == row["maintenance"][:12] + [True]  # 08:00: the schedule's own start
+    code, out, _ = cli("plan", "--at", "2026-12-07T20:00:00Z", "--hours", "12")
+    assert f"maintenance window '{PATCH}' ({window_id}): Tue 2026-12-08 02:00 UTC to 04:00 (in 6h)" in out
+    assert "running for a maintenance window" in out and f"maintenance windows '{PATCH}' ({window_id})" in out
+
+
+def test_check_reads_the_named_windows_only_when_it_can(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    window_id = create_window(ScheduleTimezone="Europe/Paris")
+    code, out, _ = cli("check", schedule(PATCH), "--at", "2026-12-07T20:00:00Z", "--count", "1")
+    assert code == 0
+    assert f"maintenance windows (read in {REGION};" in out
+    assert f"'{PATCH}' ({window_id})  cron(0 2 ? * TUE *) (Europe/Paris, 2 hours)" in out
+    assert "window  Tue 2026-12-08 01:00 UTC  2026-12-08 01:00 UTC  in 5h  to 03:00" in out
+    code, _, err = cli("check", schedule("nowhere"), "--at", "2026-12-07T20:00:00Z")
+    assert code == 1 and f"maintenance_windows in {REGION}: no maintenance window 'nowhere'" in err
+    code, out, _ = cli("check", '{"stop": "0 18 * * *"}', "--json")
+    assert code == 0 and "maintenance_windows" not in json.loads(out)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, out, _ = cli("check", schedule(PATCH), "--region", "eu-central-1")
+    assert code == 0
+    assert f"maintenance windows {PATCH}: not read in eu-central-1 (no AWS credentials); a run reads them" in out
