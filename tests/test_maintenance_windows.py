@@ -375,7 +375,7 @@ def test_plan_shows_each_windows_next_occurrences_and_shades_them(fleet: Fleet, 
     (row,) = json.loads(out)["timeline"]["schedules"]
     # From 20:00: the hours from 01:00 (the lead time, 01:40) to 04:00 run for the window.
     assert row["maintenance"] == [False] * 5 + [True] * 3 + [False] * 5
-    assert row["running"] == row["maintenance"][:12] + [True]  # 08:00: the schedule's own start
+    assert row["running"] == [*row["maintenance"][:12], True]  # 08:00: the schedule's own start
     code, out, _ = cli("plan", "--at", "2026-12-07T20:00:00Z", "--hours", "12")
     assert f"maintenance window '{PATCH}' ({window_id}): Tue 2026-12-08 02:00 UTC to 04:00 (in 6h)" in out
     assert "running for a maintenance window" in out and f"maintenance windows '{PATCH}' ({window_id})" in out
