@@ -188,6 +188,63 @@ def test_a_bad_lead_setting_is_an_error_naming_it(value: str) -> None:
         Settings.from_env({ec2_powercycle.MAINTENANCE_LEAD_SETTING: value, "AWS_REGION": REGION})
 
 
+# --- The decision (pure) ---------------------------------------------------------------------------
+
+WINDOW = MaintenanceWindow("mw-0123456789abcdef0", PATCH, "cron(0 2 ? * TUE *)", timedelta(hours=2))
+SHOWN = f"maintenance window '{PATCH}' (mw-0123456789abcdef0) 2026-12-08T02:00:00Z to 2026-12-08T04:00:00Z"
+RUN = timedelta(minutes=15)
+
+
+def decided(now: str, state: str, **schedule_fields: Any) -> tuple[Any, ...] | None:
+    """maintenance_decision at `now` for an office-hours schedule (UTC) with a nightly stop at 03:00."""
+    fields = {"start": ("0 8 * * 1-5",), "stop": ("0 18 * * 1-5", "0 3 * * *"), **schedule_fields}
+    plan = ec2_powercycle.Schedule(**fields)
+    moment = utc(now)
+    due = ec2_powercycle.due_action(plan, moment, RUN)
+    patching = ec2_powercycle.patching_at([WINDOW], moment, RUN, timedelta(minutes=20))
+    decision = ec2_powercycle.maintenance_decision(plan, due, patching, state, moment, RUN)
+    return None if decision is None else (decision.outcome.value, decision.action, decision.reason)
+
+
+@pytest.mark.parametrize(
+    ("now", "state", "fields", "expected"),
+    [
+        # Before the lead time, and after the run that handed back: no say.
+        ("2026-12-08T01:30:00", "stopped", {}, None),
+        ("2026-12-08T04:15:00", "running", {}, None),
+        # The run whose window holds the lead time (01:40) starts a stopped instance, naming the window.
+        ("2026-12-08T01:45:00", "stopped", {}, ("act", "start", f"start due at 2026-12-08T01:40:00Z for {SHOWN}")),
+        # Already running: held quietly, no skip to note.
+        ("2026-12-08T01:45:00", "running", {}, ("idle", None, f"running for {SHOWN}")),
+        # A scheduled stop while it holds is skipped, naming the window.
+        ("2026-12-08T03:00:00", "running", {}, ("skip", None, f"stop due at 2026-12-08T03:00:00Z skipped: {SHOWN}")),
+        # Stopped later by a person: the window's start is not repeated (its catch-up is follow_up's).
+        ("2026-12-08T02:30:00", "stopped", {}, ("idle", None, f"held running for {SHOWN}")),
+        # With enforce, every run while it holds brings a stopped instance back.
+        (
+            "2026-12-08T02:30:00",
+            "stopped",
+            {"enforce": True},
+            ("act", "start", f"start due at 2026-12-08T01:40:00Z for {SHOWN}"),
+        ),
+        # At its end the schedule's state then (stopped since 03:00) applies, once.
+        ("2026-12-08T04:00:00", "running", {}, ("act", "stop", f"{SHOWN} ended: stop due at 2026-12-08T04:00:00Z")),
+        # ... and nothing is noted when the instance is in that state already.
+        ("2026-12-08T04:00:00", "stopped", {}, ("idle", None, f"{SHOWN} ended: already stopped")),
+        # Skip days skip the schedule's times, never the window.
+        ("2026-12-08T01:45:00", "stopped", {"skip": ec2_powercycle.parse_skip_entries(["2026-12-08"])}, (
+            "act",
+            "start",
+            f"start due at 2026-12-08T01:40:00Z for {SHOWN}",
+        )),
+    ],
+)
+def test_what_a_window_decides(now: str, state: str, fields: dict[str, Any], expected: tuple[Any, ...] | None) -> None:
+    assert decided(now, state, **fields) == (
+        None if expected is None else (expected[0], expected[1] and ec2_powercycle.Action(expected[1]), expected[2])
+    )
+
+
 # --- Runs against moto ------------------------------------------------------------------------------
 
 
