@@ -19,6 +19,9 @@ A schedule's ``"skip"`` entries (dates, ranges, month-days, ``holidays:GB-ENG``)
 are days in its zone on which its times do not exist. A second tag,
 ``ec2Powercycle:override`` = ``{"state": "running", "until": "2026-11-24T02:00:00Z"}``,
 holds one instance in a state until a time, then hands it back to its schedule.
+A schedule's ``"maintenance_windows"`` (SSM maintenance windows of the
+instance's account and region) keep it running from
+EC2_POWERCYCLE_MAINTENANCE_LEAD_MINUTES before each occurrence until its end.
 
 This module holds only what a run needs, in the order a run goes: settings,
 schedule parsing, the decision (pure: no clock, no network, no boto3), schedules

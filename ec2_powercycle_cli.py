@@ -99,6 +99,9 @@ the tag:
   and stop acts once, manual changes are respected). skip: days in tz on which
   no time fires, a list such as ["holidays:GB-ENG", "2026-12-24..2027-01-01",
   "12-31", "2026-08-14"] or the URL of one.
+  maintenance_windows: SSM maintenance windows (names or mw- IDs) of the
+  instance's account and region; it is started EC2_POWERCYCLE_MAINTENANCE_LEAD_MINUTES
+  (20) before each opens and kept running until it closes.
 
 the override tag:
   key ec2Powercycle:override (the schedule tag's key plus ":override"), value
