@@ -372,7 +372,8 @@ def test_plan_json_shows_each_instance_and_why_it_is_left_alone(fleet: dict[str,
     assert untouched == {
         "db-production": "protected environment 'P'",
         "asg-worker": "in Auto Scaling group 'workers'",
-        "typo-in-tag": TAG_ERROR + "unknown key 'stat'; allowed keys: start, stop, tz, enforce, hibernate, skip",
+        "typo-in-tag": TAG_ERROR + "unknown key 'stat'; allowed keys: start, stop, tz, enforce, hibernate, skip, "
+        "maintenance_windows",
     }
 
 
