@@ -105,7 +105,8 @@ def check_example(document: Any, where: str, policies: list[Any]) -> str:
         parse_override(json.dumps(document))
         return "override"
     if set(document) == {"time", "targets"}:
-        settings = Settings(organization_role="ec2-powercycle-spoke")
+        regions = tuple(sorted({target["region"] for target in document["targets"]}))
+        settings = Settings(organization_role="ec2-powercycle-spoke", regions=regions)
         chunk_of_event(document, settings, own_account=document["targets"][0]["account"])
         return "chunk event"
     if set(document) <= set(SCHEDULE_KEYS):
