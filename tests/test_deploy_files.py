@@ -567,6 +567,7 @@ def test_template_function_settings_are_the_codes():
     core = ("TAG", "WINDOW", "TIMEZONE", "PROTECTED", "REGIONS", "DRY_RUN", "URL_ALLOW")
     core += ("ROLE_ARNS", "EXTERNAL_ID", "OWN_ACCOUNT", "MAX_WORKERS")
     core += ("ORGANIZATION_ROLE", "ORGANIZATION_UNITS", "EXCLUDE_ACCOUNTS", "TARGETS_PER_INVOCATION")
+    core += ("MAINTENANCE_LEAD",)
     assert {getattr(ec2_powercycle, f"{name}_SETTING") for name in core} <= set(variables)
     assert variables[ec2_powercycle.TAG_SETTING] == ec2_powercycle.DEFAULT_TAG
     parameters = template["Parameters"]
@@ -574,6 +575,13 @@ def test_template_function_settings_are_the_codes():
     assert parameters["Timezone"]["Default"] == ec2_powercycle.DEFAULT_TIMEZONE
     assert parameters["ScheduleMinutes"]["Default"] == ec2_powercycle.DEFAULT_WINDOW_MINUTES
     assert variables[ec2_powercycle.WINDOW_SETTING] == {"Ref": "ScheduleMinutes"}
+    assert variables[ec2_powercycle.MAINTENANCE_LEAD_SETTING] == {"Ref": "MaintenanceLeadMinutes"}
+    lead = parameters["MaintenanceLeadMinutes"]
+    assert (lead["Default"], lead["MinValue"], lead["MaxValue"]) == (
+        ec2_powercycle.DEFAULT_MAINTENANCE_LEAD_MINUTES,
+        0,
+        ec2_powercycle.MAINTENANCE_MAX_LEAD_MINUTES,
+    )
     # Many accounts: the four settings, from their parameters.
     assert variables[ec2_powercycle.ROLE_ARNS_SETTING] == {"Fn::Join": [",", {"Ref": "RoleArns"}]}
     assert variables[ec2_powercycle.EXTERNAL_ID_SETTING] == {"Ref": "ExternalId"}
