@@ -27,7 +27,7 @@ from ec2_powercycle import (
     override_key,
     parse_schedule_json,
 )
-from tests.support.faults import on_every_client
+from tests.support.faults import injected_response, on_every_client
 from tests.support.fleet import REGION, TAG, Fleet, moto_client
 
 TUESDAY = datetime(2026, 12, 8, tzinfo=UTC)  # the second Tuesday of December 2026
@@ -457,3 +457,26 @@ def test_check_reads_the_named_windows_only_when_it_can(cli: Any, monkeypatch: p
     code, out, _ = cli("check", schedule(PATCH), "--region", "eu-central-1")
     assert code == 0
     assert f"maintenance windows {PATCH}: not read in eu-central-1 (no AWS credentials); a run reads them" in out
+
+
+def test_windows_that_cannot_be_read_are_the_errors_of_the_instances_naming_them(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(request: Any, **_: Any) -> Any:
+        body = b'{"__type": "AccessDeniedException", "message": "not allowed"}'
+        return injected_response(request, 400, body, {"Content-Type": "application/x-amz-json-1.1"})
+
+    on_every_client(
+        monkeypatch, "ssm_client", lambda client, *_: client.meta.events.register("before-send.ssm.*", refuse)
+    )
+    create_window()
+    (patched,) = fleet.launch(schedule(PATCH), state="stopped")
+    (plain,) = fleet.launch('{"start": "0 1 * * *"}', state="stopped")
+    summary = run_at(TUESDAY.replace(hour=1, minute=5))
+    assert summary["started"] == [plain]
+    (error,) = summary["errors"]
+    assert error["instance_id"] == patched
+    assert error["error"] == (
+        f"maintenance_windows in tag {TAG!r}: cannot read the maintenance windows of own/{REGION}: "
+        "AccessDeniedException: not allowed"
+    )
