@@ -1728,8 +1728,16 @@ def maintenance_window(record: Mapping[str, Any]) -> MaintenanceWindow:
         enabled=record.get("Enabled", True) is not False,
         start_date=_window_instant(record.get("StartDate"), tz, shown, "StartDate"),
         end_date=_window_instant(record.get("EndDate"), tz, shown, "EndDate"),
-        next_execution=_window_instant(record.get("NextExecutionTime"), tz, shown, "NextExecutionTime"),
+        next_execution=_next_execution(record.get("NextExecutionTime"), tz, shown),
     )
+
+
+def _next_execution(value: object, tz: str, shown: str) -> datetime | None:
+    """AWS's NextExecutionTime, or None if it cannot be read: only a rate needs it, and it has StartDate too."""
+    try:
+        return _window_instant(value, tz, shown, "NextExecutionTime")
+    except ScheduleError:
+        return None
 
 
 def _window_instant(value: object, tz: str, shown: str, what: str) -> datetime | None:
