@@ -7,6 +7,7 @@ the runs go through the handler against moto's SSM and EC2 in process, at a run 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,6 +150,35 @@ def test_offset_time_zone_and_dates_shape_the_occurrences() -> None:
         starts("rate(1 day)", "2026-12-01T00:00:00", offset_days=1, start_date=utc("2026-12-01T00:00:00"))
     with pytest.raises(ScheduleError, match="a rate counts from the window's StartDate"):
         starts("rate(1 day)", "2026-12-01T00:00:00")
+
+
+RECORD = {"WindowId": "mw-0123456789abcdef0", "Name": PATCH, "Schedule": "rate(1 day)", "Duration": 2}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # A rate counts from AWS's NextExecutionTime when it is given (and readable), else from StartDate.
+        ({"NextExecutionTime": "2026-12-08T05:30Z", "StartDate": "2026-01-01T00:00:00Z"}, "2026-12-09 Wed 05:30"),
+        ({"NextExecutionTime": "soon", "StartDate": "2026-01-01T00:00:00Z"}, "2026-12-09 Wed 00:00"),
+        # A date without an offset is in the window's zone.
+        ({"StartDate": "2026-01-01T00:00:00", "ScheduleTimezone": "Asia/Tokyo"}, "2026-12-08 Tue 15:00"),
+        ({"ScheduleTimezone": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
+        ({"Duration": 25}, "Duration must be 1 to 24 hours, got '25'"),
+        ({"ScheduleOffset": 9}, "ScheduleOffset must be 0 to 6 days, got '9'"),
+        ({"StartDate": "yesterday"}, "StartDate 'yesterday' is not an ISO-8601 time"),
+    ],
+)
+def test_a_windows_record(fields: dict[str, Any], expected: str) -> None:
+    if not expected[0].isdigit():
+        with pytest.raises(ScheduleError, match=f"maintenance window '{PATCH}' \\(mw-0123456789abcdef0\\): "):
+            ec2_powercycle.maintenance_window({**RECORD, **fields})
+        with pytest.raises(ScheduleError, match=re.escape(expected)):
+            ec2_powercycle.maintenance_window({**RECORD, **fields})
+        return
+    window = ec2_powercycle.maintenance_window({**RECORD, **fields})
+    (occurrence,) = next_occurrences(window, utc("2026-12-08T12:00:00"), 1)
+    assert occurrence.start.strftime("%Y-%m-%d %a %H:%M") == expected
 
 
 # --- The schedule key and the setting ------------------------------------------------------------
