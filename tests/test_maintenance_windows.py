@@ -475,6 +475,23 @@ def test_check_reads_the_named_windows_only_when_it_can(cli: Any, monkeypatch: p
     assert f"maintenance windows (read in {REGION};" in out
     assert f"'{PATCH}' ({window_id})  cron(0 2 ? * TUE *) (Europe/Paris, 2 hours)" in out
     assert "window  Tue 2026-12-08 01:00 UTC  2026-12-08 01:00 UTC  in 5h  to 03:00" in out
+    code, out, _ = cli("check", schedule(PATCH), "--at", "2026-12-07T20:00:00Z", "--count", "1", "--json")
+    assert json.loads(out)["maintenance_windows"] == {
+        "region": REGION,
+        "read": True,
+        "note": None,
+        "error": None,
+        "windows": [
+            {
+                "name": PATCH,
+                "id": window_id,
+                "schedule": "cron(0 2 ? * TUE *)",
+                "tz": "Europe/Paris",
+                "enabled": True,
+                "next": [{"start": "2026-12-08T01:00:00Z", "end": "2026-12-08T03:00:00Z"}],
+            }
+        ],
+    }
     code, _, err = cli("check", schedule("nowhere"), "--at", "2026-12-07T20:00:00Z")
     assert code == 1 and f"maintenance_windows in {REGION}: no maintenance window 'nowhere'" in err
     code, out, _ = cli("check", '{"stop": "0 18 * * *"}', "--json")
