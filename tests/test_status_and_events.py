@@ -301,3 +301,50 @@ def test_the_settings(environment: dict[str, str], expected: tuple[Any, ...] | s
     else:
         settings = Settings.from_env(environ)
         assert (settings.status_tags, settings.event_bus, settings.event_bus_region) == expected
+
+
+# --- plan: what a schedule is worth, and the status tags it finds --------------------------
+
+
+@pytest.fixture
+def planned_fleet(fleet: Fleet) -> list[str]:
+    """Two t3.micro and one m5.large on office hours, one of them with status tags from earlier runs."""
+    small = fleet.launch(OFFICE_HOURS, count=2, instance_type="t3.micro")
+    fleet.launch(OFFICE_HOURS, instance_type="m5.large")
+    status = {LAST_ACTION: "stopped 2026-11-20T18:07:00Z schedule", ERROR: "2026-11-20T18:07:00Z stop failed:\tX"}
+    fleet.client().create_tags(Resources=[small[0]], Tags=[{"Key": k, "Value": v} for k, v in status.items()])
+    return small
+
+
+def plan(capsys: pytest.CaptureFixture[str], *flags: str) -> str:
+    from ec2_powercycle_cli import main
+
+    assert main(["plan", "--at", "2026-11-23T00:00:00Z", "--hours", "24", *flags]) == 0
+    return capsys.readouterr().out
+
+
+def test_plan_json_has_instance_hours_by_type_per_schedule_and_fleet_and_the_status_tags(
+    planned_fleet: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(plan(capsys, "--json"))
+    [row] = data["timeline"]["schedules"]  # office hours: 10 of the day's 24 hourly instants running
+    expected = {"m5.large": {"running": 10, "stopped": 14}, "t3.micro": {"running": 20, "stopped": 28}}
+    assert row["instance_hours"] == data["timeline"]["instance_hours"] == expected
+    statuses = {entry["instance_id"]: entry["status"] for entry in data["instances"]}
+    assert statuses[planned_fleet[0]] == {
+        "last_action": "stopped 2026-11-20T18:07:00Z schedule",
+        "error": "2026-11-20T18:07:00Z stop failed:\tX",
+    }
+    assert statuses[planned_fleet[1]] == {"last_action": None, "error": None}
+
+
+def test_plan_text_prints_instance_hours_and_the_status_tags(
+    planned_fleet: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [line.strip() for line in plan(capsys).splitlines()]
+    assert "last action: stopped 2026-11-20T18:07:00Z schedule" in lines
+    assert "last error: 2026-11-20T18:07:00Z stop failed:?X" in lines  # no control character reaches the terminal
+    assert "instance-hours: m5.large 10 running, 14 stopped; t3.micro 20 running, 28 stopped; in all 30 running, " \
+        "42 stopped" in lines
+    assert lines[-1] == "Fleet, instance-hours over 24 h: m5.large 10 running, 14 stopped; t3.micro 20 running, " \
+        "28 stopped; in all 30 running, 42 stopped"
