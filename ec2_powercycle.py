@@ -2185,18 +2185,33 @@ def status_keys(tag: str) -> tuple[str, str]:
     return tag + LAST_ACTION_SUFFIX, tag + ERROR_SUFFIX
 
 
+@dataclass(frozen=True)
+class StatusTags:
+    """The status tags a run writes: their keys, and its time as the tags say it."""
+
+    last_action_key: str
+    error_key: str
+    stamp: str
+
+    @classmethod
+    def of(cls, tag: str, now: datetime) -> StatusTags:
+        return cls(*status_keys(tag), _iso(now))
+
+
 def note_instance(
     result: TargetResult,
     instance: Mapping[str, Any],
     verdict: Verdict,
     types: dict[str, str],
     pairs: dict[tuple[Decision, str], tuple[Decision, str]],
-    keys: tuple[str, str] | None,
+    status: StatusTags | None,
 ) -> None:
     """Keep what the outlets will need of one instance just decided.
 
     `types` and `pairs` make one string per instance type and one (decision, type) pair per distinct
-    pair, shared by the target's instances; `keys` are the status tags' keys when they are written.
+    pair, shared by the target's instances; `status` is given when status tags are written. Of those,
+    an instance's error tag is kept (few instances carry one), and its last-action tag only when it
+    names this run's time (a run made again): any other cannot equal what this run would write.
     """
     decision = verdict.decision
     if verdict.schedule is None and decision.outcome is not Outcome.ERROR:
@@ -2210,15 +2225,17 @@ def note_instance(
         result.acting[instance_id] = pairs.setdefault(pair, pair)
     elif verdict.schedule is not None and instance["State"]["Name"] in SETTLED_STOPPED:
         result.stopped_types[instance_type] = result.stopped_types.get(instance_type, 0) + 1
-    if keys is None:
+    if status is None:
         return
     last_action = error = None
     for tag in instance.get("Tags", ()):
-        if tag["Key"] == keys[0]:
+        if tag["Key"] == status.last_action_key:
             last_action = str(tag.get("Value", ""))
-        elif tag["Key"] == keys[1]:
+        elif tag["Key"] == status.error_key:
             error = str(tag.get("Value", ""))
-    if acting or error is not None:
+    if not acting or (last_action is not None and not last_action.partition(" ")[2].startswith(status.stamp)):
+        last_action = None
+    if last_action is not None or error is not None:
         result.status_seen[instance_id] = (last_action, error)
 
 
@@ -2246,19 +2263,17 @@ def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
 
 
 def status_tag_changes(
-    result: TargetResult, now: datetime, keys: tuple[str, str]
+    result: TargetResult, now: datetime, status: StatusTags
 ) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
     """The status tags to write, {(key, value): instance IDs}, and the instances whose error tag goes.
 
     Only values that differ from what the run read: an unchanged instance costs nothing.
     """
-    last_action_key, error_key = keys
     writes: dict[tuple[str, str], list[str]] = {}
-    stamp = _iso(now)
     for instance_id, done, decision in result.actions_made():
-        value = f"{done} {stamp} {decision.cause.value}"
+        value = f"{done} {status.stamp} {decision.cause.value}"
         if result.status_seen.get(instance_id, (None, None))[0] != value:
-            writes.setdefault((last_action_key, value), []).append(instance_id)
+            writes.setdefault((status.last_action_key, value), []).append(instance_id)
     reasons: dict[str, list[str]] = {}
     for instance_id, error in result.errors:
         if instance_id is not None:
@@ -2267,19 +2282,19 @@ def status_tag_changes(
         current = result.status_seen.get(instance_id, (None, None))[1]
         value = error_tag_value(now, "; ".join(dict.fromkeys(errors)), current)
         if value != current:
-            writes.setdefault((error_key, value), []).append(instance_id)
+            writes.setdefault((status.error_key, value), []).append(instance_id)
     cleared = [i for i, (_, error) in result.status_seen.items() if error is not None and i not in reasons]
     return writes, cleared
 
 
-def write_status_tags(ec2: Any, result: TargetResult, now: datetime, keys: tuple[str, str]) -> None:
+def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
     """Write the target's changed status tags: one call per value and 1,000 instances; failures counted, not raised."""
-    writes, cleared = status_tag_changes(result, now, keys)
+    writes, cleared = status_tag_changes(result, now, status)
     calls: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
         (ec2.create_tags, [{"Key": key, "Value": value}], ids) for (key, value), ids in writes.items()
     ]
     if cleared:
-        calls.append((ec2.delete_tags, [{"Key": keys[1]}], cleared))
+        calls.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
     for call, tags, ids in calls:
         for offset in range(0, len(ids), STATUS_TAG_IDS_PER_CALL):
             chunk = ids[offset : offset + STATUS_TAG_IDS_PER_CALL]
@@ -2604,13 +2619,13 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     starts: list[str] = []
     stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
     caught_up: dict[str, tuple[Action, datetime]] = {}
-    keys = status_keys(settings.tag) if settings.status_tags and not settings.dry_run else None
+    status = StatusTags.of(settings.tag, context.now) if settings.status_tags and not settings.dry_run else None
     types: dict[str, str] = {}
     pairs: dict[tuple[Decision, str], tuple[Decision, str]] = {}
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
         result.instances += 1
-        note_instance(result, instance, verdict, types, pairs, keys)
+        note_instance(result, instance, verdict, types, pairs, status)
         instance_id, decision = instance["InstanceId"], verdict.decision
         if decision.problem:
             result.error(instance_id, decision.problem)
@@ -2642,9 +2657,9 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
         name_failed_instances(ec2, result, result.errors[decided_errors:])
-        if keys is not None:
+        if status is not None:
             try:
-                write_status_tags(ec2, result, context.now, keys)
+                write_status_tags(ec2, result, context.now, status)
             except Exception:  # a bug in an outlet must not cost the target its result
                 logger.exception("%s: could not write the status tags", target)
                 result.status_tag_errors += 1

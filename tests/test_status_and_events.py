@@ -97,6 +97,16 @@ def test_a_run_that_changes_nothing_writes_no_status_tag(fleet: Fleet, api: ApiR
     assert tag_calls(api) == []
 
 
+def test_a_run_made_again_leaves_the_last_action_it_wrote(fleet: Fleet, api: ApiRecorder, status_tags: None) -> None:
+    written = {LAST_ACTION: "started 2026-11-23T08:07:00Z schedule"}  # by this run's time, made before
+    [again] = fleet.launch(OFFICE_HOURS, state="stopped", tags=written)
+    [older] = fleet.launch(OFFICE_HOURS, state="stopped", tags={LAST_ACTION: "started 2026-11-20T08:07:00Z schedule"})
+    summary = handler(at("08:07"), LambdaContext())
+    assert sorted(summary["started"]) == sorted([again, older])
+    [(operation, params)] = tag_calls(api)
+    assert (operation, params["Resources"]) == ("CreateTags", [older])
+
+
 def test_the_error_tag_is_set_kept_changed_and_deleted(fleet: Fleet, api: ApiRecorder, status_tags: None) -> None:
     [instance] = fleet.launch(BAD_TAG)
     handler(at("08:07"), LambdaContext())
