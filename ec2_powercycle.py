@@ -25,6 +25,11 @@ schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
 behind URLs, EC2, the run and the handler. The command line (``check``,
 ``plan``, ``run``) is ``ec2_powercycle_cli`` beside it, not shipped in the zip.
 
+After a target's actions a run may also write status tags on its instances
+(``<tag>:last-action``, ``<tag>:error``) and, after every target's, put an event
+per action and error on an EventBridge bus; every run counts the instance-hours
+its schedules keep stopped (``StoppedInstanceHours``, by instance type).
+
 README.md is the operator's manual: the tag format, the decision rule, the
 settings, the summary a run returns, and what is never touched.
 """
