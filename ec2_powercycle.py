@@ -2217,8 +2217,6 @@ def note_instance(
     names this run's time (a run made again): any other cannot equal what this run would write.
     """
     decision = verdict.decision
-    if verdict.schedule is None and decision.outcome is not Outcome.ERROR:
-        return  # guarded: never touched, not even its tags, and not counted as stopped by a schedule
     instance_type = str(instance.get("InstanceType") or "unknown")
     instance_type = types.setdefault(instance_type, instance_type)
     instance_id = instance["InstanceId"]
@@ -2228,8 +2226,8 @@ def note_instance(
         result.acting[instance_id] = pairs.setdefault(pair, pair)
     elif verdict.schedule is not None and instance["State"]["Name"] in SETTLED_STOPPED:
         result.stopped_types[instance_type] = result.stopped_types.get(instance_type, 0) + 1
-    if status is None:
-        return
+    if status is None or (verdict.schedule is None and decision.outcome is not Outcome.ERROR):
+        return  # guarded instances are never touched, not even their tags
     last_action = error = None
     for tag in instance.get("Tags", ()):
         if tag["Key"] == status.last_action_key:
