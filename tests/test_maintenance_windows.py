@@ -275,6 +275,16 @@ def test_what_a_window_decides(now: str, state: str, fields: dict[str, Any], exp
     )
 
 
+def test_a_windows_actions_name_it_as_their_cause() -> None:
+    plan = ec2_powercycle.Schedule(start=("0 8 * * 1-5",), stop=("0 3 * * *",))
+    for now, state in (("2026-12-08T01:45:00", "stopped"), ("2026-12-08T04:00:00", "running")):
+        moment = utc(now)
+        due = ec2_powercycle.due_action(plan, moment, RUN)
+        patching = ec2_powercycle.patching_at([WINDOW], moment, RUN, timedelta(minutes=20))
+        decision = ec2_powercycle.maintenance_decision(plan, due, patching, state, moment, RUN)
+        assert decision is not None and decision.cause is ec2_powercycle.Cause.MAINTENANCE
+
+
 # --- Runs against moto ------------------------------------------------------------------------------
 
 
@@ -527,3 +537,13 @@ def test_windows_that_cannot_be_read_are_the_errors_of_the_instances_naming_them
         f"maintenance_windows in tag {TAG!r}: cannot read the maintenance windows of own/{REGION}: "
         "AccessDeniedException: not allowed"
     )
+
+
+def test_the_status_tag_names_a_windows_start(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
+    create_window()
+    (instance,) = fleet.launch(schedule(PATCH), state="stopped")
+    run_at(TUESDAY.replace(hour=1, minute=45))
+    reply = fleet.client().describe_instances(InstanceIds=[instance])
+    tags = {tag["Key"]: tag["Value"] for tag in reply["Reservations"][0]["Instances"][0]["Tags"]}
+    assert tags[f"{TAG}:last-action"] == "started 2026-12-08T01:45:00Z maintenance-window"
