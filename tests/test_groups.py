@@ -5,11 +5,14 @@ scaling activities (moto reports none)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import ec2_powercycle
+import ec2_powercycle_cli
 from ec2_powercycle import handler
 from tests.support.ec2_endpoint import serve_in_thread
 from tests.support.faults import ApiRecorder, on_every_client
@@ -231,3 +234,60 @@ def test_groups_are_paged_100_a_call_and_their_activities_read_only_when_out_of_
     summary = handler({"time": "2026-11-23T08:30:00Z"})  # at zero since the 08:00 stop: in step, nothing to read
     assert (summary["groups"], summary["groups_stopped"], summary["errors"]) == (150, [], [])
     assert endpoint.counts()["calls"] == {"DescribeAutoScalingGroups": 2, "DescribeInstances": 1}
+
+
+# --- The command line: plan, check and run show groups ------------------------------------
+
+
+@pytest.fixture
+def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
+    level = ec2_powercycle.logger.level
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = ec2_powercycle_cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    ec2_powercycle.logger.setLevel(level)
+
+
+def test_plan_shows_each_group_its_sizes_and_what_a_run_now_does(fleet: Fleet, cli: Any) -> None:
+    fleet.launch_group("web", STOP_AT_EIGHT, sizes=(1, 4, 2))
+    fleet.launch_group("idle", START_AT_EIGHT, sizes=(0, 3, 0))
+    code, out, _ = cli("plan", "--json", "--at", "2026-11-23T08:07:00Z", "--hours", "4")
+    data = json.loads(out)
+    groups = {group["group"]: group for group in data["groups"]}
+    assert code == 0 and data["instances"] == []
+    assert (groups["web"]["state"], groups["web"]["size"], groups["web"]["now"]["action"]) == (
+        "running",
+        "1/2/4",
+        "stop",
+    )
+    assert groups["idle"]["now"]["outcome"] == "error"
+    assert groups["idle"]["now"]["reason"].startswith("nothing to restore")
+    rows = data["timeline"]["schedules"]
+    assert sorted((row["instances"], row["group_names"]) for row in rows) == [(0, ["idle"]), (0, ["web"])]
+    code, out, _ = cli("plan", "--at", "2026-11-23T08:07:00Z", "--hours", "4")
+    assert "2 Auto Scaling groups tagged ec2Powercycle" in out
+    assert re.search(r"^web +running +1/2/4 +inline", out, re.MULTILINE), out
+    assert "a run now: stop due at 2026-11-23T08:00:00Z" in out and "S1  0 instances, 1 group" in out
+
+
+def test_check_says_whether_a_group_can_follow_the_schedule(cli: Any) -> None:
+    code, out, _ = cli("check", '{"stop": "0 8 * * *", "hibernate": true}', "--at", "2026-11-23T08:07:00Z")
+    assert (
+        code == 0
+        and "groups   refused for an Auto Scaling group: bad schedule in tag 'ec2Powercycle': 'hibernate'" in out
+    )
+    code, out, _ = cli("check", "--json", STOP_AT_EIGHT)
+    assert json.loads(out)["groups"] == {"valid": True, "error": None}
+
+
+def test_run_lists_the_groups_it_scaled(fleet: Fleet, cli: Any) -> None:
+    fleet.launch_group("web", STOP_AT_EIGHT)
+    code, out, _ = cli("run", "--dry-run", "--at", "2026-11-23T08:07:00Z")
+    assert code == 0
+    assert re.search(r"^stopped +- +group web +dry run: left as it is$", out, re.MULTILINE), out
+    assert "groups: 0 started, 1 stopped of 1 tagged" in out
