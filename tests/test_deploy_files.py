@@ -767,8 +767,8 @@ def test_template_notifies_one_topic_alarms_on_our_metrics_and_the_functions_and
     graphed = {
         metric[1] for widget in dashboard["widgets"] for metric in widget["properties"]["metrics"] if metric[0] == ours
     }
-    summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": []}
-    summary |= {key: [] for key in ("started", "stopped", "skipped")}
+    summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": [], "groups_started": []}
+    summary |= {key: [] for key in ("started", "stopped", "skipped", "groups_stopped")}
     assert graphed == set(ec2_powercycle.run_metrics(summary))
     (duration,) = [w["properties"] for w in dashboard["widgets"] if "RunSeconds" in json.dumps(w)]
     assert duration["annotations"]["horizontal"][0]["value"] == 300
