@@ -15,6 +15,10 @@ account (``discover_targets``); a run with more targets than one invocation
 takes sends them, in chunks, to asynchronous invocations of itself
 (``fan_out``), each of which runs exactly its chunk.
 
+Auto Scaling groups carrying the same tag follow the same schedules through the
+same decision (``decide_resource``): a stop saves a group's sizes in its tag
+``ec2Powercycle:size`` and scales it to zero, a start restores them.
+
 A schedule's ``"skip"`` entries (dates, ranges, month-days, ``holidays:GB-ENG``)
 are days in its zone on which its times do not exist. A second tag,
 ``ec2Powercycle:override`` = ``{"state": "running", "until": "2026-11-24T02:00:00Z"}``,

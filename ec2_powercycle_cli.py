@@ -1072,9 +1072,10 @@ def _cli_parser() -> Any:
     plan = command(
         "plan",
         [common, at, aws],
-        "show what the schedules will do to the tagged instances, and a week timeline",
-        "Read the tagged instances as a run does and show, per instance, its schedule, the next start "
-        "and stop, and why it will not be touched; then a timeline, one row per distinct schedule, "
+        "show what the schedules will do to the tagged instances and groups, and a week timeline",
+        "Read the tagged instances and Auto Scaling groups as a run does and show, per instance and per "
+        "group (with its sizes), its schedule, the next start and stop, and why it will not be touched; "
+        "then a timeline, one row per distinct schedule, "
         "shaded where the schedule keeps instances running (the state set by the latest start or stop "
         "at or before each hour).",
     )
@@ -1087,7 +1088,8 @@ def _cli_parser() -> Any:
         [common, at, aws],
         "run the scheduler once, as the Lambda function does",
         "One scheduling run at TIME through the handler's code: starts and stops what is due and "
-        "prints what was started, stopped, skipped and failed (--json: the summary the handler returns).",
+        "prints what was started, stopped, skipped and failed, instances and groups (--json: the summary the "
+        "handler returns).",
     )
     run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     run_parser.set_defaults(command=_run_command)

@@ -13,9 +13,9 @@ import pytest
 
 import ec2_powercycle
 import ec2_powercycle_cli
-from ec2_powercycle import handler
+from ec2_powercycle import RunError, handler
 from tests.support.ec2_endpoint import serve_in_thread
-from tests.support.faults import ApiRecorder, on_every_client
+from tests.support.faults import ApiRecorder, on_every_client, query_error_response
 from tests.support.fleet import REGION, TAG, Fleet
 
 SIZE_TAG = f"{TAG}:size"
@@ -156,6 +156,31 @@ def test_a_bad_tag_on_one_group_is_its_error_beside_a_good_one(
     assert (entry_["group"], entry_["instance_id"]) == ("bad", None)
     assert entry_["error"].startswith(error), entry_["error"]
     assert summary["groups_stopped"] == [entry("good")]
+
+
+def test_groups_that_cannot_be_read_fail_their_target_and_its_instances_still_run(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(client: Any, *_: Any) -> None:
+        client.meta.events.register(
+            "before-send.autoscaling.DescribeAutoScalingGroups",
+            lambda request, **_: query_error_response(request, 403, "AccessDenied", "not authorized"),
+        )
+
+    on_every_client(monkeypatch, "autoscaling_client", refuse)
+    [instance] = fleet.launch(STOP_AT_EIGHT)
+    with pytest.raises(RunError) as raised:
+        handler(MONDAY_0807)
+    summary = raised.value.summary
+    assert summary["stopped"] == [instance] and fleet.state(instance) == "stopped"
+    assert summary["errors"] == [
+        {
+            "instance_id": None,
+            "account": "own",
+            "region": REGION,
+            "error": f"own/{REGION}: cannot read Auto Scaling groups: AccessDenied: not authorized",
+        }
+    ]
 
 
 # --- The group's instances ---------------------------------------------------------------
