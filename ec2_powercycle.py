@@ -2527,21 +2527,23 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}")
 
 
-def decide_isolated(resource: Resource, context: RunContext, target: Target) -> Verdict:
-    """`decide_resource`, whatever its tags hold: anything it raises is this instance's or group's error, not its
-    target's.
+def decide_isolated(resource: Resource | Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
+    """`decide_resource` (an instance may come as DescribeInstances describes it), whatever its tags hold:
+    anything it raises is this instance's or group's error, not its target's.
 
     Untrusted values are parsed into ScheduleErrors at the edge; this is the net
     under that rule (a value nobody foresaw, a bug), so that one resource's tags
     never cost the other instances and groups of its account and region their run.
     """
+    kind = resource.kind if isinstance(resource, Resource) else Kind.INSTANCE
     try:
-        return decide_resource(resource, context)
+        return decide_resource(resource if isinstance(resource, Resource) else instance_resource(resource), context)
     except Exception as err:  # the resource's error, reported; its neighbours still run
-        problem = PowercycleError(f"cannot decide this {resource.kind.value}: {type(err).__name__}: {err}")
+        problem = PowercycleError(f"cannot decide this {kind.value}: {type(err).__name__}: {err}")
         # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
         frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
-        logger.error("%s: %s: %s\n%s", target, resource.resource_id, problem, frames)
+        name = resource.resource_id if isinstance(resource, Resource) else resource.get("InstanceId")
+        logger.error("%s: %s: %s\n%s", target, name, problem, frames)
         return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
 
 

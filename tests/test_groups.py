@@ -17,6 +17,7 @@ from ec2_powercycle import RunError, handler
 from tests.support.ec2_endpoint import serve_in_thread
 from tests.support.faults import ApiRecorder, on_every_client, query_error_response
 from tests.support.fleet import REGION, TAG, Fleet
+from tests.support.inbox import Inbox
 
 SIZE_TAG = f"{TAG}:size"
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -45,9 +46,13 @@ def entry(group: str) -> dict[str, Any]:
 # --- Stop and start -------------------------------------------------------------------
 
 
-def test_a_stop_saves_the_sizes_then_scales_the_group_to_zero(fleet: Fleet, calls: ApiRecorder) -> None:
+def test_a_stop_saves_the_sizes_then_scales_the_group_to_zero(
+    fleet: Fleet, calls: ApiRecorder, capsys: pytest.CaptureFixture[str]
+) -> None:
     fleet.launch_group("web", STOP_AT_EIGHT, sizes=(1, 4, 2))
     summary = handler(MONDAY_0807)
+    metrics = json.loads(capsys.readouterr().out.splitlines()[-1])  # the run's EMF line
+    assert (metrics["GroupsStopped"], metrics["GroupsStarted"], metrics["Stopped"]) == (1, 0, 0)
     sizes, tags = fleet.group("web")
     assert sizes == (0, 4, 0)  # MaxSize kept
     assert json.loads(tags[SIZE_TAG]) == {"min": 1, "max": 4, "desired": 2}
@@ -65,7 +70,9 @@ def test_a_start_restores_the_saved_sizes_and_removes_the_tag(fleet: Fleet) -> N
     assert summary["groups_started"] == [entry("web")]
 
 
-def test_a_group_at_zero_with_no_saved_size_is_its_error_and_left_as_it_is(fleet: Fleet, calls: ApiRecorder) -> None:
+def test_a_group_at_zero_with_no_saved_size_is_its_error_and_left_as_it_is(
+    fleet: Fleet, calls: ApiRecorder, inbox: Inbox
+) -> None:
     fleet.launch_group("web", START_AT_EIGHT, sizes=(0, 3, 0))
     summary = handler(MONDAY_0807)  # a group's error, not the run's: no RunError
     assert fleet.group("web")[0] == (0, 3, 0)
@@ -74,6 +81,8 @@ def test_a_group_at_zero_with_no_saved_size_is_its_error_and_left_as_it_is(fleet
     assert (error["instance_id"], error["group"]) == (None, "web")
     assert error["error"].startswith(f"nothing to restore: the group is at zero and has no saved size in tag '{TAG}:")
     assert summary["groups_started"] == []
+    [message] = inbox.messages()  # the notification names the group as it names an instance
+    assert f"- group web in own/{REGION}: nothing to restore: the group is at zero" in message["Message"]
 
 
 def test_enforce_scales_down_again_a_group_scaled_up_by_hand(fleet: Fleet) -> None:
