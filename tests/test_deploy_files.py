@@ -541,9 +541,7 @@ def test_lambda_and_spoke_policies_and_the_codes_guard_agree(tags, policy_name):
     ],
 )
 @pytest.mark.parametrize("policy_name", ["lambda-policy.json", "spoke-role.yaml"])
-def test_policies_scale_exactly_the_groups_the_codes_guard_lets_through_and_write_only_the_size_tag(
-    tags, policy_name
-):
+def test_policies_scale_exactly_the_groups_the_codes_guard_lets_through_and_write_only_the_size_tag(tags, policy_name):
     policy = _policy(policy_name) if policy_name.endswith(".json") else _spoke_policy()
     protected = frozenset(v.strip().lower() for v in ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS.split(","))
     code_would_act = ec2_powercycle.DEFAULT_TAG in tags and ec2_powercycle.guard_reason(tags, protected) is None
@@ -995,8 +993,27 @@ def test_the_tag_writers_scp_guards_exactly_the_keys_that_decide_what_the_functi
     statements = _policy("tag-writers-scp.json")["Statement"]
     decisive = {ec2_powercycle.DEFAULT_TAG, ec2_powercycle.override_key(ec2_powercycle.DEFAULT_TAG)}
     decisive.add(ec2_powercycle.ENVIRONMENT_TAG)
-    for statement in statements:
-        assert statement["Effect"] == "Deny"
-        assert set(statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]) == decisive
+    size = {ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)}  # a group's: what a start restores
+
+    def keys(statement: dict[str, Any]) -> set[str]:
+        return set(statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"])
+
+    assert all(statement["Effect"] == "Deny" for statement in statements)
+    guarded = {(statement["Resource"].split(":")[2], frozenset(keys(statement))) for statement in statements}
+    assert guarded == {
+        ("ec2", frozenset(decisive)),
+        ("autoscaling", frozenset(decisive)),
+        ("autoscaling", frozenset(size)),
+    }
     actions = {a for s in statements for a in _as_list(s["Action"])}
-    assert actions == {"ec2:CreateTags", "ec2:DeleteTags", "ec2:RunInstances"}
+    assert actions == {"ec2:CreateTags", "ec2:DeleteTags", "ec2:RunInstances"} | {
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+        "autoscaling:CreateAutoScalingGroup",
+    }
+    # The size tag: only the function writes it, with the hub's role or a spoke role (named ec2-powercycle-...).
+    (size_writers,) = [statement for statement in statements if keys(statement) == size]
+    exempt = size_writers["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    spoke_role = _spoke()["Parameters"]["RoleName"]["Default"]
+    assert any(fnmatch.fnmatchcase(f"arn:aws:iam::111111111111:role/{spoke_role}", arn) for arn in exempt)
+    assert any(fnmatch.fnmatchcase("arn:aws:iam::111111111111:role/ec2-powercycle-Role-1ABC", arn) for arn in exempt)
