@@ -17,7 +17,7 @@ from ec2_powercycle import RunError, handler
 from tests.support.ec2_endpoint import serve_in_thread
 from tests.support.faults import ApiRecorder, on_every_client, query_error_response
 from tests.support.fleet import REGION, TAG, Fleet
-from tests.support.inbox import Inbox
+from tests.support.inbox import EventInbox, Inbox
 
 SIZE_TAG = f"{TAG}:size"
 MONDAY_0807 = {"time": "2026-11-23T08:07:00Z"}
@@ -190,6 +190,21 @@ def test_groups_that_cannot_be_read_fail_their_target_and_its_instances_still_ru
             "error": f"own/{REGION}: cannot read Auto Scaling groups: AccessDenied: not authorized",
         }
     ]
+
+
+def test_a_groups_error_is_an_event_naming_the_group_and_never_an_instances_status_tag(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = EventInbox()
+    monkeypatch.setenv(ec2_powercycle.EVENT_BUS_SETTING, bus.bus)
+    monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
+    fleet.launch_group("web", START_AT_EIGHT, sizes=(0, 3, 0))  # nothing to restore
+    summary = handler(MONDAY_0807)
+    assert (summary["status_tag_errors"], summary["event_errors"]) == (0, 0)
+    [event] = bus.events()
+    assert event["detail-type"] == "Scheduling Error"
+    assert (event["detail"]["group"], event["detail"]["instance_id"]) == ("web", None)
+    assert event["detail"]["error"].startswith("nothing to restore")
 
 
 # --- The group's instances ---------------------------------------------------------------
