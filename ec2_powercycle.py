@@ -1904,6 +1904,7 @@ class TargetResult:
     # so a dictionary slot an instance), the scheduled instances stopped once the actions are made, by type,
     # and the status tags read on the instances whose tags may change: those acting or carrying an error.
     acting: dict[str, tuple[Decision, str]] = field(default_factory=dict)
+    group_decisions: dict[str, Decision] = field(default_factory=dict)  # each acting group's, for the events
     stopped_types: dict[str, int] = field(default_factory=dict)
     status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
     status_tag_errors: int = 0
@@ -2534,7 +2535,7 @@ def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: Sta
 
 
 def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
-    """The PutEvents entries of a target's run: one per action made, one per instance error."""
+    """The PutEvents entries of a target's run: one per action made (an instance's or a group's), one per error."""
     where = {"account": result.target.account, "region": result.target.region, "time": _iso(now)}
     for instance_id, done, decision in result.actions_made():
         detail = {
@@ -2545,6 +2546,20 @@ def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[d
             "reason": decision.cause.value,
         }
         yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
+    for names, action, detail_type in (
+        (result.groups_started, Action.START, "Group Started"),
+        (result.groups_stopped, Action.STOP, "Group Stopped"),
+    ):
+        for name in names:
+            decision = result.group_decisions[name]
+            detail = {
+                "group": str(name),
+                **where,
+                "action": action.value,
+                "due": _iso(decision.due) or None,
+                "reason": decision.cause.value,
+            }
+            yield _event_entry(detail_type, detail, bus)
     for instance_id, error in result.errors:
         if instance_id is not None:  # a group's error names the group: {"instance_id": null, "group": name}
             detail = {**_which(instance_id), **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
@@ -2606,10 +2621,13 @@ def publish_events(results: Sequence[TargetResult], settings: Settings, now: dat
         return send_events(results, settings, now, aws)
     except Exception:  # a bug in an outlet must not cost the run its summary
         logger.exception("could not put the run's events on %s", settings.event_bus)
-        return sum(len(r.started) + len(r.stopped) + len(r.errors) for r in results)
+        return sum(
+            len(r.started) + len(r.stopped) + len(r.groups_started) + len(r.groups_stopped) + len(r.errors)
+            for r in results
+        )
     finally:
         for result in results:
-            result.acting = {}
+            result.acting, result.group_decisions = {}, {}
 
 
 def send_events(results: Sequence[TargetResult], settings: Settings, now: datetime, aws: Aws) -> int:
@@ -2977,6 +2995,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         if decision.outcome is Outcome.ACT:
             if resource.kind is Kind.GROUP:
                 groups[decision.action].append(resource)  # type: ignore[index]
+                result.group_decisions[resource_id] = decision
             elif decision.action is Action.START:
                 starts.append(resource_id)
             else:
@@ -3034,7 +3053,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         )
     count_stopped(result, starts)
     if not settings.event_bus:
-        result.acting = {}  # only the events still need it
+        result.acting, result.group_decisions = {}, {}  # only the events still need them
     result.caught_up = [
         (resource_id, *caught_up[resource_id])
         for resource_id in result.started + result.stopped + result.groups_started + result.groups_stopped

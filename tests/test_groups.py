@@ -192,19 +192,24 @@ def test_groups_that_cannot_be_read_fail_their_target_and_its_instances_still_ru
     ]
 
 
-def test_a_groups_error_is_an_event_naming_the_group_and_never_an_instances_status_tag(
+def test_groups_actions_and_errors_are_events_naming_the_group_and_never_an_instances_status_tag(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bus = EventInbox()
     monkeypatch.setenv(ec2_powercycle.EVENT_BUS_SETTING, bus.bus)
     monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
     fleet.launch_group("web", START_AT_EIGHT, sizes=(0, 3, 0))  # nothing to restore
+    fleet.launch_group("api", STOP_AT_EIGHT)
     summary = handler(MONDAY_0807)
     assert (summary["status_tag_errors"], summary["event_errors"]) == (0, 0)
-    [event] = bus.events()
-    assert event["detail-type"] == "Scheduling Error"
-    assert (event["detail"]["group"], event["detail"]["instance_id"]) == ("web", None)
-    assert event["detail"]["error"].startswith("nothing to restore")
+    events = {event["detail-type"]: event["detail"] for event in bus.events()}
+    assert set(events) == {"Scheduling Error", "Group Stopped"}
+    error = events["Scheduling Error"]
+    assert (error["group"], error["instance_id"], error["error"][:18]) == ("web", None, "nothing to restore")
+    assert events["Group Stopped"] == {
+        "group": "api", "account": "own", "region": REGION, "time": "2026-11-23T08:07:00Z",
+        "action": "stop", "due": "2026-11-23T08:00:00Z", "reason": "schedule",
+    }  # fmt: skip
 
 
 # --- The group's instances ---------------------------------------------------------------
