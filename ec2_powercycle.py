@@ -1489,8 +1489,7 @@ def validate_url(url: str, allow_prefixes: Iterable[str]) -> tuple[str, bool]:
         encoded = host.encode("idna")
     except UnicodeError as err:
         raise ScheduleError(
-            f"schedule URL {shown} has a host name that cannot be encoded (an empty label or one over 63 "
-            "characters)"
+            f"schedule URL {shown} has a host name IDNA cannot encode (an empty label, or one over 63 characters)"
         ) from err
     if len(encoded.rstrip(b".")) > 253:
         raise ScheduleError(f"schedule URL {shown} has a host name over 253 characters")
@@ -2035,8 +2034,10 @@ def _expires_in(credentials: Mapping[str, Any], now: datetime) -> timedelta:
     return expiry - now
 
 
-def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
-    """Every instance carrying the tag in a readable state, page by page (streamed).
+def tagged_instances(
+    ec2: Any, tag: str, each_page: Callable[[list[dict[str, Any]]], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every instance carrying the tag in a readable state, page by page (streamed); each page to `each_page` first.
 
     Paged by hand rather than with botocore's paginator: the paginator keeps the
     previous page (about 12 MiB for 1,000 instances) alive while it reads and
@@ -2057,6 +2058,8 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
             instance for reservation in page.get("Reservations", ()) for instance in reservation.get("Instances", ())
         ]
         page = None  # let go of the page before the next one is read and parsed
+        if each_page is not None:
+            each_page(instances)
         yield from instances
         instances = []
         if not next_token:
@@ -2250,12 +2253,18 @@ class RunContext:
     now: datetime
     aws: Aws
     memo: RunMemo = field(default_factory=RunMemo)
+    fetch_until: float | None = None  # when URL fetching must end (url_fetch_deadline); None: each URL's deadline
     resolver: ScheduleResolver = field(init=False)
     override_key: str = field(init=False)  # the override tag's key: the schedule tag's plus ":override"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+        resolver = ScheduleResolver(self.settings, self.memo, fetch_until=self.fetch_until)
+        object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "override_key", override_key(self.settings.tag))
+
+    def close(self, until: float | None = None) -> None:
+        """End the threads the run's URL fetching started (the name look-ups still running: waited on until `until`)."""
+        self.resolver.close(until)
 
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
@@ -2384,7 +2393,7 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     """
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
-        for instance in tagged_instances(ec2, context.settings.tag):
+        for instance in tagged_instances(ec2, context.settings.tag, lambda page: _prefetch(page, context)):
             visit(instance, decide_instance(instance, context))
     except RoleError as err:
         raise TargetError(str(err)) from err
@@ -2394,6 +2403,14 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
         logger.exception("%s: unexpected error", target)
         raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
     return ec2
+
+
+def _prefetch(page: list[dict[str, Any]], context: RunContext) -> None:
+    """Fetch the URLs a page of instances needs at once (`ScheduleResolver.prefetch`), before they are decided."""
+    tag = context.settings.tag
+    context.resolver.prefetch(
+        item.get("Value") for instance in page for item in instance.get("Tags", ()) if item["Key"] == tag
+    )
 
 
 def run_target(target: Target, context: RunContext) -> TargetResult:
@@ -3038,15 +3055,22 @@ def run(
     `session` (a boto3 Session) is for callers that bring their own; otherwise
     the execution environment's session and clients are reused. `deadline`
     (time.monotonic() seconds: when Lambda will end the invocation) makes the
-    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running.
+    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running,
+    and bounds its URL fetching (`url_fetch_deadline`). No thread of its URL
+    fetching outlives it.
     """
     started = time.monotonic()
-    context = RunContext(settings, now, Aws(session) if session else shared_aws())
-    discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
-    targets = discovery.targets
-    with RunWatch(targets, started, deadline) as watch:
-        work = watch.track(lambda target: run_target(target, context))
-        results = each_target(targets, work, settings.max_workers)
+    fetch_until = url_fetch_deadline(started, deadline)
+    context = RunContext(settings, now, Aws(session) if session else shared_aws(), fetch_until=fetch_until)
+    try:
+        discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
+        targets = discovery.targets
+        with RunWatch(targets, started, deadline) as watch:
+            work = watch.track(lambda target: run_target(target, context))
+            results = each_target(targets, work, settings.max_workers)
+    finally:
+        # Name look-ups still running are waited on, but not into the last half of the time kept for reporting.
+        context.close(None if deadline is None or fetch_until is None else (fetch_until + deadline) / 2)
     results += discovery.failures
     summary = summarise(now, settings, results)
     summary["run_seconds"] = round(time.monotonic() - started, 3)
