@@ -1898,9 +1898,11 @@ class ScheduleResolver:
         left for `resolve` to report, where each instance is decided.
         """
         wanted: dict[str, None] = {}
+        seen: set[str] = set()
         for value in values:
-            if not value or value in wanted:
+            if not value or value in seen:
                 continue
+            seen.add(value)
             if is_url(value):
                 if not self._memo.urls.has(value.strip()):
                     wanted[value] = None
