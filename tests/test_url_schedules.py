@@ -647,8 +647,16 @@ def fetch_threads() -> list[str]:
 
 
 def test_distinct_slow_urls_are_fetched_at_once(fleet: Fleet, api: ApiRecorder, threaded_server: HTTPServer) -> None:
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+
     def slow(request: Request) -> Response:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
         time.sleep(2)
+        with lock:
+            in_flight[0] -= 1
         return Response(json.dumps(STOP_AT_EIGHT), mimetype="application/json")
 
     ids = []
@@ -661,6 +669,7 @@ def test_distinct_slow_urls_are_fetched_at_once(fleet: Fleet, api: ApiRecorder, 
     assert sorted(summary["stopped"]) == sorted(ids) and summary["errors"] == []
     assert len(threaded_server.log) == 24
     assert elapsed < 12  # one at a time: 48 s; 16 at a time: two rounds of 2 s
+    assert in_flight[1] == ec2_powercycle.URL_FETCH_WORKERS  # at once, and no more than the pool
     assert fetch_threads() == []
 
 
@@ -689,10 +698,10 @@ def test_a_url_past_the_runs_budget_is_its_instances_error_only(
     inline = fleet.launch(json.dumps(STOP_AT_EIGHT))
     started = time.monotonic()
     try:
-        summary = handler(MONDAY_0807, LambdaContext(remaining_ms=2000))  # 1 s for URLs: half of what is left
+        summary = handler(MONDAY_0807, LambdaContext(remaining_ms=1000))  # 0.5 s for URLs: half of what is left
     finally:
         released.set()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 1.5
     assert sorted(summary["stopped"]) == sorted(quick + inline)
     assert sorted(error["instance_id"] for error in summary["errors"]) == sorted(held_ids)
     held_url = threaded_server.url_for("/schedules/held.json")
@@ -744,7 +753,7 @@ def test_the_name_look_up_counts_within_the_fetchs_deadline(
         if host != "slow-dns.example":
             return real_getaddrinfo(host, *args, **kwargs)
         lookups.append(host)
-        time.sleep(1)  # a resolver that answers, late: it cannot be interrupted
+        time.sleep(0.6)  # a resolver that answers, late: it cannot be interrupted
         return real_getaddrinfo("127.0.0.1", *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_dns)
