@@ -1964,7 +1964,12 @@ class ScheduleResolver:
         try:
             text = self._fetch_text(url)
             try:
-                return parse_schedule_json(text, self._settings.timezone, self.skip_days)
+                document = load_json(text, f"JSON such as {SCHEDULE_EXAMPLE}")
+                if not isinstance(document, dict):  # a body is never shown whole: its type only
+                    raise ScheduleError(
+                        f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}"
+                    )
+                return parse_schedule_document(document, self._settings.timezone, self.skip_days)
             except ScheduleError as err:
                 raise ScheduleError(f"schedule at {shown}: {err}") from err
         except ScheduleError as err:
@@ -1986,6 +1991,9 @@ class ScheduleResolver:
         try:
             text = self._fetch_text(url)
             document = load_json(text, f"a list such as {SKIP_EXAMPLE}")
+            if not isinstance(document, list):  # a body is never shown whole: its type only
+                got = _json_type(document)
+                raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {got}")
             skip = parse_skip_entries(document, source=shown)
             return skip if skip is not None else SkipDays(source=shown)
         except ScheduleError as err:
