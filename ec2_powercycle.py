@@ -16,6 +16,10 @@ boto3), schedules behind URLs, EC2, the run and the handler. The command line
 (``check``, ``plan``, ``run``, ``override``) is ``ec2_powercycle_cli`` beside it,
 not shipped in the zip.
 
+Auto Scaling groups carrying the same tag follow the same schedules through the
+same decision (``decide_resource``): a stop saves a group's sizes in its tag
+``ec2Powercycle:size`` and scales it to zero, a start restores them.
+
 After a target's actions a run may also write status tags on its instances
 (``<tag>:last-action``, ``<tag>:error``) and, after every target's, put an event
 per action and error on an EventBridge bus; every run counts the instance-hours
@@ -23,8 +27,8 @@ its schedules keep stopped (``StoppedInstanceHours``, by instance type).
 
 The manual is docs/ (README.md is its front page):
 
-- docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides,
-  maintenance windows (``"maintenance_windows"``: running for SSM's patching)
+- docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides, Auto Scaling
+  groups, maintenance windows (``"maintenance_windows"``: running for SSM's patching)
 - docs/decisions.md: the window rule, catch-up, starts that did not take, guards, choices
 - docs/settings.md: every ``EC2_POWERCYCLE_*`` variable, its default and its bad values
 - docs/operations.md: the summary a run returns, metrics, notifications, faults
@@ -43,6 +47,7 @@ _LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
 if os.path.isdir(_LIB) and _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
+import contextlib
 import functools
 import ipaddress
 import itertools
@@ -54,12 +59,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import boto3
@@ -113,6 +118,7 @@ EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the clock an event's
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
+EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling groups (and their instances) of EKS node groups
 
 # --- Limits ---------------------------------------------------------------------
 
@@ -127,12 +133,30 @@ EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled ru
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
+URL_FETCH_WORKERS = 16  # URLs a run fetches at once: 24 slow URLs cost two deadlines, not 24
+# Of the invocation's time left at a run's start, the part kept from URL fetching for the actions, the summary,
+# the metrics and the notification: the larger of these, never more than half (url_fetch_deadline).
+URL_BUDGET_RESERVE_SECONDS = 60.0
+URL_BUDGET_RESERVE_SHARE = 0.2
+URL_CUT_GRACE_SECONDS = 1.0  # a fetch cut at its deadline ends at once unless it is in a name look-up
+URL_SHOWN_MAX_CHARS = 200  # a URL in a message is cut past this, with its length
+URL_DECODE_ROUNDS = 4  # percent-decodings a URL path gets in the search for dot segments (%252e takes two)
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
 SNS_MESSAGE_MAX_BYTES = 200_000  # SNS refuses messages over 256 KiB
 ERROR_MAX_CHARS = 1000  # an error message, cut where it is made (PowercycleError)
 VALUE_SHOWN_CHARS = 60  # how much of an untrusted value a message shows (`quoted`)
 JSON_MAX_DEPTH = 16  # nesting a tag's or a URL's JSON may have; checked before parsing (`load_json`)
-SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
+# Cut in a long log line.
+SUMMARY_LISTS = (
+    "started",
+    "stopped",
+    "skipped",
+    "errors",
+    "caught_up",
+    "hibernated",
+    "groups_started",
+    "groups_stopped",
+)
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
@@ -169,6 +193,11 @@ LAST_ACTION_SUFFIX = ":last-action"  # status tags (EC2_POWERCYCLE_STATUS_TAGS):
 ERROR_SUFFIX = ":error"
 OVERRIDE_KEYS = ("state", "until")
 OVERRIDE_EXAMPLE = '{"state": "running", "until": "2026-11-24T02:00:00Z"}'
+SIZE_SUFFIX = ":size"  # a stopped group's saved sizes: the schedule tag's key plus this
+SIZE_KEYS = ("min", "max", "desired")
+SIZE_EXAMPLE = '{"min": 1, "max": 4, "desired": 2}'
+GROUP_PAGE_SIZE = 100  # DescribeAutoScalingGroups' largest MaxRecords
+GROUP_SIZE_LIMIT = 1_000_000  # a saved size beyond any group's: refused as untrusted input, not sent on
 # States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
 READ_STATES = ("pending", "running", "stopping", "stopped")
 STARTABLE_STATES = frozenset({"stopped"})
@@ -223,6 +252,11 @@ _EVENT_BUS_ARN_PATTERN = re.compile(
     r"arn:aws[a-z-]*:events:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}"
 )
 _EVENT_TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")  # RFC 3986 2.3
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -427,6 +461,52 @@ class Verdict:
     decision: Decision
 
 
+class Kind(StrEnum):
+    INSTANCE = "instance"
+    GROUP = "group"  # an Auto Scaling group: stopped = scaled to zero, started = its saved sizes back
+
+
+class GroupName(str):
+    """An Auto Scaling group's name where a run's results hold instance IDs (skipped, errors, caught_up)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    """An Auto Scaling group's sizes: what a stop saves in the group's `<tag>:size` tag and a start restores."""
+
+    min: int
+    max: int
+    desired: int
+
+    def tag_value(self) -> str:
+        return json.dumps({"min": self.min, "max": self.max, "desired": self.desired})
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An instance or an Auto Scaling group, as the one decision path (`decide_resource`) sees it.
+
+    `state` is an instance's own; a group's is "stopped" when its desired capacity
+    is 0 and "running" otherwise. `record` reads its last state change, called
+    only when the decision needs it (for a group it costs a DescribeScalingActivities
+    call). `refusals` say why an action cannot be carried out (a group's start
+    with no saved size, a bad size tag): such a decision is the resource's error.
+    `described` is what DescribeInstances or DescribeAutoScalingGroups said of it.
+    """
+
+    kind: Kind
+    resource_id: str
+    tags: Mapping[str, str]
+    state: str
+    described: Mapping[str, Any]
+    record: Callable[[], InstanceRecord]
+    refusals: Mapping[Action, str] = field(default_factory=dict)
+    size: GroupSize | None = None  # a group's sizes now: what a stop saves
+    saved: GroupSize | None = None  # a group's saved sizes: what a start restores
+
+
 class _Slot:
     __slots__ = ("lock", "ready", "value")
 
@@ -465,6 +545,11 @@ class Memo:
                     slot.value = compute()
                     slot.ready = True
         return slot.value
+
+    def has(self, key: Any) -> bool:
+        """Whether key's value is computed (and not forgotten)."""
+        slot = self._slots.get(key)
+        return slot is not None and slot.ready
 
     def clear(self) -> None:
         with self._lock:
@@ -764,6 +849,8 @@ def _parse_allow_prefix(prefix: str) -> str:
     parts = urlsplit(prefix)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{URL_ALLOW_SETTING} entries must be http(s) URL prefixes, got {prefix!r}")
+    if has_dot_segment(parts.path):  # no URL under it could be allowed: URLs with dot segments are refused
+        raise ConfigError(f"{URL_ALLOW_SETTING} entries must not hold '.' or '..' path segments, got {prefix!r}")
     return prefix
 
 
@@ -870,9 +957,7 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     calendars: list[tuple[str, str | None]] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ScheduleError(
-                f"'skip' entries must be strings such as '2026-12-24', got {_got(entry)}"
-            )
+            raise ScheduleError(f"'skip' entries must be strings such as '2026-12-24', got {_got(entry)}")
         text = entry.strip()
         if _SKIP_DATE.match(text):
             dates.add(_skip_date(text, entry))
@@ -985,6 +1070,27 @@ def parse_override(value: str) -> Override:
     if state not in ("running", "stopped"):
         raise ScheduleError(f"'state' must be 'running' or 'stopped', got {quoted(state, as_json=True)}")
     return Override(state, parse_instant(document["until"], "'until'"))
+
+
+def parse_group_size(value: str) -> GroupSize:
+    """Check a group's saved sizes (its `<tag>:size` tag): {"min": m, "max": M, "desired": d}, 0 <= m <= d <= M, d > 0.
+
+    A start restores them as they are, so anything a start could not restore,
+    or would restore to zero, is refused here with the reason.
+    """
+    document = load_json(value.strip(), f"JSON such as {SIZE_EXAMPLE}")
+    shown = quoted(value)
+    if not isinstance(document, dict) or sorted(document) != sorted(SIZE_KEYS):
+        raise ScheduleError(f"expected exactly the keys min, max and desired, such as {SIZE_EXAMPLE}, got {shown}")
+    sizes = [document[key] for key in SIZE_KEYS]
+    if not all(type(size) is int and 0 <= size <= GROUP_SIZE_LIMIT for size in sizes):
+        raise ScheduleError(f"min, max and desired must be whole numbers from 0 to {GROUP_SIZE_LIMIT}, got {shown}")
+    low, high, desired = sizes
+    if not low <= desired <= high:
+        raise ScheduleError(f"needs min <= desired <= max, got {shown}")
+    if desired == 0:
+        raise ScheduleError(f"desired is 0: a start would restore nothing, got {shown}")
+    return GroupSize(low, high, desired)
 
 
 def parse_instant(value: object, what: str) -> datetime:
@@ -1553,12 +1659,15 @@ def _instant(value: object) -> datetime | None:
 
 
 def guard_reason(tags: Mapping[str, str], protected_environments: frozenset[str]) -> str | None:
-    """Why an instance must never be touched, or None."""
+    """Why an instance or group must never be touched, or None."""
     for key, value in tags.items():
         if key.lower() == ENVIRONMENT_TAG and value.strip().lower() in protected_environments:
             return f"protected environment {value!r}"
     if AUTOSCALING_TAG in tags:
         return f"in Auto Scaling group {tags[AUTOSCALING_TAG]!r}"
+    if EKS_NODEGROUP_TAG in tags:
+        # EKS keeps a node group's sizes: scaling its group behind EKS's back is undone, or fights EKS.
+        return f"managed by EKS (node group {quoted(tags[EKS_NODEGROUP_TAG])}): scale the node group with EKS"
     return None
 
 
@@ -1981,65 +2090,155 @@ def resolve_windows(names: Sequence[str], records: Sequence[Mapping[str, Any]]) 
 
 
 def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to log."""
+    """The URL without credentials, query or fragment, cut to URL_SHOWN_MAX_CHARS: safe to log, bounded."""
     try:
         parts = urlsplit(url.strip())
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparseable URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    shown = f"{parts.scheme}://{host}{port}{parts.path}"
+    if len(shown) > URL_SHOWN_MAX_CHARS:
+        return f"{shown[:URL_SHOWN_MAX_CHARS]}... ({len(url.strip())} characters)"
+    return shown
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a URL path holds a `.` or `..` segment in any encoding a server might decode.
+
+    Percent-encoded (`%2e%2e`, `%2E.`), encoded twice or more (`%252e`), behind a
+    backslash (`\\..\\`, `%5c`) or a path parameter (`..;x`). A path still
+    changing after URL_DECODE_ROUNDS decodings counts as one: refused rather than guessed.
+    """
+    text = path
+    for _ in range(URL_DECODE_ROUNDS):
+        if any(segment.split(";", 1)[0] in (".", "..") for segment in re.split(r"[/\\]", text)):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True
+
+
+def _normalised_path(path: str) -> str:
+    """The path as RFC 3986 (6.2.2) compares it: escapes of unreserved characters decoded, the rest in upper case."""
+
+    def unescape(found: re.Match[str]) -> str:
+        char = chr(int(found[1], 16))
+        return char if char in _UNRESERVED else f"%{found[1].upper()}"
+
+    return _PERCENT_ESCAPE.sub(unescape, path) or "/"
 
 
 def url_is_allowed(url: str, allow_prefixes: Iterable[str]) -> bool:
-    """True when url starts with an operator-allowed prefix (same scheme and host, path prefix)."""
+    """True when url starts with an operator-allowed prefix: same scheme and host, and a path under the prefix's.
+
+    Paths are compared normalised (`_normalised_path`); a path with dot
+    segments is never allowed (check_url refuses it whatever the prefixes).
+    """
     target = urlsplit(url)
+    if has_dot_segment(target.path):
+        return False
+    path = _normalised_path(target.path)
     for prefix in allow_prefixes:
         allowed = urlsplit(prefix)
         if (
             target.scheme.lower() == allowed.scheme.lower()
             and target.netloc.lower() == allowed.netloc.lower()
-            and target.path.startswith(allowed.path)
+            and path.startswith(_normalised_path(allowed.path))
         ):
             return True
     return False
 
 
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a connection to it reaches: none for a plain one.
+
+    IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`
+    and the local-use `64:ff9b:1::/48` (RFC 6052 positions: bits 48-63 and 72-87),
+    6to4 `2002::/16`, and Teredo `2001::/32` (its server and its client).
+    """
+    if ip.version == 4:
+        return []
+    value = int(ip)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64_WELL_KNOWN:
+        return [low32]
+    if ip in _NAT64_LOCAL:
+        return [ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | ((value >> 40) & 0xFFFF))]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)
+    return []
+
+
+def is_public_address(address: str) -> bool:
+    """Whether a resolved address is one a schedule URL may reach unallowed: global, as is any IPv4 it carries."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    carried = embedded_ipv4(ip)
+    return all(v4.is_global for v4 in carried) if carried else ip.is_global
+
+
 def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], list[str]]) -> list[str]:
     """The addresses to fetch url from: its host resolved once, every address public unless allowed.
 
-    Refuses (ScheduleError) a URL that is not https to public addresses and not
-    allowed. The fetch connects only to these addresses, so a DNS answer that
-    changes after the check (DNS rebinding) cannot steer the request.
+    Refuses (ScheduleError) a URL that `validate_url` refuses, or whose addresses
+    are not public while it is not allowed. The fetch connects only to these
+    addresses, so a DNS answer that changes after the check (DNS rebinding) cannot steer the request.
     """
+    host, allowed = validate_url(url, allow_prefixes)
+    shown = redact_url(url)
+    try:
+        addresses = resolve(host)
+    except OSError as err:
+        raise ScheduleError(f"cannot resolve host of schedule URL {shown}: {err}") from err
+    if not addresses:
+        raise ScheduleError(f"host of schedule URL {shown} resolves to no address")
+    if allowed:
+        return addresses
+    for address in addresses:
+        if not is_public_address(address):
+            raise ScheduleError(
+                f"refused schedule URL {shown}: {host} resolves to non-public address {address} "
+                f"(see {URL_ALLOW_SETTING})"
+            )
+    return addresses
+
+
+def validate_url(url: str, allow_prefixes: Iterable[str]) -> tuple[str, bool]:
+    """The URL's host and whether an allow-list prefix covers it; ScheduleError for a URL refused before resolving.
+
+    Refused: a malformed URL, no host, a host name IDNA cannot encode (an empty
+    label, a label over 63 characters, a name over 253), a path with dot
+    segments (`has_dot_segment`, allowed or not), and anything but https unless allowed.
+    """
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as err:
-        raise ScheduleError(f"malformed schedule URL {redact_url(url)}") from err
+        raise ScheduleError(f"malformed schedule URL {shown}") from err
     if not host:
-        raise ScheduleError(f"schedule URL {redact_url(url)} has no host")
+        raise ScheduleError(f"schedule URL {shown} has no host")
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError as err:
+        raise ScheduleError(
+            f"schedule URL {shown} has a host name IDNA cannot encode (an empty label, or one over 63 characters)"
+        ) from err
+    if len(encoded.rstrip(b".")) > 253:
+        raise ScheduleError(f"schedule URL {shown} has a host name over 253 characters")
+    if has_dot_segment(parts.path):
+        raise ScheduleError(f"refused schedule URL {shown}: its path holds a '.' or '..' segment")
     allowed = url_is_allowed(url, allow_prefixes)
     if not allowed and parts.scheme.lower() != "https":
-        raise ScheduleError(f"refused schedule URL {redact_url(url)}: only https is allowed (see {URL_ALLOW_SETTING})")
-    try:
-        addresses = resolve(host)
-    except OSError as err:
-        raise ScheduleError(f"cannot resolve host of schedule URL {redact_url(url)}: {err}") from err
-    if not addresses:
-        raise ScheduleError(f"host of schedule URL {redact_url(url)} resolves to no address")
-    if allowed:
-        return addresses
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if not (mapped or ip).is_global:
-            raise ScheduleError(
-                f"refused schedule URL {redact_url(url)}: {host} resolves to non-public address {address} "
-                f"(see {URL_ALLOW_SETTING})"
-            )
-    return addresses
+        raise ScheduleError(f"refused schedule URL {shown}: only https is allowed (see {URL_ALLOW_SETTING})")
+    return host, allowed
 
 
 def resolve_host(host: str) -> list[str]:
@@ -2048,49 +2247,124 @@ def resolve_host(host: str) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-def fetch_schedule_text(url: str, addresses: Sequence[str]) -> str:
-    """GET a schedule document from one of the addresses within URL_DEADLINE_SECONDS, whatever the server does.
+def url_fetch_deadline(started: float, deadline: float | None) -> float | None:
+    """When a run's URL fetching must end (time.monotonic() seconds), given when the invocation ends; None: never.
+
+    The last max(URL_BUDGET_RESERVE_SECONDS, URL_BUDGET_RESERVE_SHARE of the time
+    left at the run's start), but never more than half of it, is kept for the
+    actions, the summary, the metrics and the notification: 240 s of fetching
+    in a 300 s invocation, 720 s in 900 s, 15 s in 30 s.
+    """
+    if deadline is None:
+        return None
+    left = max(deadline - started, 0.0)
+    return deadline - min(max(URL_BUDGET_RESERVE_SECONDS, URL_BUDGET_RESERVE_SHARE * left), left / 2)
+
+
+class FetchSockets:
+    """The sockets one fetch opens (duplicates of their descriptors), so that its deadline can cut them.
+
+    shutdown() on a duplicate ends the connection itself (TLS on top of it
+    included): a read blocked in the fetch's thread fails at once, and the thread ends.
+    A socket opened after the cut is cut as it opens.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cut = False
+
+    def add(self, sock: socket.socket) -> None:
+        duplicate = sock.dup()
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.cut:
+                self._shut(duplicate)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.cut = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    def close(self) -> None:
+        with self._lock:  # never while cut_all shuts them: a closed descriptor's number may be reused
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the other end
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def fetch_schedule_text(url: str, addresses: Sequence[str], until: float | None = None) -> str:
+    """GET a schedule document from one of the addresses by `until` (default: URL_DEADLINE_SECONDS from now)."""
+    until = time.monotonic() + URL_DEADLINE_SECONDS if until is None else until
+    return fetch_in_time(url, lambda sockets: _get_schedule_text(url, addresses, sockets, until), until)
+
+
+def fetch_in_time(
+    url: str,
+    work: Callable[[FetchSockets], str],
+    until: float,
+    late: str | None = None,
+    lingering: list[threading.Thread] | None = None,
+) -> str:
+    """work(sockets) in a thread of its own ("schedule-fetch"), given up on at `until`, whatever the server does.
 
     Timeouts only bound each read, so a server sending its headers a byte at a
-    time could hold a run for hours: the exchange runs in a daemon thread that
-    is abandoned at the deadline (it ends when its socket does; being a daemon,
-    it never holds the process).
+    time could hold a run for hours: at `until` the fetch's sockets are cut,
+    its blocked read fails at once and its thread is joined. What cannot be cut
+    is the name look-up (getaddrinfo, bounded by the system resolver's own
+    timeout and attempts): a thread still in it is appended to `lingering`
+    for the run to join at its end (without `lingering`, joined here). `late`
+    is the message when `until` passes (default: took longer than URL_DEADLINE_SECONDS).
     """
     outcome: list[str | BaseException] = []
+    sockets = FetchSockets()
 
     def fetch() -> None:
         try:
-            outcome.append(_get_schedule_text(url, addresses))
+            outcome.append(work(sockets))
         except BaseException as err:  # handed to the caller below
             outcome.append(err)
+        finally:
+            sockets.close()
 
     worker = threading.Thread(target=fetch, name="schedule-fetch", daemon=True)
     worker.start()
-    worker.join(URL_DEADLINE_SECONDS)
-    if not outcome:
-        raise ScheduleError(f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
+    worker.join(max(until - time.monotonic(), 0.0))
+    if worker.is_alive():
+        sockets.cut_all()
+        worker.join(URL_CUT_GRACE_SECONDS)  # a cut read fails at once; a name look-up does not
+        if worker.is_alive() and lingering is not None:
+            lingering.append(worker)
+        else:
+            worker.join()
+        raise ScheduleError(late or f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
 
 
-def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
+def _get_schedule_text(url: str, addresses: Sequence[str], sockets: FetchSockets, until: float) -> str:
     """GET from the first of the addresses that can be reached; any failure is this URL's ScheduleError."""
     import requests  # only runs that use URL schedules pay for importing requests
 
     # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
-    deadline = time.monotonic() + URL_DEADLINE_SECONDS
     shown = redact_url(url)
     try:
         for address in addresses[:-1]:
             try:
-                body = _get_capped_body(url, address, deadline)
+                body = _get_capped_body(url, address, sockets, until)
                 break
             except requests.ConnectionError:  # no connection (IPv6 without a route, say): the next, as any client
                 continue
         else:
-            body = _get_capped_body(url, addresses[-1], deadline)
+            body = _get_capped_body(url, addresses[-1], sockets, until)
     except ScheduleError:
         raise
     except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
@@ -2101,19 +2375,23 @@ def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
         raise ScheduleError(f"schedule at {shown} is not UTF-8 text") from err
 
 
-def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
-    """GET url from address with timeouts, a size cap while reading, no redirects; the body loop keeps the deadline."""
+def _get_capped_body(url: str, address: str, sockets: FetchSockets, until: float) -> bytearray:
+    """GET url from address with timeouts, a size cap while reading, no redirects; nothing once `until` has passed."""
     import requests
 
     shown = redact_url(url)
+    left = until - time.monotonic()
+    if sockets.cut or left <= 0:  # given up on (while resolving, say): no connection
+        raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
     with requests.Session() as session:
         session.trust_env = False  # no proxies or .netrc credentials from the environment
-        pinned = _pinned_adapter(address)
+        pinned = _pinned_adapter(address, sockets)
         session.mount("https://", pinned)
         session.mount("http://", pinned)
         with session.get(
             url,
-            timeout=(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS),
+            # The connect timeout ends by `until`: a connection being made has no socket to cut yet.
+            timeout=(min(URL_TIMEOUT_SECONDS, left), URL_TIMEOUT_SECONDS),
             stream=True,
             allow_redirects=False,
             headers={"Accept": "application/json"},
@@ -2124,25 +2402,50 @@ def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
             if declared.isdigit() and int(declared) > URL_MAX_BYTES:
                 raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
             body = bytearray()
-            # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+            # read1 returns whatever has arrived; a server trickling bytes is cut at the deadline (fetch_in_time).
             while chunk := response.raw.read1(8192, decode_content=True):
                 body += chunk
                 if len(body) > URL_MAX_BYTES:
                     raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
     return body
 
 
-def _pinned_adapter(address: str) -> Any:
-    """A requests transport adapter that connects to address, whatever the URL's host.
+def _pinned_adapter(address: str, sockets: FetchSockets) -> Any:
+    """A requests transport adapter that connects to address, whatever the URL's host; its sockets go to `sockets`.
 
     TLS still names the URL's host (SNI, and the certificate is checked against
     it), and so does the Host header: the server sees an ordinary request.
     """
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class TrackedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(sock)
+            return sock
+
+    class TrackedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(sock)  # before the TLS handshake, which the cut ends as well
+            return sock
+
+    class TrackedHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = TrackedHTTPConnection
+
+    class TrackedHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = TrackedHTTPSConnection
 
     class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": TrackedHTTPConnectionPool,
+                "https": TrackedHTTPSConnectionPool,
+            }
+
         def build_connection_pool_key_attributes(
             self, request: Any, verify: Any, cert: Any = None
         ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -2172,20 +2475,28 @@ def _host_header(url: str) -> str:
 class ScheduleResolver:
     """Turns tag values into Schedules, each distinct value, URL and "skip" URL once per run (thread-safe).
 
-    `memo` is the run's; `fetch` and `resolve` are the network edges (tests pass their own).
+    `memo` is the run's; `resolve` is the name look-up (tests pass their own).
+    `fetch_until` (time.monotonic() seconds, `url_fetch_deadline`) is when the
+    run's URL fetching must end: each fetch ends by the earlier of it and its
+    own URL_DEADLINE_SECONDS, and once it has passed a URL fails without a
+    connection. `prefetch` fetches a page's URLs at once, URL_FETCH_WORKERS at
+    a time; `close` ends every thread the resolver started (the run calls it).
     """
 
     def __init__(
         self,
         settings: Settings,
         memo: RunMemo | None = None,
-        fetch: Callable[[str, Sequence[str]], str] = fetch_schedule_text,
         resolve: Callable[[str], list[str]] = resolve_host,
+        fetch_until: float | None = None,
     ) -> None:
         self._settings = settings
         self._memo = memo or RunMemo()
-        self._fetch = fetch
         self._resolve = resolve
+        self._fetch_until = fetch_until
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lingering: list[threading.Thread] = []  # fetch threads given up on while looking a name up
 
     def resolve(self, value: str) -> Schedule | ScheduleError:
         """The Schedule of a tag value, or the ScheduleError saying why there is none.
@@ -2197,6 +2508,66 @@ class ScheduleResolver:
             return self._memo.urls.get(url, lambda: self._fetch_and_parse(url))  # type: ignore[no-any-return]
         return self._memo.schedules.get(value, lambda: self._parse(value))  # type: ignore[no-any-return]
 
+    def prefetch(self, values: Iterable[str | None]) -> None:
+        """Resolve at once, URL_FETCH_WORKERS at a time, the distinct values not yet resolved that need the network.
+
+        URLs, and inline values that may name a "skip" URL; a schedule URL's own
+        "skip" URL is fetched in the same worker, after it. What goes wrong is
+        left for `resolve` to report, where each instance is decided.
+        """
+        wanted: dict[str, None] = {}
+        seen: set[str] = set()
+        for value in values:
+            if not value or value in seen:
+                continue
+            seen.add(value)
+            if is_url(value):
+                if not self._memo.urls.has(value.strip()):
+                    wanted[value] = None
+            elif "http" in value.lower() and not self._memo.schedules.has(value):
+                wanted[value] = None
+        if len(wanted) < 2:
+            return  # nothing to do at once: the one is fetched where it is decided
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(URL_FETCH_WORKERS, thread_name_prefix="schedule-urls")
+            pool = self._pool
+        wait([pool.submit(self.resolve, value) for value in wanted])
+
+    def close(self, until: float | None = None) -> None:
+        """End the resolver's threads: its pool's, and fetch threads still in a name look-up (joined by `until`)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            lingering, self._lingering = self._lingering, []
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for thread in lingering:
+            thread.join(None if until is None else max(until - time.monotonic(), 0.0))
+        alive = [thread for thread in lingering if thread.is_alive()]
+        if alive:
+            logger.warning("%d schedule-fetch threads still wait on the system's name look-up", len(alive))
+
+    def _fetch_text(self, url: str) -> str:
+        """The body at url, checked (`check_url`, its name look-up included) and fetched within the fetch's time."""
+        shown = redact_url(url)
+        validate_url(url, self._settings.url_allow)  # refused before any thread, look-up or connection
+        now = time.monotonic()
+        until = now + URL_DEADLINE_SECONDS
+        late = None
+        if self._fetch_until is not None and self._fetch_until < until:
+            if self._fetch_until <= now:
+                raise ScheduleError(f"not fetched: {shown}: the run's time for fetching URLs is spent")
+            until = self._fetch_until
+            late = f"not fetched: {shown}: the run's time for fetching URLs ran out"
+
+        def work(sockets: FetchSockets) -> str:
+            addresses = check_url(url, self._settings.url_allow, self._resolve)
+            return _get_schedule_text(url, addresses, sockets, until)
+
+        with self._lock:
+            lingering = self._lingering
+        return fetch_in_time(url, work, until, late, lingering)
+
     def _parse(self, text: str) -> Schedule | ScheduleError:
         try:
             return parse_schedule_json(text, self._settings.timezone, self.skip_days)
@@ -2206,10 +2577,14 @@ class ScheduleResolver:
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
         shown = redact_url(url)
         try:
-            addresses = check_url(url, self._settings.url_allow, self._resolve)
-            text = self._fetch(url, addresses)
+            text = self._fetch_text(url)
             try:
-                return parse_schedule_json(text, self._settings.timezone, self.skip_days)
+                document = load_json(text, f"JSON such as {SCHEDULE_EXAMPLE}")
+                if not isinstance(document, dict):  # a body is never shown whole: its type only
+                    raise ScheduleError(
+                        f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}"
+                    )
+                return parse_schedule_document(document, self._settings.timezone, self.skip_days)
             except ScheduleError as err:
                 raise ScheduleError(f"schedule at {shown}: {err}") from err
         except ScheduleError as err:
@@ -2229,8 +2604,11 @@ class ScheduleResolver:
     def _fetch_skip_days(self, url: str) -> SkipDays | ScheduleError:
         shown = redact_url(url)
         try:
-            text = self._fetch(url, check_url(url, self._settings.url_allow, self._resolve))
+            text = self._fetch_text(url)
             document = load_json(text, f"a list such as {SKIP_EXAMPLE}")
+            if not isinstance(document, list):  # a body is never shown whole: its type only
+                got = _json_type(document)
+                raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {got}")
             skip = parse_skip_entries(document, source=shown)
             return skip if skip is not None else SkipDays(source=shown)
         except ScheduleError as err:
@@ -2264,7 +2642,10 @@ class TargetResult:
     # (instance ID, action, due, the maintenance window it is for or None)
     caught_up: list[tuple[str, Action, datetime, str | None]] = field(default_factory=list)
     hibernated: list[str] = field(default_factory=list)
+    groups_started: list[str] = field(default_factory=list)
+    groups_stopped: list[str] = field(default_factory=list)
     instances: int = 0
+    groups: int = 0  # tagged Auto Scaling groups read
     failed: bool = False
     # Name tags of instances in `errors` only (summary, notification): memory stays flat however large the fleet.
     names: dict[str, str] = field(default_factory=dict)
@@ -2272,6 +2653,7 @@ class TargetResult:
     # so a dictionary slot an instance), the scheduled instances stopped once the actions are made, by type,
     # and the status tags read on the instances whose tags may change: those acting or carrying an error.
     acting: dict[str, tuple[Decision, str]] = field(default_factory=dict)
+    group_decisions: dict[str, Decision] = field(default_factory=dict)  # each acting group's, for the events
     stopped_types: dict[str, int] = field(default_factory=dict)
     status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
     status_tag_errors: int = 0
@@ -2284,23 +2666,28 @@ class TargetResult:
 
     def skipped_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, reason in self.skipped:
-            yield {"instance_id": instance_id, **self._where(), "reason": reason}
+            yield {**_which(instance_id), **self._where(), "reason": reason}
 
     def error_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, error in self.errors:
             name = self.names.get(instance_id) if instance_id else None
-            yield {"instance_id": instance_id, **({"name": name} if name else {}), **self._where(), "error": error}
+            yield {**_which(instance_id), **({"name": name} if name else {}), **self._where(), "error": error}
 
     def remember_name(self, instance: Mapping[str, Any]) -> None:
         """Keep the instance's Name tag, if it has one: call it for instances in `errors` only."""
         name = next((tag.get("Value", "") for tag in instance.get("Tags", ()) if tag["Key"] == "Name"), "")
-        if name:
+        if name and "InstanceId" in instance:  # a group is named by its name already
             self.names[instance["InstanceId"]] = name
 
     def caught_up_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, action, due, window in self.caught_up:
-            entry = {"instance_id": instance_id, **self._where(), "action": action.value, "due": _iso(due)}
+            entry = {**_which(instance_id), **self._where(), "action": action.value, "due": _iso(due)}
             yield entry if window is None else {**entry, "maintenance_window": window}
+
+    def group_entries(self, names: list[str]) -> Iterator[dict[str, Any]]:
+        """`groups_started` and `groups_stopped` entries."""
+        for name in names:
+            yield {"group": str(name), **self._where()}
 
     def fail(self, problem: str) -> TargetResult:
         """The target could not be read: reported with instance_id null; the run will raise."""
@@ -2320,6 +2707,9 @@ class TargetResult:
             "stopped": self.stopped,
             "skipped": len(self.skipped),
             "errors": len(self.errors),
+            "groups": self.groups,
+            "groups_started": self.groups_started,
+            "groups_stopped": self.groups_stopped,
         }
 
     def actions_made(self) -> Iterator[tuple[str, str, Decision]]:
@@ -2330,6 +2720,13 @@ class TargetResult:
         for instance_id in self.stopped:
             done = "hibernated" if instance_id in hibernated else "stopped"
             yield instance_id, done, self.acting[instance_id][0]
+
+
+def _which(resource_id: str | None) -> dict[str, str | None]:
+    """An entry's subject: {"instance_id": ID}, or a group's {"instance_id": None, "group": name}."""
+    if isinstance(resource_id, GroupName):
+        return {"instance_id": None, "group": str(resource_id)}
+    return {"instance_id": resource_id}
 
 
 def aws_session() -> Any:
@@ -2381,21 +2778,25 @@ def _target_service_client(
     return session.client(service, config=config, **keys)
 
 
+def autoscaling_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
+    """An Auto Scaling client, made as `ec2_client` makes EC2's (same retries, same credentials)."""
+    return _target_service_client("autoscaling", region, session, credentials)
+
+
 def sns_client(session: Any, region: str) -> Any:
-    """The SNS client the run's notification is published with; few retries, short timeouts."""
-    return session.client(
-        "sns",
-        region_name=region,
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
-        ),
-    )
+    """The SNS client the run's notification is published with."""
+    return _outlet_client("sns", session, region)
 
 
 def events_client(session: Any, region: str) -> Any:
-    """The EventBridge client a run's events are put with; few retries, short timeouts, as the notification's."""
+    """The EventBridge client a run's events are put with."""
+    return _outlet_client("events", session, region)
+
+
+def _outlet_client(service: str, session: Any, region: str) -> Any:
+    """A client for what a run reports after its actions: few retries, short timeouts (it must not hold the run)."""
     return session.client(
-        "events",
+        service,
         region_name=region,
         config=Config(
             retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
@@ -2467,8 +2868,10 @@ def read_maintenance_windows(ssm: Any) -> list[dict[str, Any]]:
     ]
 
 
-def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
-    """Every instance carrying the tag in a readable state, page by page (streamed).
+def tagged_instances(
+    ec2: Any, tag: str, each_page: Callable[[list[dict[str, Any]]], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every instance carrying the tag in a readable state, page by page (streamed); each page to `each_page` first.
 
     Paged by hand rather than with botocore's paginator: the paginator keeps the
     previous page (about 12 MiB for 1,000 instances) alive while it reads and
@@ -2489,6 +2892,8 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
             instance for reservation in page.get("Reservations", ()) for instance in reservation.get("Instances", ())
         ]
         page = None  # let go of the page before the next one is read and parsed
+        if each_page is not None:
+            each_page(instances)
         yield from instances
         instances = []
         if not next_token:
@@ -2554,6 +2959,93 @@ def _in_batches(
     return done, refused
 
 
+def tagged_groups(autoscaling: Any, tag: str) -> Iterator[dict[str, Any]]:
+    """Every Auto Scaling group carrying the tag, GROUP_PAGE_SIZE a page, filtered by the service on the tag key.
+
+    A region without such groups costs this one call.
+    """
+    filters = [{"Name": "tag-key", "Values": [tag]}]
+    token = ""
+    while True:
+        page = autoscaling.describe_auto_scaling_groups(
+            Filters=filters, MaxRecords=GROUP_PAGE_SIZE, **({"NextToken": token} if token else {})
+        )
+        yield from page.get("AutoScalingGroups", ())
+        next_token = page.get("NextToken") or ""
+        if not next_token:
+            return
+        if next_token == token:
+            raise PaginationError(message=f"DescribeAutoScalingGroups returned the same NextToken twice: {token[:40]}")
+        token = next_token
+
+
+def group_record(autoscaling: Any, name: str, state: str) -> InstanceRecord:
+    """A group's last change: when its latest scaling activity started (one DescribeScalingActivities record).
+
+    None when it has none or they cannot be read (logged): a missed run is then never guessed at.
+    """
+    try:
+        page = autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=1)
+    except (ClientError, BotoCoreError) as err:
+        logger.warning("cannot read the scaling activities of group %s: %s", name, _describe_error(err))
+        return InstanceRecord(state, None, None, None)
+    latest = next(iter(page.get("Activities", ())), None)
+    return InstanceRecord(state, _instant(latest.get("StartTime")) if latest else None, None, None)
+
+
+def scale_groups(
+    autoscaling: Any, size_tag: str, action: Action, groups: list[Resource], result: TargetResult
+) -> list[str]:
+    """Stop (scale to zero) or start (restore) each group, one call or two each; return the names done.
+
+    A stop saves the sizes in the size tag first and changes nothing if it cannot;
+    a start restores the saved sizes, then removes the tag. Each group's failure
+    is its own error; the others go on.
+    """
+    done: list[str] = []
+    scale = _stop_group if action is Action.STOP else _start_group
+    for group in groups:
+        changed, problem = scale(autoscaling, size_tag, group)
+        if changed:
+            done.append(group.resource_id)
+        if problem is not None:
+            result.error(group.resource_id, problem)
+    return done
+
+
+def _stop_group(autoscaling: Any, size_tag: str, group: Resource) -> tuple[bool, str | None]:
+    name, size = group.resource_id, group.size
+    if size is None or size.desired == 0:  # never save a zero size over the one a start must restore
+        return False, "stop refused: the group is already at zero; nothing changed"
+    tag = {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": size_tag, "PropagateAtLaunch": False}
+    try:
+        autoscaling.create_or_update_tags(Tags=[{**tag, "Value": size.tag_value()}])
+    except (ClientError, BotoCoreError) as err:
+        return False, f"stop failed: cannot save its sizes in tag {size_tag!r}: {_describe_error(err)}; nothing changed"
+    try:
+        autoscaling.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0)
+    except (ClientError, BotoCoreError) as err:
+        return False, f"stop failed: {_describe_error(err)} (its sizes are saved in tag {size_tag!r})"
+    return True, None
+
+
+def _start_group(autoscaling: Any, size_tag: str, group: Resource) -> tuple[bool, str | None]:
+    name, saved = group.resource_id, group.saved
+    if saved is None:  # the decision has refused it already: never restore what was not saved
+        return False, f"start refused: no saved size in tag {size_tag!r}; nothing changed"
+    try:
+        autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=saved.min, MaxSize=saved.max, DesiredCapacity=saved.desired
+        )
+    except (ClientError, BotoCoreError) as err:
+        return False, f"start failed: {_describe_error(err)}; nothing changed"
+    try:
+        autoscaling.delete_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": size_tag}])
+    except (ClientError, BotoCoreError) as err:
+        return True, f"started, but its size tag {size_tag!r} could not be removed: {_describe_error(err)}"
+    return True, None
+
+
 def _describe_error(err: Exception) -> str:
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
@@ -2576,7 +3068,7 @@ class Aws:
     def __init__(self, session: Any = None) -> None:
         self._session = session or aws_session()
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
+        self._clients: dict[tuple[str, str, str | None], tuple[str | None, Any]] = {}  # (service, region, role)
         self._services: dict[tuple[str, str], Any] = {}  # (service, region) -> the own account's client
         self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
 
@@ -2588,12 +3080,16 @@ class Aws:
         """The SSM client of a target (maintenance windows), as `ec2`."""
         return self._target_client("ssm", ssm_client, target, settings, memo)
 
+    def autoscaling(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
+        """The Auto Scaling client of a target, with the credentials of its EC2 client; RoleError as `ec2`."""
+        return self._target_client("autoscaling", autoscaling_client, target, settings, memo)
+
     def _target_client(
         self, service: str, factory: Callable[..., Any], target: Target, settings: Settings, memo: RunMemo
     ) -> Any:
         credentials = self._role_credentials(target.role_arn, settings, memo) if target.role_arn else None
         key_id = credentials["AccessKeyId"] if credentials else None
-        key = (target.region, target.role_arn) if service == "ec2" else (f"{service}:{target.region}", target.role_arn)
+        key = (service, target.region, target.role_arn)
         with self._lock:
             made_with, client = self._clients.get(key, (None, None))
             if client is None or made_with != key_id:
@@ -2612,7 +3108,7 @@ class Aws:
         return self._service(events_client, "events", region)
 
     def _forget_oldest_role_clients(self) -> None:
-        made_for_roles = [key for key in self._clients if key[1] is not None]
+        made_for_roles = [key for key in self._clients if key[2] is not None]
         for key in made_for_roles[: max(0, len(made_for_roles) - ROLE_CLIENTS_KEPT)]:
             del self._clients[key]
 
@@ -2787,7 +3283,7 @@ def status_tag_changes(
             writes.setdefault((status.last_action_key, value), []).append(instance_id)
     reasons: dict[str, list[str]] = {}
     for instance_id, error in result.errors:
-        if instance_id is not None:
+        if instance_id is not None and not isinstance(instance_id, GroupName):  # status tags are instances'
             reasons.setdefault(instance_id, []).append(error)
     for instance_id, errors in reasons.items():
         current = result.status_seen.get(instance_id, (None, None))[1]
@@ -2825,7 +3321,7 @@ def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: Sta
 
 
 def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
-    """The PutEvents entries of a target's run: one per action made, one per instance error."""
+    """The PutEvents entries of a target's run: one per action made (an instance's or a group's), one per error."""
     where = {"account": result.target.account, "region": result.target.region, "time": _iso(now)}
     for instance_id, done, decision in result.actions_made():
         detail = {
@@ -2836,9 +3332,23 @@ def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[d
             "reason": decision.cause.value,
         }
         yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
+    for names, action, detail_type in (
+        (result.groups_started, Action.START, "Group Started"),
+        (result.groups_stopped, Action.STOP, "Group Stopped"),
+    ):
+        for name in names:
+            decision = result.group_decisions[name]
+            detail = {
+                "group": str(name),
+                **where,
+                "action": action.value,
+                "due": _iso(decision.due) or None,
+                "reason": decision.cause.value,
+            }
+            yield _event_entry(detail_type, detail, bus)
     for instance_id, error in result.errors:
-        if instance_id is not None:
-            detail = {"instance_id": instance_id, **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
+        if instance_id is not None:  # a group's error names the group: {"instance_id": null, "group": name}
+            detail = {**_which(instance_id), **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
             yield _event_entry("Scheduling Error", detail, bus)
 
 
@@ -2897,10 +3407,13 @@ def publish_events(results: Sequence[TargetResult], settings: Settings, now: dat
         return send_events(results, settings, now, aws)
     except Exception:  # a bug in an outlet must not cost the run its summary
         logger.exception("could not put the run's events on %s", settings.event_bus)
-        return sum(len(r.started) + len(r.stopped) + len(r.errors) for r in results)
+        return sum(
+            len(r.started) + len(r.stopped) + len(r.groups_started) + len(r.groups_stopped) + len(r.errors)
+            for r in results
+        )
     finally:
         for result in results:
-            result.acting = {}
+            result.acting, result.group_decisions = {}, {}
 
 
 def send_events(results: Sequence[TargetResult], settings: Settings, now: datetime, aws: Aws) -> int:
@@ -2943,12 +3456,20 @@ class RunContext:
     now: datetime
     aws: Aws
     memo: RunMemo = field(default_factory=RunMemo)
+    fetch_until: float | None = None  # when URL fetching must end (url_fetch_deadline); None: each URL's deadline
     resolver: ScheduleResolver = field(init=False)
     override_key: str = field(init=False)  # the override tag's key: the schedule tag's plus ":override"
+    size_key: str = field(init=False)  # a stopped group's saved sizes: the schedule tag's key plus ":size"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+        resolver = ScheduleResolver(self.settings, self.memo, fetch_until=self.fetch_until)
+        object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "override_key", override_key(self.settings.tag))
+        object.__setattr__(self, "size_key", size_key(self.settings.tag))
+
+    def close(self, until: float | None = None) -> None:
+        """End the threads the run's URL fetching started (the name look-ups still running: waited on until `until`)."""
+        self.resolver.close(until)
 
     def named_windows(self, target: Target | None, names: tuple[str, ...]) -> tuple[MaintenanceWindow, ...] | str:
         """The maintenance windows `names` name in the target, or why they cannot be had.
@@ -2994,7 +3515,55 @@ class RunContext:
 
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of an instance or group as DescribeInstances or DescribeAutoScalingGroups lists them."""
     return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+
+
+def instance_resource(instance: Mapping[str, Any]) -> Resource:
+    """An instance as the decision sees it; its record is read from the description itself."""
+    return Resource(
+        Kind.INSTANCE,
+        instance["InstanceId"],
+        instance_tags(instance),
+        instance["State"]["Name"],
+        instance,
+        functools.partial(instance_record, instance),
+    )
+
+
+def group_resource(group: Mapping[str, Any], size_key: str, autoscaling: Any) -> Resource:
+    """An Auto Scaling group as the decision sees it: "stopped" at desired capacity 0, else "running".
+
+    Its size tag (`size_key`) is checked here: a start needs a good one (else
+    "nothing to restore"), and a bad one refuses both actions until a person
+    corrects or deletes it. Its record is its latest scaling activity, read only
+    if the decision asks (`group_record`).
+    """
+    name = GroupName(group["AutoScalingGroupName"])
+    tags = instance_tags(group)
+    size = GroupSize(int(group["MinSize"]), int(group["MaxSize"]), int(group["DesiredCapacity"]))
+    state = "stopped" if size.desired == 0 else "running"
+    refusals: dict[Action, str] = {}
+    saved = None
+    value = tags.get(size_key)
+    if value is not None:
+        try:
+            saved = parse_group_size(value)
+        except ScheduleError as err:
+            problem = f"bad saved size in tag {size_key!r}: {err}; nothing changed (correct the tag, or delete it)"
+            refusals = {Action.START: problem, Action.STOP: problem}
+    elif state == "stopped":
+        refusals[Action.START] = (
+            f"nothing to restore: the group is at zero and has no saved size in tag {size_key!r}; nothing changed "
+            f"(set its sizes by hand, or write the tag, such as {SIZE_EXAMPLE})"
+        )
+    record = functools.partial(group_record, autoscaling, name, state)
+    return Resource(Kind.GROUP, name, tags, state, group, record, refusals, size, saved)
+
+
+def size_key(tag: str) -> str:
+    """The key of the tag a stopped group's sizes are saved in (ec2Powercycle:size by default)."""
+    return tag + SIZE_SUFFIX
 
 
 def override_key(tag: str) -> str:
@@ -3003,31 +3572,47 @@ def override_key(tag: str) -> str:
 
 
 def decide_instance(instance: Mapping[str, Any], context: RunContext, target: Target | None = None) -> Verdict:
-    """The one decision path: what a run does with an instance (its tags, state, record and the run's time).
+    """`decide_resource` for an instance as DescribeInstances describes it."""
+    return decide_resource(instance_resource(instance), context, target)
+
+
+def decide_resource(resource: Resource, context: RunContext, target: Target | None = None) -> Verdict:
+    """The one decision path: what a run does with an instance or group (tags, state, record, the run's time).
 
     The handler's runs and the command line's `plan` both decide through here.
     The schedule's decision is made once per distinct (tag value, state) pair, so
-    an instance that shares its schedule with others costs a dictionary look-up.
-    Then the instance's own tags and record: its override tag, while it counts,
-    decides instead (`override_verdict`); then the maintenance windows its schedule
-    names in `target`, while one has a say (`maintenance_verdict`); otherwise its
-    record (`follow_up`) may add a catch-up or a start that did not take.
+    a resource that shares its schedule with others costs a dictionary look-up.
+    Then its own tags and record: its override tag, while it counts, decides
+    instead (`override_verdict`); then the maintenance windows its schedule names
+    in `target`, while one has a say (`maintenance_verdict`); otherwise its record
+    (`follow_up`) may add a catch-up or a start that did not take, read only when its state is not what
+    the schedule asked for recently. An action the resource refuses (a group's
+    start with nothing to restore) is its error, and nothing is done.
     """
-    tags = instance_tags(instance)
-    settings = context.settings
+    verdict = _scheduled_verdict(resource, context, target)
+    decision = verdict.decision
+    refusal = resource.refusals.get(decision.action) if decision.outcome is Outcome.ACT else None  # type: ignore[arg-type]
+    return Verdict(verdict.schedule, Decision(Outcome.ERROR, None, refusal)) if refusal else verdict
+
+
+def _scheduled_verdict(resource: Resource, context: RunContext, target: Target | None) -> Verdict:
+    tags, state, settings = resource.tags, resource.state, context.settings
     reason = guard_reason(tags, settings.protected_environments)
     if reason:
         return Verdict(None, Decision(Outcome.SKIP, None, reason))
-    value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
+    value = tags.get(settings.tag, "")
     verdict: Verdict = context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))
+    refused = group_schedule_error(verdict.schedule, settings.tag) if resource.kind is Kind.GROUP else None
+    if refused:
+        return Verdict(None, Decision(Outcome.ERROR, None, refused))
     override = tags.get(context.override_key)
-    if override is not None:  # one instance's: decided apart from the decision its schedule's instances share
+    if override is not None:  # one resource's: decided apart from the decision its schedule's others share
         overridden = override_verdict(override, verdict, state, context)
         if overridden is not verdict:  # held, ended this run, or malformed: the override decides, not catch-up
-            return _held_start_failure(overridden, instance, context)
+            return _held_start_failure(overridden, resource, context)
     schedule = verdict.schedule
     if schedule is not None and schedule.maintenance_windows and verdict.decision.outcome is not Outcome.ERROR:
-        patched = maintenance_verdict(instance, verdict, state, context, target)
+        patched = maintenance_verdict(resource, verdict, context, target)
         if patched is not None:
             return patched
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
@@ -3035,12 +3620,16 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext, target: Ta
     recent: Due | None = context.memo.recent.get(schedule, lambda: _recent(schedule, context))
     if recent is None or recent.action is None:
         return verdict
-    decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
+    if state not in (STARTABLE_STATES if recent.action is Action.START else STOPPABLE_STATES):
+        return verdict  # in the state the schedule asked for recently: its record would change nothing
+    if resource.kind is Kind.GROUP and (verdict.decision.outcome is not Outcome.IDLE or schedule.enforce):
+        return verdict  # a group's record tells only of a missed run, made up only by an idle run without enforce
+    decision = follow_up(verdict.decision, schedule, recent, resource.record(), context.now, settings.catch_up)
     return verdict if decision is verdict.decision else Verdict(schedule, decision)
 
 
 def maintenance_verdict(
-    instance: Mapping[str, Any], verdict: Verdict, state: str, context: RunContext, target: Target | None
+    resource: Resource, verdict: Verdict, context: RunContext, target: Target | None
 ) -> Verdict | None:
     """What the schedule's maintenance windows make of the instance this run, or None when they have no say.
 
@@ -3057,7 +3646,7 @@ def maintenance_verdict(
         return Verdict(None, Decision(Outcome.ERROR, None, problem))
     settings, now = context.settings, context.now
     due = context.memo.due.get(schedule, lambda: _due(schedule, context, settings.window))
-    decision = maintenance_decision(schedule, due, patching, state, now, settings.window)
+    decision = maintenance_decision(schedule, due, patching, resource.state, now, settings.window)
     if decision is None:
         return None
     occurrence = patching.held or patching.ended
@@ -3067,22 +3656,40 @@ def maintenance_verdict(
         lead_at > now - settings.catch_up
     ):
         recent = Due(Action.START, lead_at)
-        followed = follow_up(decision, schedule, recent, instance_record(instance), now, settings.catch_up)
+        followed = follow_up(decision, schedule, recent, resource.record(), now, settings.catch_up)
         if followed is not decision:
             decision = replace(followed, reason=f"{followed.reason} for {held.words()}")
     if decision.outcome is Outcome.ACT:
         decision = replace(decision, maintenance_window=str(occurrence.window))
     return Verdict(schedule, decision)
-def _held_start_failure(verdict: Verdict, instance: Mapping[str, Any], context: RunContext) -> Verdict:
+
+
+def group_schedule_error(schedule: Schedule | None, tag: str) -> str | None:
+    """Why an Auto Scaling group cannot follow a schedule it can be given, or None (`check` says it too)."""
+    if schedule is not None and schedule.maintenance_windows:
+        return (
+            f"bad schedule in tag {tag!r}: {MAINTENANCE_KEY!r} is for instances: a group's instances are replaced "
+            "from its launch template, so patch its image instead; remove it, or give the group a schedule of its own"
+        )
+    if schedule is not None and schedule.hibernate:
+        return (
+            f"bad schedule in tag {tag!r}: 'hibernate' is for instances, and an Auto Scaling group cannot hibernate "
+            "(its stop scales it to zero): remove 'hibernate', or give the group a schedule of its own"
+        )
+    return None
+
+
+def _held_start_failure(verdict: Verdict, resource: Resource, context: RunContext) -> Verdict:
     """An override's start that did not take, reported (and Server.* retried) as a scheduled start's is.
 
     An override has no start time of its own: a failed start within the catch-up
-    horizon (or the window) is the one the override asked for.
+    horizon (or the window) is the one the override asked for. A group's record
+    holds no failed start: it is not read for one.
     """
-    if verdict.decision.action is not Action.START or instance["State"]["Name"] != "stopped":
+    if verdict.decision.action is not Action.START or resource.state != "stopped" or resource.kind is Kind.GROUP:
         return verdict
     horizon = max(context.settings.catch_up, context.settings.window)
-    failed = start_failure(instance_record(instance), context.now - horizon)
+    failed = start_failure(resource.record(), context.now - horizon)
     if failed is None:
         return verdict
     if failed.outcome is Outcome.ACT:
@@ -3168,32 +3775,50 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}", cause=Cause.OVERRIDE)
 
 
-def decide_isolated(instance: Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
-    """`decide_instance`, whatever its tags hold: anything it raises is this instance's error, not its target's.
+def decide_isolated(resource: Resource | Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
+    """`decide_resource` (an instance may come as DescribeInstances describes it), whatever its tags hold:
+    anything it raises is this instance's or group's error, not its target's.
 
     Untrusted values are parsed into ScheduleErrors at the edge; this is the net
-    under that rule (a value nobody foresaw, a bug), so that one instance's tags
-    never cost the other instances of its account and region their run.
+    under that rule (a value nobody foresaw, a bug), so that one resource's tags
+    never cost the other instances and groups of its account and region their run.
     """
+    kind = resource.kind if isinstance(resource, Resource) else Kind.INSTANCE
     try:
-        return decide_instance(instance, context, target)
-    except Exception as err:  # the instance's error, reported; its neighbours still run
-        problem = PowercycleError(f"cannot decide this instance: {type(err).__name__}: {err}")
+        described = resource if isinstance(resource, Resource) else instance_resource(resource)
+        return decide_resource(described, context, target)
+    except Exception as err:  # the resource's error, reported; its neighbours still run
+        problem = PowercycleError(f"cannot decide this {kind.value}: {type(err).__name__}: {err}")
         # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
         frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
-        logger.error("%s: %s: %s\n%s", target, instance.get("InstanceId"), problem, frames)
+        name = resource.resource_id if isinstance(resource, Resource) else resource.get("InstanceId")
+        logger.error("%s: %s: %s\n%s", target, name, problem, frames)
         return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
 
 
-def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]) -> Any:
-    """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
+@dataclass(frozen=True)
+class TargetReading:
+    """What reading a target leaves for acting: its clients, and why its groups could not be read, if so."""
 
-    Raises TargetError saying why the target could not be read.
+    ec2: Any
+    autoscaling: Any
+    groups_problem: str | None = None
+
+
+def read_target(target: Target, context: RunContext, visit: Callable[[Resource, Verdict], None]) -> TargetReading:
+    """Read a target's tagged Auto Scaling groups, then its tagged instances, deciding each; hand both to `visit`.
+
+    Raises TargetError saying why the target could not be read. Groups that
+    cannot be read are the reading's `groups_problem`: its instances are read,
+    decided and acted on all the same.
     """
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
-        for instance in tagged_instances(ec2, context.settings.tag):
-            visit(instance, decide_isolated(instance, context, target))
+        autoscaling = context.aws.autoscaling(target, context.settings, context.memo)
+        groups_problem = _read_groups(autoscaling, target, context, visit)
+        for instance in tagged_instances(ec2, context.settings.tag, lambda page: _prefetch(page, context)):
+            resource = instance_resource(instance)
+            visit(resource, decide_isolated(resource, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
     except (ClientError, BotoCoreError) as err:
@@ -3201,7 +3826,31 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     except Exception as err:  # a bug must not cost the other targets their run; it still fails the run
         logger.exception("%s: unexpected error", target)
         raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
-    return ec2
+    return TargetReading(ec2, autoscaling, groups_problem)
+
+
+def _read_groups(
+    autoscaling: Any, target: Target, context: RunContext, visit: Callable[[Resource, Verdict], None]
+) -> str | None:
+    """Read and decide the target's tagged groups; return why they could not be read, or None."""
+    try:
+        groups = list(tagged_groups(autoscaling, context.settings.tag))  # a few KB a group: all at once
+    except (ClientError, BotoCoreError) as err:
+        return f"cannot read Auto Scaling groups: {_describe_error(err)}"
+    _prefetch(groups, context)
+    for group in groups:
+        resource = group_resource(group, context.size_key, autoscaling)
+        visit(resource, decide_isolated(resource, context, target))
+    return None
+
+
+def _prefetch(page: list[dict[str, Any]], context: RunContext) -> None:
+    """Fetch the URLs a page of instances (or the groups) needs at once (`ScheduleResolver.prefetch`), before they
+    are decided."""
+    tag = context.settings.tag
+    context.resolver.prefetch(
+        item.get("Value") for instance in page for item in instance.get("Tags", ()) if item["Key"] == tag
+    )
 
 
 def run_target(target: Target, context: RunContext) -> TargetResult:
@@ -3210,68 +3859,110 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     result = TargetResult(target)
     starts: list[str] = []
     stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
+    groups: dict[Action, list[Resource]] = {Action.START: [], Action.STOP: []}
     caught_up: dict[str, tuple[Action, datetime, str | None]] = {}
     status = StatusTags.of(settings.tag, context.now) if settings.status_tags and not settings.dry_run else None
     types: dict[str, str] = {}
     pairs: dict[tuple[Decision, str], tuple[Decision, str]] = {}
+    # Each scheduled group's reasons to be listed in skipped (its own, and its instances carrying the tag):
+    # one entry per group, however many of its instances carry the tag.
+    group_notes: dict[str, list[str]] = {}
+    members: dict[str, int] = {}
 
-    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
-        result.instances += 1
-        note_instance(result, instance, verdict, types, pairs, status)
-        instance_id, decision = instance["InstanceId"], verdict.decision
+    def visit(resource: Resource, verdict: Verdict) -> None:
+        resource_id, decision = resource.resource_id, verdict.decision
+        if resource.kind is Kind.GROUP:
+            result.groups += 1
+            group_notes[resource_id] = []
+        else:
+            result.instances += 1
+            note_instance(result, resource.described, verdict, types, pairs, status)
+            group = resource.tags.get(AUTOSCALING_TAG)
+            if group in group_notes and decision.outcome is Outcome.SKIP:
+                members[group] = members.get(group, 0) + 1  # never acted on: the group is, as a whole
+                return
         if decision.problem:
-            result.error(instance_id, decision.problem)
-            result.remember_name(instance)
+            result.error(resource_id, decision.problem)
+            result.remember_name(resource.described)
         if decision.outcome is Outcome.ACT:
-            if decision.action is Action.START:
-                starts.append(instance_id)
+            if resource.kind is Kind.GROUP:
+                groups[decision.action].append(resource)  # type: ignore[index]
+                result.group_decisions[resource_id] = decision
+            elif decision.action is Action.START:
+                starts.append(resource_id)
             else:
-                stops[_hibernates(instance, verdict.schedule)].append(instance_id)
+                stops[_hibernates(resource.described, verdict.schedule)].append(resource_id)
             if decision.caught_up is not None:
                 made_up = (decision.action, decision.caught_up, decision.maintenance_window)
-                caught_up[instance_id] = made_up  # type: ignore[assignment]
+                caught_up[resource_id] = made_up  # type: ignore[assignment]
         elif decision.outcome is Outcome.SKIP:
-            result.skip(instance_id, decision.reason)
+            if resource.kind is Kind.GROUP:
+                group_notes[resource_id].append(decision.reason)
+            else:
+                result.skip(resource_id, decision.reason)
         elif decision.outcome is Outcome.ERROR:
-            result.error(instance_id, decision.reason)
-            result.remember_name(instance)
+            result.error(resource_id, decision.reason)
+            result.remember_name(resource.described)
 
     try:
-        ec2 = read_target(target, context, visit)
+        reading = read_target(target, context, visit)
     except TargetError as err:
         return result.fail(str(err))
+    if reading.groups_problem:
+        result.failed = True
+        result.error(None, f"{target}: {reading.groups_problem}")
+        logger.error("%s: %s", target, reading.groups_problem)
+    for group, count in members.items():
+        group_notes[group].append(
+            f"{_counted(count, 'instance')} of the group carry the tag {settings.tag!r} (propagated at launch): "
+            "the group is scheduled as a whole, never its instances one by one"
+        )
+    for group, notes in group_notes.items():
+        if notes:
+            result.skip(GroupName(group), "; ".join(notes))
     if settings.dry_run:
         result.started, result.stopped, result.hibernated = starts, stops[False] + stops[True], stops[True]
+        result.groups_started = [group.resource_id for group in groups[Action.START]]
+        result.groups_stopped = [group.resource_id for group in groups[Action.STOP]]
     else:
         decided_errors = len(result.errors)
-        result.started = act(ec2, Action.START, starts, result)
-        result.stopped = act(ec2, Action.STOP, stops[False], result)
+        result.started = act(reading.ec2, Action.START, starts, result)
+        result.stopped = act(reading.ec2, Action.STOP, stops[False], result)
         if stops[True]:
-            result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
+            result.hibernated, stopped_instead = hibernate(reading.ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
-        name_failed_instances(ec2, result, result.errors[decided_errors:])
+        name_failed_instances(reading.ec2, result, result.errors[decided_errors:])
         if status is not None:
             try:
-                write_status_tags(ec2, result, context.now, status)
+                write_status_tags(reading.ec2, result, context.now, status)
             except Exception:  # a bug in an outlet must not cost the target its result
                 logger.exception("%s: could not write the status tags", target)
                 result.status_tag_errors += 1
+        result.groups_stopped = scale_groups(
+            reading.autoscaling, context.size_key, Action.STOP, groups[Action.STOP], result
+        )
+        result.groups_started = scale_groups(
+            reading.autoscaling, context.size_key, Action.START, groups[Action.START], result
+        )
     count_stopped(result, starts)
     if not settings.event_bus:
-        result.acting = {}  # only the events still need it
+        result.acting, result.group_decisions = {}, {}  # only the events still need them
     result.caught_up = [
-        (instance_id, *caught_up[instance_id])
-        for instance_id in result.started + result.stopped
-        if instance_id in caught_up
+        (resource_id, *caught_up[resource_id])
+        for resource_id in result.started + result.stopped + result.groups_started + result.groups_stopped
+        if resource_id in caught_up
     ]
     logger.info(
-        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
+        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s%s",
         target,
         result.instances,
         len(result.started),
         len(result.stopped),
         len(result.skipped),
         len(result.errors),
+        f"; {result.groups} tagged groups, {len(result.groups_started)} started, {len(result.groups_stopped)} stopped"
+        if result.groups
+        else "",
         " (dry run)" if settings.dry_run else "",
     )
     return result
@@ -3285,7 +3976,8 @@ def name_failed_instances(ec2: Any, result: TargetResult, failures: list[tuple[s
     NOTIFY_MAX_PROBLEMS of them, and only when a call failed. Best effort: a
     failed look-up leaves them named by ID.
     """
-    unnamed = list(dict.fromkeys(i for i, _ in failures if i and i not in result.names))[:NOTIFY_MAX_PROBLEMS]
+    unnamed = [i for i, _ in failures if i and not isinstance(i, GroupName) and i not in result.names]
+    unnamed = list(dict.fromkeys(unnamed))[:NOTIFY_MAX_PROBLEMS]
     if not unnamed:
         return
     try:
@@ -3396,14 +4088,16 @@ _LIST_METRICS = (
     ("Errors", "errors"),
     ("CaughtUp", "caught_up"),
     ("Hibernated", "hibernated"),
+    ("GroupsStarted", "groups_started"),
+    ("GroupsStopped", "groups_stopped"),
 )
 # Metrics of the outlets, present when the outlet is on: (metric, summary key holding the count).
 _OUTLET_METRICS = (("StatusTagErrors", "status_tag_errors"), ("EventErrors", "event_errors"))
 
 
 def failed_targets(summary: Mapping[str, Any]) -> int:
-    """Targets (account and region) that could not be handled: each is one error without an instance."""
-    return sum(1 for entry in summary["errors"] if entry["instance_id"] is None)
+    """Targets (account and region) that could not be handled: each is one error without an instance or group."""
+    return sum(1 for entry in summary["errors"] if entry["instance_id"] is None and entry.get("group") is None)
 
 
 def run_metrics(summary: Mapping[str, Any]) -> dict[str, int | float]:
@@ -3501,9 +4195,16 @@ def notification(
         )
     else:
         done = f"{len(summary['started'])} started, {len(summary['stopped'])} stopped"
+        groups = summary.get("groups", 0)
         scope = (
-            f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances "
-            f"in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
+            f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances"
+            + (
+                f"; {len(summary['groups_started'])} started, {len(summary['groups_stopped'])} stopped of "
+                f"{_counted(groups, 'Auto Scaling group')}"
+                if groups
+                else ""
+            )
+            + f" in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
             + (f", in {summary['run_seconds']:.1f} s." if "run_seconds" in summary else ".")
         )
     tail = f": {counts}; {done}{dry}"
@@ -3513,7 +4214,9 @@ def notification(
     listed = 0
     for entry in errors[:NOTIFY_MAX_PROBLEMS]:
         where = f"{entry['account']}/{entry['region']}"
-        if entry["instance_id"] is None:
+        if entry.get("group") is not None:
+            line = f"- group {entry['group']} in {where}: {entry['error']}"
+        elif entry["instance_id"] is None:
             line = f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}"
         else:
             name = f" ({entry['name']})" if entry.get("name") else ""
@@ -3879,6 +4582,9 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
         "errors": [entry for result in results for entry in result.error_entries()],
         "caught_up": [entry for result in results for entry in result.caught_up_entries()],
         "hibernated": [i for result in results for i in result.hibernated],
+        "groups": sum(result.groups for result in results),
+        "groups_started": [entry for result in results for entry in result.group_entries(result.groups_started)],
+        "groups_stopped": [entry for result in results for entry in result.group_entries(result.groups_stopped)],
         "stopped_instance_hours": stopped_instance_hours(results, settings.window),
         **({"status_tag_errors": sum(r.status_tag_errors for r in results)} if settings.status_tags else {}),
     }
@@ -3894,6 +4600,9 @@ def stopped_instance_hours(results: Iterable[TargetResult], window: timedelta) -
     return {instance_type: round(count * hours, 4) for instance_type, count in sorted(counts.items())}
 
 
+_TARGET_LISTS = ("started", "stopped", "groups_started", "groups_stopped")  # a target's lists: counted when cut
+
+
 def log_summary(summary: dict[str, Any]) -> None:
     """Log the summary as one JSON line, cutting long lists so the line fits in a log event."""
     lists = [key for key in SUMMARY_LISTS if key in summary]
@@ -3907,7 +4616,7 @@ def log_summary(summary: dict[str, Any]) -> None:
             shortened[key] = items[:100]
             shortened[f"{key}_count"] = len(items)
         shortened["targets"] = [
-            {**totals, "started": len(totals["started"]), "stopped": len(totals["stopped"])}
+            {**totals, **{key: len(totals[key]) for key in _TARGET_LISTS if key in totals}}
             for totals in summary.get("targets", ())
         ]
         shortened["truncated"] = True
@@ -3970,15 +4679,22 @@ def run(
     `session` (a boto3 Session) is for callers that bring their own; otherwise
     the execution environment's session and clients are reused. `deadline`
     (time.monotonic() seconds: when Lambda will end the invocation) makes the
-    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running.
+    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running,
+    and bounds its URL fetching (`url_fetch_deadline`). No thread of its URL
+    fetching outlives it.
     """
     started = time.monotonic()
-    context = RunContext(settings, now, Aws(session) if session else shared_aws())
-    discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
-    targets = discovery.targets
-    with RunWatch(targets, started, deadline) as watch:
-        work = watch.track(lambda target: run_target(target, context))
-        results = each_target(targets, work, settings.max_workers)
+    fetch_until = url_fetch_deadline(started, deadline)
+    context = RunContext(settings, now, Aws(session) if session else shared_aws(), fetch_until=fetch_until)
+    try:
+        discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
+        targets = discovery.targets
+        with RunWatch(targets, started, deadline) as watch:
+            work = watch.track(lambda target: run_target(target, context))
+            results = each_target(targets, work, settings.max_workers)
+    finally:
+        # Name look-ups still running are waited on, but not into the last half of the time kept for reporting.
+        context.close(None if deadline is None or fetch_until is None else (fetch_until + deadline) / 2)
     results += discovery.failures
     event_errors = publish_events(results, settings, now, context.aws)
     summary = summarise(now, settings, results)

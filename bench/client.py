@@ -102,6 +102,9 @@ def handler_run(event_time: str) -> dict[str, Any]:
         "skipped": len(summary["skipped"]),
         "errors": len(summary["errors"]),
         "error_samples": [entry["error"] for entry in summary["errors"][:3]],
+        "groups": summary.get("groups", 0),
+        "groups_started": len(summary.get("groups_started", ())),
+        "groups_stopped": len(summary.get("groups_stopped", ())),
     }
     return result
 
