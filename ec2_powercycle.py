@@ -162,6 +162,12 @@ NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it m
 SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
 METRICS_NAMESPACE = "ec2-powercycle"
 STATUS_TAG_IDS_PER_CALL = 1000  # CreateTags and DeleteTags take at most 1,000 resources a call
+# Auto Scaling's CreateOrUpdateTags and DeleteTags take one entry per group and tag; their reference states no
+# limit on entries a call, so a call carries at most 50, the most tags the service lets one group have.
+GROUP_STATUS_TAGS_PER_CALL = 50
+# StoppedInstanceHours' InstanceType for a group whose description names no single instance type (a launch
+# template or configuration, whose type DescribeAutoScalingGroups does not carry, or several types).
+GROUP_INSTANCE_TYPE = "auto-scaling-group"
 EVENT_SOURCE = "ec2-powercycle"
 EVENTS_PER_CALL = 10  # PutEvents takes at most 10 entries a call
 EVENTS_CALL_MAX_BYTES = 256 * 1024  # and at most 256 KB of entries (sized as EventBridge sizes them)
@@ -2197,6 +2203,7 @@ class TargetResult:
     group_decisions: dict[str, Decision] = field(default_factory=dict)  # each acting group's, for the events
     stopped_types: dict[str, int] = field(default_factory=dict)
     status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
+    group_status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # the groups'
     status_tag_errors: int = 0
 
     def skip(self, instance_id: str, reason: str) -> None:
@@ -2252,8 +2259,15 @@ class TargetResult:
             "groups_stopped": self.groups_stopped,
         }
 
-    def actions_made(self) -> Iterator[tuple[str, str, Decision]]:
-        """(instance ID, "started", "stopped" or "hibernated", its decision) for each instance acted on."""
+    def actions_made(self, kind: Kind = Kind.INSTANCE) -> Iterator[tuple[str, str, Decision]]:
+        """(instance ID, "started", "stopped" or "hibernated", its decision) for each instance acted on;
+        (group name, "started" or "stopped", its decision) for each group, with `kind` GROUP."""
+        if kind is Kind.GROUP:
+            for name in self.groups_started:
+                yield name, "started", self.group_decisions[name]
+            for name in self.groups_stopped:
+                yield name, "stopped", self.group_decisions[name]
+            return
         hibernated = frozenset(self.hibernated)
         for instance_id in self.started:
             yield instance_id, "started", self.acting[instance_id][0]
@@ -2691,9 +2705,10 @@ def shared_aws() -> Aws:
 # --- Where people look: status tags, hours stopped, events (after the actions) -------------
 #
 # Three outlets read what a target's run decided and did, after its actions, the way the metrics and the
-# notification read the summary: `note_instance` keeps, while the instances are read, only what they need
-# (a dictionary slot per acting instance, a count per instance type, the status tags of instances whose
-# tags may change); the rest is derived from the TargetResult. None of them can fail an instance or the run.
+# notification read the summary: `note_instance` and `note_group` keep, while the resources are read, only
+# what they need (a dictionary slot per acting instance, a count per instance type, the status tags of
+# instances and groups whose tags may change); the rest is derived from the TargetResult. None of them can
+# fail an instance, a group or the run.
 
 
 def status_keys(tag: str) -> tuple[str, str]:
@@ -2725,9 +2740,7 @@ def note_instance(
     """Keep what the outlets will need of one instance just decided.
 
     `types` and `pairs` make one string per instance type and one (decision, type) pair per distinct
-    pair, shared by the target's instances; `status` is given when status tags are written. Of those,
-    an instance's error tag is kept (few instances carry one), and its last-action tag only when it
-    names this run's time (a run made again): any other cannot equal what this run would write.
+    pair, shared by the target's instances; `status` is given when status tags are written (`note_status`).
     """
     decision = verdict.decision
     instance_type = str(instance.get("InstanceType") or "unknown")
@@ -2739,22 +2752,62 @@ def note_instance(
         result.acting[instance_id] = pairs.setdefault(pair, pair)
     elif verdict.schedule is not None and instance["State"]["Name"] in SETTLED_STOPPED:
         result.stopped_types[instance_type] = result.stopped_types.get(instance_type, 0) + 1
-    if status is None or (verdict.schedule is None and decision.outcome is not Outcome.ERROR):
-        return  # guarded instances are never touched, not even their tags
+    if status is not None:
+        note_status(result.status_seen, instance_id, instance, verdict, status)
+
+
+def note_group(result: TargetResult, group: Resource, verdict: Verdict, status: StatusTags | None) -> None:
+    """Keep what the outlets will need of one group just decided: its saved desired capacity among the hours
+    stopped while it stays at zero (an acting group's is counted once the actions are made: `count_stopped`),
+    and its status tags (`note_status`)."""
+    acting = verdict.decision.outcome is Outcome.ACT
+    if not acting and verdict.schedule is not None and group.state == "stopped" and group.saved is not None:
+        group_type = group_instance_type(group.described)
+        result.stopped_types[group_type] = result.stopped_types.get(group_type, 0) + group.saved.desired
+    if status is not None:
+        note_status(result.group_status_seen, group.resource_id, group.described, verdict, status)
+
+
+def note_status(
+    seen: dict[str, tuple[str | None, str | None]],
+    resource_id: str,
+    described: Mapping[str, Any],
+    verdict: Verdict,
+    status: StatusTags,
+) -> None:
+    """Keep in `seen` the status tags of an instance or group (as described) whose tags this run may change.
+
+    Guarded resources are never touched, not even their tags. Of the others, the error tag is kept
+    (few resources carry one), and the last-action tag only when the resource acts and the tag names
+    this run's time (a run made again): any other cannot equal what this run would write.
+    """
+    decision = verdict.decision
+    if verdict.schedule is None and decision.outcome is not Outcome.ERROR:
+        return
     last_action = error = None
-    for tag in instance.get("Tags", ()):
+    for tag in described.get("Tags", ()):
         if tag["Key"] == status.last_action_key:
             last_action = str(tag.get("Value", ""))
         elif tag["Key"] == status.error_key:
             error = str(tag.get("Value", ""))
+    acting = decision.outcome is Outcome.ACT
     if not acting or (last_action is not None and not last_action.partition(" ")[2].startswith(status.stamp)):
         last_action = None
     if last_action is not None or error is not None:
-        result.status_seen[instance_id] = (last_action, error)
+        seen[resource_id] = (last_action, error)
 
 
-def count_stopped(result: TargetResult, starts: list[str]) -> None:
-    """Add the instances stopped by the actions, and those whose start failed, to result.stopped_types."""
+def group_instance_type(group: Mapping[str, Any]) -> str:
+    """A group's instance type for StoppedInstanceHours: the one type its mixed instances policy's overrides
+    name, when DescribeAutoScalingGroups carries exactly one; else GROUP_INSTANCE_TYPE (no call to find it)."""
+    overrides = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", ())
+    types = {str(override["InstanceType"]) for override in overrides if override.get("InstanceType")}
+    return types.pop() if len(types) == 1 else GROUP_INSTANCE_TYPE
+
+
+def count_stopped(result: TargetResult, starts: list[str], groups: Mapping[Action, list[Resource]]) -> None:
+    """Add to result.stopped_types what the actions left stopped: the instances and groups stopped, and those
+    whose start failed (a group counts its saved desired capacity)."""
     counts = result.stopped_types
     for instance_id in result.stopped:
         instance_type = result.acting[instance_id][1]
@@ -2765,6 +2818,15 @@ def count_stopped(result: TargetResult, starts: list[str]) -> None:
             if instance_id not in started:
                 instance_type = result.acting[instance_id][1]
                 counts[instance_type] = counts.get(instance_type, 0) + 1
+    stopped, started = set(result.groups_stopped), set(result.groups_started)
+    for group in groups.get(Action.STOP, ()):
+        if group.resource_id in stopped and group.size is not None:
+            group_type = group_instance_type(group.described)
+            counts[group_type] = counts.get(group_type, 0) + group.size.desired
+    for group in groups.get(Action.START, ()):
+        if group.resource_id not in started and group.saved is not None:
+            group_type = group_instance_type(group.described)
+            counts[group_type] = counts.get(group_type, 0) + group.saved.desired
 
 
 def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
@@ -2777,54 +2839,90 @@ def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
 
 
 def status_tag_changes(
-    result: TargetResult, now: datetime, status: StatusTags
+    result: TargetResult, now: datetime, status: StatusTags, kind: Kind = Kind.INSTANCE
 ) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
-    """The status tags to write, {(key, value): instance IDs}, and the instances whose error tag goes.
+    """The status tags to write on the instances (or the groups), {(key, value): their IDs (names)}, and those
+    whose error tag goes.
 
-    Only values that differ from what the run read: an unchanged instance costs nothing.
+    Only values that differ from what the run read: an unchanged instance or group costs nothing.
     """
+    seen = result.status_seen if kind is Kind.INSTANCE else result.group_status_seen
     writes: dict[tuple[str, str], list[str]] = {}
-    for instance_id, done, decision in result.actions_made():
+    for resource_id, done, decision in result.actions_made(kind):
         value = f"{done} {status.stamp} {decision.cause.value}"
-        if result.status_seen.get(instance_id, (None, None))[0] != value:
-            writes.setdefault((status.last_action_key, value), []).append(instance_id)
+        if seen.get(resource_id, (None, None))[0] != value:
+            writes.setdefault((status.last_action_key, value), []).append(resource_id)
     reasons: dict[str, list[str]] = {}
-    for instance_id, error in result.errors:
-        if instance_id is not None and not isinstance(instance_id, GroupName):  # status tags are instances'
-            reasons.setdefault(instance_id, []).append(error)
-    for instance_id, errors in reasons.items():
-        current = result.status_seen.get(instance_id, (None, None))[1]
+    for resource_id, error in result.errors:  # a group's errors name it by GroupName, an instance's by its ID
+        if resource_id is not None and isinstance(resource_id, GroupName) is (kind is Kind.GROUP):
+            reasons.setdefault(resource_id, []).append(error)
+    for resource_id, errors in reasons.items():
+        current = seen.get(resource_id, (None, None))[1]
         value = error_tag_value(now, "; ".join(dict.fromkeys(errors)), current)
         if value != current:
-            writes.setdefault((status.error_key, value), []).append(instance_id)
-    cleared = [i for i, (_, error) in result.status_seen.items() if error is not None and i not in reasons]
+            writes.setdefault((status.error_key, value), []).append(resource_id)
+    cleared = [i for i, (_, error) in seen.items() if error is not None and i not in reasons]
     return writes, cleared
 
 
-def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
-    """Write the target's changed status tags: one call per value and 1,000 instances; failures counted, not raised."""
-    writes, cleared = status_tag_changes(result, now, status)
-    calls: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
+def write_status_tags(ec2: Any, autoscaling: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
+    """Write the target's changed status tags, on its instances and its groups; failures counted, not raised.
+
+    Instances given the same value share a CreateTags call (1,000 a call); the groups' entries share
+    CreateOrUpdateTags calls whatever their values (GROUP_STATUS_TAGS_PER_CALL a call). Each entry a failed
+    call carried counts one StatusTagErrors.
+    """
+    calls = [
+        *_instance_tag_calls(ec2, *status_tag_changes(result, now, status), status),
+        *_group_tag_calls(autoscaling, *status_tag_changes(result, now, status, Kind.GROUP), status),
+    ]
+    for call, params, count, what, keys in calls:
+        try:
+            call(**params)
+        except (ClientError, BotoCoreError) as err:
+            result.status_tag_errors += count
+            logger.warning(
+                "%s: could not write the status tag %s on %s: %s", result.target, keys, what, _describe_error(err)
+            )
+    result.status_seen, result.group_status_seen = {}, {}
+
+
+# One tagging call: (the client's method, its parameters, the tags it writes (one a resource and key), what it
+# writes them on for a log line, the keys).
+_TagCall = tuple[Callable[..., Any], dict[str, Any], int, str, str]
+
+
+def _instance_tag_calls(
+    ec2: Any, writes: dict[tuple[str, str], list[str]], cleared: list[str], status: StatusTags
+) -> Iterator[_TagCall]:
+    batches: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
         (ec2.create_tags, [{"Key": key, "Value": value}], ids) for (key, value), ids in writes.items()
     ]
     if cleared:
-        calls.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
-    for call, tags, ids in calls:
+        batches.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
+    for call, tags, ids in batches:
         for offset in range(0, len(ids), STATUS_TAG_IDS_PER_CALL):
             chunk = ids[offset : offset + STATUS_TAG_IDS_PER_CALL]
-            try:
-                call(Resources=chunk, Tags=tags)
-            except (ClientError, BotoCoreError) as err:
-                result.status_tag_errors += len(chunk)
-                logger.warning(
-                    "%s: could not write the status tag %s on %d instances (%s...): %s",
-                    result.target,
-                    tags[0]["Key"],
-                    len(chunk),
-                    chunk[0],
-                    _describe_error(err),
-                )
-    result.status_seen = {}
+            what = f"{_counted(len(chunk), 'instance')} ({chunk[0]}...)"
+            yield call, {"Resources": chunk, "Tags": tags}, len(chunk), what, tags[0]["Key"]
+
+
+def _group_tag_calls(
+    autoscaling: Any, writes: dict[tuple[str, str], list[str]], cleared: list[str], status: StatusTags
+) -> Iterator[_TagCall]:
+    group = {"ResourceType": "auto-scaling-group"}
+    entries = [
+        {"ResourceId": str(name), **group, "Key": key, "Value": value, "PropagateAtLaunch": False}
+        for (key, value), names in writes.items()
+        for name in names
+    ]
+    deletions = [{"ResourceId": str(name), **group, "Key": status.error_key} for name in cleared]
+    for call, tags in ((autoscaling.create_or_update_tags, entries), (autoscaling.delete_tags, deletions)):
+        for offset in range(0, len(tags), GROUP_STATUS_TAGS_PER_CALL):
+            chunk = tags[offset : offset + GROUP_STATUS_TAGS_PER_CALL]
+            names = list(dict.fromkeys(tag["ResourceId"] for tag in chunk))
+            what = f"{_counted(len(names), 'group')} ({names[0]}...)"
+            yield call, {"Tags": chunk}, len(chunk), what, ", ".join(dict.fromkeys(tag["Key"] for tag in chunk))
 
 
 def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
@@ -2839,20 +2937,15 @@ def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[d
             "reason": decision.cause.value,
         }
         yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
-    for names, action, detail_type in (
-        (result.groups_started, Action.START, "Group Started"),
-        (result.groups_stopped, Action.STOP, "Group Stopped"),
-    ):
-        for name in names:
-            decision = result.group_decisions[name]
-            detail = {
-                "group": str(name),
-                **where,
-                "action": action.value,
-                "due": _iso(decision.due) or None,
-                "reason": decision.cause.value,
-            }
-            yield _event_entry(detail_type, detail, bus)
+    for name, done, decision in result.actions_made(Kind.GROUP):
+        detail = {
+            "group": str(name),
+            **where,
+            "action": decision.action.value,  # type: ignore[union-attr]
+            "due": _iso(decision.due) or None,
+            "reason": decision.cause.value,
+        }
+        yield _event_entry("Group Started" if done == "started" else "Group Stopped", detail, bus)
     for instance_id, error in result.errors:
         if instance_id is not None:  # a group's error names the group: {"instance_id": null, "group": name}
             detail = {**_which(instance_id), **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
@@ -3292,6 +3385,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         if resource.kind is Kind.GROUP:
             result.groups += 1
             group_notes[resource_id] = []
+            note_group(result, resource, verdict, status)
         else:
             result.instances += 1
             note_instance(result, resource.described, verdict, types, pairs, status)
@@ -3349,19 +3443,19 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             result.hibernated, stopped_instead = hibernate(reading.ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
         name_failed_instances(reading.ec2, result, result.errors[decided_errors:])
-        if status is not None:
-            try:
-                write_status_tags(reading.ec2, result, context.now, status)
-            except Exception:  # a bug in an outlet must not cost the target its result
-                logger.exception("%s: could not write the status tags", target)
-                result.status_tag_errors += 1
         result.groups_stopped = scale_groups(
             reading.autoscaling, context.size_key, Action.STOP, groups[Action.STOP], result
         )
         result.groups_started = scale_groups(
             reading.autoscaling, context.size_key, Action.START, groups[Action.START], result
         )
-    count_stopped(result, starts)
+        if status is not None:
+            try:
+                write_status_tags(reading.ec2, reading.autoscaling, result, context.now, status)
+            except Exception:  # a bug in an outlet must not cost the target its result
+                logger.exception("%s: could not write the status tags", target)
+                result.status_tag_errors += 1
+    count_stopped(result, starts, groups)
     if not settings.event_bus:
         result.acting, result.group_decisions = {}, {}  # only the events still need them
     result.caught_up = [
