@@ -495,11 +495,21 @@ def test_plan_text_prints_instance_hours_and_the_status_tags(
     lines = [line.strip() for line in plan(capsys).splitlines()]
     assert "last action: stopped 2026-11-20T18:07:00Z schedule" in lines
     assert "last error: 2026-11-20T18:07:00Z stop failed:?X" in lines  # no control character reaches the terminal
-    assert (
-        "instance-hours: m5.large 10 running, 14 stopped; t3.micro 20 running, 28 stopped; in all 30 running, "
+    assert "instance-hours: m5.large 10 running, 14 stopped; t3.micro 20 running, 28 stopped; in all 30 running, " \
         "42 stopped" in lines
-    )
-    assert (
-        lines[-1] == "Fleet, instance-hours over 24 h: m5.large 10 running, 14 stopped; t3.micro 20 running, "
+    assert lines[-1] == "Fleet, instance-hours over 24 h: m5.large 10 running, 14 stopped; t3.micro 20 running, " \
         "28 stopped; in all 30 running, 42 stopped"
-    )
+
+
+def test_plan_shows_a_groups_status_tags(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    status = {LAST_ACTION: "stopped 2026-11-20T18:07:00Z schedule", ERROR: "2026-11-21T08:07:00Z start failed: X"}
+    fleet.launch_group("web", OFFICE_HOURS, sizes=(0, 4, 0), tags=status)
+    fleet.launch_group("api", OFFICE_HOURS)
+    groups = {group["group"]: group["status"] for group in json.loads(plan(capsys, "--json"))["groups"]}
+    assert groups == {
+        "web": {"last_action": status[LAST_ACTION], "error": status[ERROR]},
+        "api": {"last_action": None, "error": None},
+    }
+    lines = [line.strip() for line in plan(capsys).splitlines()]
+    web = next(index for index, line in enumerate(lines) if line.startswith("web "))
+    assert lines[web + 1 : web + 3] == [f"last action: {status[LAST_ACTION]}", f"last error: {status[ERROR]}"]

@@ -35,7 +35,9 @@ class _RawBody:
         yield self._body
 
 
-def injected_response(request: Any, status: int, body: bytes, headers: dict[str, str] | None = None) -> AWSResponse:
+def injected_response(
+    request: Any, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> AWSResponse:
     """An answer for a before-send handler to return: this status, body and headers, the request never sent.
 
     botocore asks every before-send handler; moto's in-process stubber would still carry the
