@@ -119,6 +119,7 @@ SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibern
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
+ZONES_KEPT = 1024  # time zones an execution environment keeps loaded (more than the IANA database names)
 RUN_TIME_WARNING_SHARE = 0.8  # of the invocation's time: past it the run names the targets still running
 NOTIFY_MAX_PROBLEMS = 50  # problems listed in the notification; the rest are counted
 NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it must not hold the run
@@ -311,12 +312,6 @@ class Schedule:
     skip: SkipDays | None = None
 
 
-# Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
-WallTime = tuple[int, int, int, int, int]
-WindowMinutes = tuple[tuple[datetime, tuple[WallTime, ...]], ...]
-MinutesOf = Callable[[str, datetime, timedelta], WindowMinutes]
-
-
 @dataclass(frozen=True)
 class Due:
     """What a schedule asks for at a time: the deciding action and when it fell."""
@@ -426,17 +421,13 @@ class RunMemo:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
         self.skips = Memo()  # "skip" URL -> SkipDays | ScheduleError; never forgotten, as urls
+        self.latest = Memo(MEMO_LIMIT)  # Schedule -> its latest start and stop over the horizon (see `_due`)
         self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window; (Schedule, until) -> its state then
         self.recent = Memo(MEMO_LIMIT)  # Schedule -> Due over the catch-up horizon
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
-        self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
         self.regions = Memo()  # account -> its enabled regions, or why they cannot be read: once per run
         self.identity = Memo()  # "own" -> the function's own account ID, when the run must ask STS
-
-    def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
-        """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
-        return self.windows.get((tz_name, now, window), lambda: window_minutes(tz_name, now, window))
 
 
 @dataclass(frozen=True)
@@ -660,11 +651,18 @@ def _parse_allow_prefix(prefix: str) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
-    """The ZoneInfo for an IANA name (ZoneInfo keeps its own cache), or ScheduleError."""
+    """The ZoneInfo for an IANA name, or ScheduleError."""
     try:
-        return ZoneInfo(name)
+        return _zone_info(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
         raise ScheduleError(f"unknown time zone {name!r}; expected an IANA name such as 'Europe/London'") from err
+
+
+# Zones held for the execution environment: ZoneInfo's own cache keeps only the last 8 alive, so a
+# fleet in 60 zones would read the zone files again for about every schedule. There are ~600 zones.
+@functools.lru_cache(maxsize=ZONES_KEPT)
+def _zone_info(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def is_url(value: str) -> bool:
@@ -920,15 +918,41 @@ class CronFields:
         """False for a date that never exists, such as 30 February."""
         return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
 
-    def matches(self, wall: tuple[int, int, int, int, int]) -> bool:
-        minute, hour, day, month, weekday = wall
-        return (
-            minute in self.minutes
-            and hour in self.hours
-            and day in self.days
-            and month in self.months
-            and weekday in self.weekdays
-        )
+    def fires_on(self, day: date) -> bool:
+        return day.day in self.days and day.month in self.months and day.isoweekday() % 7 in self.weekdays
+
+    def walls_back(self, start: datetime) -> Iterator[datetime]:
+        """The wall times it fires at, from `start` (naive, whole minutes; included) back, latest first.
+
+        By field arithmetic: a day that matches, then its hours and minutes
+        from the latest, so a walk costs a few steps per day, not one per minute.
+        The caller ends the walk (for an expression that can fire it is endless).
+        """
+        hours, minutes = sorted(self.hours, reverse=True), sorted(self.minutes, reverse=True)
+        day, cap = start.date(), (start.hour, start.minute)
+        while True:
+            if self.fires_on(day):
+                for hour in hours:
+                    if hour <= cap[0]:
+                        for minute in minutes:
+                            if hour < cap[0] or minute <= cap[1]:
+                                yield datetime(day.year, day.month, day.day, hour, minute)
+            day -= _ONE_DAY
+            cap = (23, 59)
+
+    def walls_on(self, start: datetime) -> Iterator[datetime]:
+        """The wall times it fires at strictly after `start` (naive, whole minutes), earliest first: the mirror."""
+        hours, minutes = sorted(self.hours), sorted(self.minutes)
+        day, floor = start.date(), (start.hour, start.minute)
+        while True:
+            if self.fires_on(day):
+                for hour in hours:
+                    if hour >= floor[0]:
+                        for minute in minutes:
+                            if hour > floor[0] or minute > floor[1]:
+                                yield datetime(day.year, day.month, day.day, hour, minute)
+            day += _ONE_DAY
+            floor = (0, -1)
 
 
 _CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
@@ -941,6 +965,8 @@ _CRON_NAMES: tuple[dict[str, int], ...] = (
     {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
 )
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ONE_DAY = timedelta(days=1)
+_ONE_MINUTE = timedelta(minutes=1)
 _PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
 
 
@@ -1015,14 +1041,19 @@ def _croniter(expression: str, start: datetime) -> Any:
     return croniter(expression, start)
 
 
-def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays | None = None) -> datetime | None:
+def latest_fire(
+    expression: str, tz_name: str, before: datetime, skip: SkipDays | None = None, after: datetime | None = None
+) -> datetime | None:
     """The latest instant at or before `before` at which the expression fires in zone tz_name.
 
-    Cron times are wall-clock times. croniter walks wall-clock times (naive, so
-    it never sees daylight saving); each is then mapped to an instant with
-    `wall_to_instant`, which is monotonic, so the first one at or before
-    `before` is the latest. Times on days `skip` skips do not exist: the walk
-    jumps back over them (a range in one step), but not to more than
+    With `after`, only an instant later than it counts (else None), and the
+    search goes no further back. Cron times are wall-clock times: the walk goes
+    over them, latest first (`_walls_back`: naive, so it never sees daylight
+    saving), and each is mapped to an instant with `wall_to_instant`, which is
+    monotonic, so the first one at or before `before` is the latest, and once a
+    wall time is no later than the wall clock at `after`, every one before it
+    fired at or before `after`. Times on days `skip` skips do not exist: the
+    walk jumps back over them (a range in one step), but not to more than
     SKIP_HORIZON_DAYS before `before`: then there is no such time (None).
     """
     tz = zone(tz_name)
@@ -1031,104 +1062,79 @@ def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays 
     if local.fold:
         # In the repeated hour's second pass, later wall times of the first pass are earlier instants.
         wall += local.replace(fold=0).utcoffset() - local.utcoffset()
-    # get_prev never returns its base itself: start one minute on to include `wall`.
-    walker = _croniter(expression, wall + timedelta(minutes=1))
+    lowest = None if after is None else after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    walls = _walls_back(expression, wall)
     while True:
-        fire = walker.get_prev(datetime)
+        fire = next(walls)
+        if lowest is not None and fire <= lowest:
+            return None
         if skip and skip.skips(fire.date()):
             first, _ = skip.span(fire.date())
             if (wall.date() - first).days > SKIP_HORIZON_DAYS:
                 return None
-            walker = _croniter(expression, datetime(first.year, first.month, first.day))  # the day before, or earlier
+            walls = _walls_back(expression, datetime(first.year, first.month, first.day) - _ONE_MINUTE)
             continue
         instant = wall_to_instant(fire, tz)
         if instant <= before:
-            return instant
+            return instant if after is None or instant > after else None
 
 
 def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | None = None) -> datetime | None:
     """The earliest instant strictly after `after` at which the expression fires in zone tz_name.
 
     The mirror of `latest_fire` (so latest_fire(e, z, t) <= t < next_fire(e, z, t)):
-    croniter walks wall-clock times forward and each is mapped to an instant with
-    `wall_to_instant`, the same daylight-saving rule, so the first one after
-    `after` is the next. In the second pass of a repeated hour the walk skips the
-    wall times whose first occurrence has already gone by. Days `skip` skips are
-    jumped over, but not to more than SKIP_HORIZON_DAYS after `after` (then None).
+    the walk goes over wall-clock times forward (`_walls_on`) and each is mapped
+    to an instant with `wall_to_instant`, the same daylight-saving rule, so the
+    first one after `after` is the next. In the second pass of a repeated hour
+    the walk skips the wall times whose first occurrence has already gone by.
+    Days `skip` skips are jumped over, but not to more than SKIP_HORIZON_DAYS
+    after `after` (then None).
     """
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
     tz = zone(tz_name)
     wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
-    walker = _croniter(expression, wall)
+    walls = _walls_on(expression, wall)
     while True:
-        fire = walker.get_next(datetime)
+        fire = next(walls)
         if skip and skip.skips(fire.date()):
             _, last = skip.span(fire.date())
             if (last - wall.date()).days > SKIP_HORIZON_DAYS:
                 return None
-            walker = _croniter(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
+            walls = _walls_on(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
             continue
         instant = wall_to_instant(fire, tz)
         if instant > after:
             return instant
 
 
-def window_minutes(tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
-    """Each whole minute of (now - window, now], latest first, with the wall times that fire at it.
+def _walls_back(expression: str, start: datetime) -> Iterator[datetime]:
+    """The wall times the expression fires at, from `start` (included) back: by field arithmetic if plain."""
+    fields = cron_fields(expression)
+    if fields is not None and fields.can_fire():
+        return fields.walls_back(start)
+    walker = _croniter(expression, start + _ONE_MINUTE)  # get_prev never returns its base itself
+    return iter(lambda: walker.get_prev(datetime), None)
 
-    A minute's wall time is (minute, hour, day, month, weekday with 0 Sunday).
-    It has none in the second pass of a repeated hour (a time fires at its
-    first occurrence), and at the moment clocks go forward it also carries the
-    skipped wall times (they fire then). A run computes it once per zone
-    (`RunMemo.window_minutes`).
-    """
-    tz = zone(tz_name)
-    minute = timedelta(minutes=1)
-    instant = now.replace(second=0, microsecond=0)
-    result = []
-    while instant > now - window:
-        local = instant.astimezone(tz)
-        wall = local.replace(tzinfo=None)
-        walls = [] if local.fold else [wall]
-        skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
-        walls += [wall - skipped + minute * k for k in range(int(skipped / minute))]
-        result.append((instant, tuple((w.minute, w.hour, w.day, w.month, (w.weekday() + 1) % 7) for w in walls)))
-        instant -= minute
-    return tuple(result)
+
+def _walls_on(expression: str, start: datetime) -> Iterator[datetime]:
+    """The wall times the expression fires at strictly after `start`, earliest first: by field arithmetic if plain."""
+    fields = cron_fields(expression)
+    if fields is not None and fields.can_fire():
+        return fields.walls_on(start)
+    walker = _croniter(expression, start)
+    return iter(lambda: walker.get_next(datetime), None)
 
 
 def latest_in_window(
-    expression: str,
-    tz_name: str,
-    now: datetime,
-    window: timedelta,
-    minutes_of: MinutesOf = window_minutes,
-    skip: SkipDays | None = None,
+    expression: str, tz_name: str, now: datetime, window: timedelta, skip: SkipDays | None = None
 ) -> datetime | None:
     """The latest instant in (now - window, now] at which the expression fires, or None.
 
-    Plain expressions are matched against the window's minutes in the zone (a
-    few set look-ups each); others take croniter's walk. Both follow the same
-    daylight-saving rule, and the tests hold them to a brute-force oracle. A
-    time on a day `skip` skips does not exist.
+    `latest_fire` searching no further back than the window; the tests hold
+    both to a brute-force oracle. A time on a day `skip` skips does not exist.
     """
-    fields = cron_fields(expression)
-    if fields is None:
-        moment = latest_fire(expression, tz_name, now, skip)
-        return moment if moment is not None and moment > now - window else None
-    for instant, walls in minutes_of(tz_name, now, window):
-        for wall in walls:
-            if fields.matches(wall) and not (skip and skip.skips(_wall_day(wall, instant, tz_name))):
-                return instant
-    return None
-
-
-def _wall_day(wall: WallTime, instant: datetime, tz_name: str) -> date:
-    """The calendar day of a wall time that fires at `instant` (a WallTime carries no year)."""
-    local = instant.astimezone(zone(tz_name))
-    _, _, day, month, _ = wall
-    return date(local.year - (month == 12 and local.month == 1), month, day)
+    return latest_fire(expression, tz_name, now, skip, after=now - window)
 
 
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -1156,27 +1162,35 @@ def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     return high
 
 
-def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of: MinutesOf = window_minutes) -> Due:
+def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     """What the schedule asks for at `now`: the later of its latest start and stop.
 
     Without enforce only times inside (now - window, now] count; with enforce,
     any time at or before now. Times on the schedule's skip days do not exist.
-    `minutes_of` is `window_minutes` or a run's memo of it.
     """
+    return due_of(*latest_start_and_stop(schedule, now, window), schedule.enforce)
+
+
+def latest_start_and_stop(schedule: Schedule, now: datetime, window: timedelta) -> tuple[datetime | None, ...]:
+    """The schedule's latest start and latest stop in (now - window, now] (with enforce, at or before now)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    latest: dict[Action, datetime | None] = {}
-    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
-        if schedule.enforce:
-            times = [latest_fire(expression, schedule.tz, now, schedule.skip) for expression in expressions]
-        else:
-            times = [
-                latest_in_window(expression, schedule.tz, now, window, minutes_of, schedule.skip)
+    after = None if schedule.enforce else now - window
+    return tuple(
+        max(
+            (
+                moment
                 for expression in expressions
-            ]
-        latest[action] = max((moment for moment in times if moment is not None), default=None)
-    start, stop = latest[Action.START], latest[Action.STOP]
-    enforced = schedule.enforce
+                if (moment := latest_fire(expression, schedule.tz, now, schedule.skip, after)) is not None
+            ),
+            default=None,
+        )
+        for expressions in (schedule.start, schedule.stop)
+    )
+
+
+def due_of(start: datetime | None, stop: datetime | None, enforced: bool) -> Due:
+    """What a schedule asks for, given its latest start and stop: the later one; both at once is a conflict."""
     if start is None and stop is None:
         return Due(None, enforced=enforced)
     if start is not None and stop is not None and start == stop:
@@ -2031,7 +2045,19 @@ def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
 
 
 def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
-    return due_action(schedule, context.now, window, context.memo.window_minutes)
+    """`due_action` over the run's window or its catch-up horizon: both from one evaluation per schedule and run.
+
+    The horizon holds the window (both end at the run's time), so the latest
+    start and stop over the horizon say what the window holds too.
+    """
+    now, settings = context.now, context.settings
+    horizon = max(settings.window, settings.catch_up)
+    if window > horizon:
+        return due_action(schedule, now, window)
+    start, stop = context.memo.latest.get(schedule, lambda: latest_start_and_stop(schedule, now, horizon))
+    if not schedule.enforce:
+        start, stop = (None if moment is None or moment <= now - window else moment for moment in (start, stop))
+    return due_of(start, stop, schedule.enforce)
 
 
 def _recent(schedule: Schedule, context: RunContext) -> Due | None:
