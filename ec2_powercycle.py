@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -421,9 +421,8 @@ class RunMemo:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
         self.skips = Memo()  # "skip" URL -> SkipDays | ScheduleError; never forgotten, as urls
-        self.latest = Memo(MEMO_LIMIT)  # Schedule -> its latest start and stop over the horizon (see `_due`)
+        self.latest = Memo(MEMO_LIMIT)  # Schedule -> its latest start and stop over the catch-up horizon
         self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window; (Schedule, until) -> its state then
-        self.recent = Memo(MEMO_LIMIT)  # Schedule -> Due over the catch-up horizon
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
         self.regions = Memo()  # account -> its enabled regions, or why they cannot be read: once per run
@@ -916,6 +915,10 @@ class CronFields:
 
     def can_fire(self) -> bool:
         """False for a date that never exists, such as 30 February."""
+        return self._fires
+
+    @functools.cached_property
+    def _fires(self) -> bool:
         return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
 
     def fires_on(self, day: date) -> bool:
@@ -1056,27 +1059,46 @@ def latest_fire(
     walk jumps back over them (a range in one step), but not to more than
     SKIP_HORIZON_DAYS before `before`: then there is no such time (None).
     """
+    return _latest_in(expression, _span(tz_name, before, after), skip)
+
+
+class _Span(NamedTuple):
+    """The instants (after, before] in zone tz, and the wall times that bound a search for what fires in them."""
+
+    tz: ZoneInfo
+    before: datetime
+    after: datetime | None  # None: no lower bound
+    highest: datetime  # the latest wall time that can fire at or before `before`
+    lowest: datetime | None  # this wall time and every earlier one fired at or before `after`
+
+
+def _span(tz_name: str, before: datetime, after: datetime | None) -> _Span:
     tz = zone(tz_name)
     local = before.astimezone(tz)
-    wall = local.replace(tzinfo=None, second=0, microsecond=0)
+    highest = local.replace(tzinfo=None, second=0, microsecond=0)
     if local.fold:
         # In the repeated hour's second pass, later wall times of the first pass are earlier instants.
-        wall += local.replace(fold=0).utcoffset() - local.utcoffset()
+        highest += local.replace(fold=0).utcoffset() - local.utcoffset()
     lowest = None if after is None else after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
-    walls = _walls_back(expression, wall)
+    return _Span(tz, before, after, highest, lowest)
+
+
+def _latest_in(expression: str, span: _Span, skip: SkipDays | None) -> datetime | None:
+    """`latest_fire` over a span: the walk back over wall times, jumping skipped days."""
+    walls = _walls_back(expression, span.highest)
     while True:
         fire = next(walls)
-        if lowest is not None and fire <= lowest:
+        if span.lowest is not None and fire <= span.lowest:
             return None
         if skip and skip.skips(fire.date()):
             first, _ = skip.span(fire.date())
-            if (wall.date() - first).days > SKIP_HORIZON_DAYS:
+            if (span.highest.date() - first).days > SKIP_HORIZON_DAYS:
                 return None
             walls = _walls_back(expression, datetime(first.year, first.month, first.day) - _ONE_MINUTE)
             continue
-        instant = wall_to_instant(fire, tz)
-        if instant <= before:
-            return instant if after is None or instant > after else None
+        instant = wall_to_instant(fire, span.tz)
+        if instant <= span.before:
+            return instant if span.after is None or instant > span.after else None
 
 
 def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | None = None) -> datetime | None:
@@ -1175,14 +1197,10 @@ def latest_start_and_stop(schedule: Schedule, now: datetime, window: timedelta) 
     """The schedule's latest start and latest stop in (now - window, now] (with enforce, at or before now)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    after = None if schedule.enforce else now - window
+    span = _span(schedule.tz, now, None if schedule.enforce else now - window)
     return tuple(
         max(
-            (
-                moment
-                for expression in expressions
-                if (moment := latest_fire(expression, schedule.tz, now, schedule.skip, after)) is not None
-            ),
+            (moment for expression in expressions if (moment := _latest_in(expression, span, schedule.skip))),
             default=None,
         )
         for expressions in (schedule.start, schedule.stop)
@@ -2025,7 +2043,7 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
     schedule = verdict.schedule
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
-    recent: Due | None = context.memo.recent.get(schedule, lambda: _recent(schedule, context))
+    recent = _recent(schedule, context)
     if recent is None or recent.action is None:
         return verdict
     decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
