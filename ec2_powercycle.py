@@ -47,6 +47,7 @@ import re
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,7 @@ ORGANIZATION_ROLE_SETTING = "EC2_POWERCYCLE_ORGANIZATION_ROLE"
 ORGANIZATION_UNITS_SETTING = "EC2_POWERCYCLE_ORGANIZATION_UNITS"
 EXCLUDE_ACCOUNTS_SETTING = "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS"
 TARGETS_PER_INVOCATION_SETTING = "EC2_POWERCYCLE_TARGETS_PER_INVOCATION"
+MAX_EVENT_AGE_SETTING = "EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
@@ -97,6 +99,8 @@ OWN_ACCOUNT = "own"  # the label of the function's own account when its ID is no
 DEFAULT_FUNCTION_NAME = "ec2-powercycle"  # the metrics' FunctionName outside Lambda
 ALL_REGIONS = "all"  # EC2_POWERCYCLE_REGIONS=all: the regions enabled in each account
 DEFAULT_TARGETS_PER_INVOCATION = 100
+EVENT_AGE_MARGIN_MINUTES = 5  # the default event age is the window plus this
+EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the clock an event's time may be
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
@@ -115,6 +119,10 @@ URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
+SNS_MESSAGE_MAX_BYTES = 200_000  # SNS refuses messages over 256 KiB
+ERROR_MAX_CHARS = 1000  # an error message, cut where it is made (PowercycleError)
+VALUE_SHOWN_CHARS = 60  # how much of an untrusted value a message shows (`quoted`)
+JSON_MAX_DEPTH = 16  # nesting a tag's or a URL's JSON may have; checked before parsing (`load_json`)
 SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
@@ -133,6 +141,7 @@ SKIP_MAX_ENTRIES = 1000
 SKIP_HORIZON_DAYS = 366  # how far past skipped days a search for a schedule's previous or next time goes
 SKIP_EXAMPLE = '["holidays:GB-ENG", "2026-12-24..2027-01-01", "12-31"]'
 SKIP_FORMS = "'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD', 'MM-DD' or 'holidays:CC' / 'holidays:CC-SUB'"
+INSTANT_YEARS = (1000, 9000)  # the years an override's `until` may name
 HOLIDAY_YEARS_LIMIT = 256  # (country, subdivision, year) calendars remembered by an execution environment
 TAG_VALUE_MAX_CHARS = 256  # EC2's limit on a tag value
 OVERRIDE_SUFFIX = ":override"  # the override tag's key is the schedule tag's key plus this
@@ -196,7 +205,12 @@ _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
 class PowercycleError(Exception):
-    """Base of this module's errors."""
+    """Base of this module's errors: the message is cut to ERROR_MAX_CHARS, however much input it quotes."""
+
+    def __init__(self, message: str = "") -> None:
+        if len(message) > ERROR_MAX_CHARS:
+            message = f"{message[: ERROR_MAX_CHARS - 40]}... (message cut from {len(message)} characters)"
+        super().__init__(message)
 
 
 class ConfigError(PowercycleError):
@@ -450,6 +464,8 @@ class Settings:
     organization_units: tuple[str, ...] = ()
     exclude_accounts: frozenset[str] = frozenset()
     targets_per_invocation: int = DEFAULT_TARGETS_PER_INVOCATION
+    # How old an event's time may be; zero turns the check off.
+    max_event_age: timedelta = timedelta(minutes=DEFAULT_WINDOW_MINUTES + EVENT_AGE_MARGIN_MINUTES)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -472,6 +488,7 @@ class Settings:
             tag=tag,
             window=timedelta(minutes=window),
             catch_up=timedelta(minutes=_parse_catch_up(env.get(CATCH_UP_SETTING), window)),
+            max_event_age=timedelta(minutes=_parse_event_age(env.get(MAX_EVENT_AGE_SETTING), window)),
             timezone=default_tz,
             protected_environments=frozenset(
                 value.lower() for value in _split_list(env.get(PROTECTED_SETTING, DEFAULT_PROTECTED_ENVIRONMENTS))
@@ -507,7 +524,7 @@ def _parse_catch_up(value: str | None, window: int) -> int:
     if value is None or not value.strip():
         return max(DEFAULT_CATCH_UP_MINUTES, window)
     text = value.strip()
-    if not text.isdigit() or 0 < int(text) < window:
+    if not (text.isascii() and text.isdigit()) or 0 < int(text) < window:
         raise ConfigError(
             f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least "
             f"{WINDOW_SETTING} ({window}), got {value!r}"
@@ -515,11 +532,20 @@ def _parse_catch_up(value: str | None, window: int) -> int:
     return int(text)
 
 
+def _parse_event_age(value: str | None, window: int) -> int:
+    if value is None or not value.strip():
+        return window + EVENT_AGE_MARGIN_MINUTES
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{MAX_EVENT_AGE_SETTING} must be 0 (off) or a whole number of minutes, got {value!r}")
+    return int(text)
+
+
 def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
     if value is None or not value.strip():
         return default
     text = value.strip()
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise ConfigError(f"{name} must be a positive whole number of {unit}, got {value!r}")
     return int(text)
 
@@ -654,7 +680,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return _zone_info(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
-        raise ScheduleError(f"unknown time zone {name!r}; expected an IANA name such as 'Europe/London'") from err
+        raise ScheduleError(f"unknown time zone {quoted(name)}; expected an IANA name such as 'Europe/London'") from err
 
 
 # Zones held for the execution environment: ZoneInfo's own cache keeps only the last 8 alive, so a
@@ -676,10 +702,7 @@ def parse_schedule_json(text: str, default_tz: str, skip_list: SkipList | None =
     text = text.strip()
     if not text:
         raise ScheduleError(f"empty schedule; expected JSON such as {SCHEDULE_EXAMPLE} or an https:// URL")
-    try:
-        document = json.loads(text)
-    except ValueError as err:
-        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {SCHEDULE_EXAMPLE}") from err
+    document = load_json(text, f"JSON such as {SCHEDULE_EXAMPLE}")
     return parse_schedule_document(document, default_tz, skip_list)
 
 
@@ -693,7 +716,7 @@ def parse_schedule_document(document: object, default_tz: str, skip_list: SkipLi
         raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}")
     unknown = [key for key in document if key not in SCHEDULE_KEYS]
     if unknown:
-        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
+        raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
     if "start" not in document and "stop" not in document:
         raise ScheduleError(f"schedule needs a 'start' or 'stop' key, such as {SCHEDULE_EXAMPLE}")
     tz = document.get("tz", default_tz)
@@ -740,24 +763,26 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     calendars: list[tuple[str, str | None]] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ScheduleError(f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)}")
+            raise ScheduleError(
+                f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)} {quoted(entry)}"
+            )
         text = entry.strip()
         if _SKIP_DATE.match(text):
             dates.add(_skip_date(text, entry))
         elif found := _SKIP_RANGE.match(text):
             first, last = _skip_date(found[1], entry), _skip_date(found[2], entry)
             if last < first:
-                raise ScheduleError(f"bad 'skip' entry {entry!r}: the range ends before it starts")
+                raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: the range ends before it starts")
             ranges.append((first, last))
         elif found := _SKIP_YEARLY.match(text):
             month, day = int(found[1]), int(found[2])
             if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]):
-                raise ScheduleError(f"bad 'skip' entry {entry!r}: no such day of the year")
+                raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: no such day of the year")
             yearly.add((month, day))
         elif found := _SKIP_HOLIDAYS.match(text):
             calendars.append(holiday_calendar(found[1], found[2], entry))
         else:
-            raise ScheduleError(f"bad 'skip' entry {entry!r}; expected {SKIP_FORMS}")
+            raise ScheduleError(f"bad 'skip' entry {quoted(entry)}; expected {SKIP_FORMS}")
         texts.append(text)
     skip = SkipDays(
         entries=tuple(dict.fromkeys(texts)),
@@ -774,7 +799,7 @@ def _skip_date(text: str, entry: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as err:
-        raise ScheduleError(f"bad 'skip' entry {entry!r}: {text} is not a date ({err})") from err
+        raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: {text} is not a date ({err})") from err
 
 
 def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple[str, str | None]:
@@ -783,7 +808,7 @@ def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple
     code = country.upper()
     if len(code) != 2 or code not in holidays.list_supported_countries(include_aliases=False):
         raise ScheduleError(
-            f"bad 'skip' entry {entry!r}: unknown country {country!r}; expected an ISO 3166-1 alpha-2 code "
+            f"bad 'skip' entry {quoted(entry)}: unknown country {quoted(country)}; expected an ISO 3166-1 alpha-2 code "
             "the holidays package knows, such as 'GB' or 'US'"
         )
     if subdivision is None:
@@ -795,7 +820,7 @@ def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple
     if known is None:
         listed = ", ".join(calendar.subdivisions[:12]) + (", ..." if len(calendar.subdivisions) > 12 else "")
         raise ScheduleError(
-            f"bad 'skip' entry {entry!r}: {code} has no subdivision {subdivision!r}"
+            f"bad 'skip' entry {quoted(entry)}: {code} has no subdivision {quoted(subdivision)}"
             + (f"; it has {listed}" if listed else "; it has none")
         )
     return code, known
@@ -805,7 +830,7 @@ def _holidays_package(entry: str) -> Any:
     try:
         import holidays  # only schedules with holidays entries load it (about 0.2 s, see the README)
     except ImportError as err:
-        raise ScheduleError(f"bad 'skip' entry {entry!r}: the holidays package is not installed") from err
+        raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: the holidays package is not installed") from err
     return holidays
 
 
@@ -840,21 +865,18 @@ def holiday_names(country: str, subdivision: str | None, year: int) -> Mapping[d
 
 def parse_override(value: str) -> Override:
     """Check an override tag's value: {"state": "running"|"stopped", "until": ISO-8601 time with Z or an offset}."""
-    try:
-        document = json.loads(value.strip())
-    except ValueError as err:
-        raise ScheduleError(f"not valid JSON ({err}); expected JSON such as {OVERRIDE_EXAMPLE}") from err
+    document = load_json(value, f"JSON such as {OVERRIDE_EXAMPLE}")
     if not isinstance(document, dict):
         raise ScheduleError(f"override must be a JSON object such as {OVERRIDE_EXAMPLE}, got {_json_type(document)}")
     unknown = [key for key in document if key not in OVERRIDE_KEYS]
     if unknown:
-        raise ScheduleError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
+        raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
     missing = [key for key in OVERRIDE_KEYS if key not in document]
     if missing:
         raise ScheduleError(f"override needs {missing[0]!r}, such as {OVERRIDE_EXAMPLE}")
     state = document["state"]
     if state not in ("running", "stopped"):
-        raise ScheduleError(f"'state' must be 'running' or 'stopped', got {json.dumps(state)}")
+        raise ScheduleError(f"'state' must be 'running' or 'stopped', got {quoted(state, as_json=True)}")
     return Override(state, parse_instant(document["until"], "'until'"))
 
 
@@ -862,13 +884,21 @@ def parse_instant(value: object, what: str) -> datetime:
     """An ISO-8601 time with Z or an offset (never a naive one), in UTC; ScheduleError naming `what` otherwise."""
     if not isinstance(value, str):
         raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {_json_type(value)}")
+    expected = f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z'"
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as err:
-        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {value!r}") from err
+        raise ScheduleError(f"{expected}, got {quoted(value)}") from err
     if moment.tzinfo is None:
-        raise ScheduleError(f"{what} {value!r} has no time zone; add Z or an offset such as +01:00")
-    return moment.astimezone(UTC)
+        raise ScheduleError(f"{what} {quoted(value)} has no time zone; add Z or an offset such as +01:00")
+    in_range = f"{expected} in the years {INSTANT_YEARS[0]} to {INSTANT_YEARS[1]}, got {quoted(value)}"
+    try:
+        instant = moment.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:00:00-05:00 is past the last instant datetime holds
+        raise ScheduleError(in_range) from err
+    if not INSTANT_YEARS[0] <= instant.year <= INSTANT_YEARS[1]:
+        raise ScheduleError(in_range)  # room for a decision's arithmetic around it (a window, a day)
+    return instant
 
 
 def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -880,15 +910,19 @@ def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
         raise ScheduleError(f"{key!r} must be a cron string or a non-empty list of them, got {_json_type(value)}")
     for expression in expressions:
         if not isinstance(expression, str):
-            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)}")
+            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)} {quoted(expression)}")
     return tuple(dict.fromkeys(parse_cron(expression, key) for expression in expressions))
 
 
 def parse_cron(expression: str, key: str = "cron") -> str:
     """Check one 5-field cron expression; return it with its spacing normalised."""
+    if not expression.isascii():  # int() and \d read other scripts' digits ('²', '٣'): cron fields are ASCII
+        raise ScheduleError(f"invalid cron {quoted(expression)} in {key!r}: only ASCII characters are allowed")
     fields = expression.split()
     if len(fields) != 5:
-        raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})")
+        raise ScheduleError(
+            f"invalid cron {quoted(expression)} in {key!r}: {len(fields)} fields, expected 5 ({CRON_FIELDS})"
+        )
     normalised = " ".join(fields)
     plain = cron_fields(normalised)
     if plain is not None and plain.can_fire():
@@ -899,7 +933,7 @@ def parse_cron(expression: str, key: str = "cron") -> str:
         # A fixed base keeps this pure; an expression that can never fire fails here.
         _croniter(normalised, datetime(2000, 1, 1)).get_prev(datetime)
     except CroniterError as err:
-        raise ScheduleError(f"invalid cron {expression!r} in {key!r}: {err}") from err
+        raise ScheduleError(f"invalid cron {quoted(expression)} in {key!r}: {err}") from err
     return normalised
 
 
@@ -923,6 +957,9 @@ class CronFields:
 
     def fires_on(self, day: date) -> bool:
         return day.day in self.days and day.month in self.months and day.isoweekday() % 7 in self.weekdays
+
+    def fires_at(self, wall: datetime) -> bool:
+        return wall.minute in self.minutes and wall.hour in self.hours and self.fires_on(wall.date())
 
     def walls_back(self, start: datetime) -> Iterator[datetime]:
         """The wall times it fires at, from `start` (naive, whole minutes; included) back, latest first.
@@ -970,7 +1007,7 @@ _CRON_NAMES: tuple[dict[str, int], ...] = (
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _ONE_DAY = timedelta(days=1)
 _ONE_MINUTE = timedelta(minutes=1)
-_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+_PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$", re.ASCII)
 
 
 # A cache of a pure parse, keyed on the expression's text alone (nothing of a run's): the few
@@ -1024,9 +1061,58 @@ def _cron_field_values(text: str, position: int) -> frozenset[int] | None:
 
 
 def _cron_value(text: str, names: dict[str, int]) -> int | None:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     return names.get(text)
+
+
+def load_json(text: str, expected: str) -> Any:
+    """Decode an untrusted JSON text, its nesting bounded by JSON_MAX_DEPTH before the decoder sees it.
+
+    ScheduleError says what is wrong and what was `expected` (never RecursionError:
+    the decoder recurses once per level, and `[[[[...` can hold 60,000 of them).
+    """
+    openers = text.count("[") + text.count("{")
+    if openers > JSON_MAX_DEPTH and _json_depth(text) > JSON_MAX_DEPTH:
+        raise ScheduleError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels; expected {expected}")
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ScheduleError(f"not valid JSON ({err}); expected {expected}") from err
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _JSON_STRUCTURE.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
+
+def quoted(value: object, limit: int = VALUE_SHOWN_CHARS, *, as_json: bool = False) -> str:
+    """An untrusted value for a message: repr of a string (JSON with as_json), JSON of anything else, cut to
+    `limit` with its length.
+
+    Messages quote what was wrong, and a tag or a URL's document can hold 64 KB in one value.
+    """
+    if isinstance(value, str) and not as_json:
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            text = type(value).__name__
+    if len(text) <= limit:
+        return text
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters of JSON"
+    return f"{text[:limit]}... ({length})"
 
 
 def _json_type(value: object) -> str:
@@ -1148,6 +1234,21 @@ def _walls_on(expression: str, start: datetime) -> Iterator[datetime]:
     return iter(lambda: walker.get_next(datetime), None)
 
 
+def walls_at(instant: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The wall-clock times (naive) that fire at a whole-minute instant in tz, earliest first.
+
+    Its own wall time, except in the second pass of a repeated hour (a time fires
+    at its first occurrence); at the moment clocks go forward, also the skipped
+    wall times before it (they fire then).
+    """
+    minute = timedelta(minutes=1)
+    local = instant.astimezone(tz)
+    wall = local.replace(tzinfo=None)
+    skipped = local.utcoffset() - (instant - minute).astimezone(tz).utcoffset()
+    earlier = [wall - skipped + minute * k for k in range(int(skipped / minute))]
+    return earlier if local.fold else [*earlier, wall]
+
+
 def latest_in_window(
     expression: str, tz_name: str, now: datetime, window: timedelta, skip: SkipDays | None = None
 ) -> datetime | None:
@@ -1190,7 +1291,7 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     Without enforce only times inside (now - window, now] count; with enforce,
     any time at or before now. Times on the schedule's skip days do not exist.
     """
-    return due_of(*latest_start_and_stop(schedule, now, window), schedule.enforce)
+    return due_of(schedule, *latest_start_and_stop(schedule, now, window))
 
 
 def latest_start_and_stop(schedule: Schedule, now: datetime, window: timedelta) -> tuple[datetime | None, ...]:
@@ -1207,15 +1308,47 @@ def latest_start_and_stop(schedule: Schedule, now: datetime, window: timedelta) 
     )
 
 
-def due_of(start: datetime | None, stop: datetime | None, enforced: bool) -> Due:
-    """What a schedule asks for, given its latest start and stop: the later one; both at once is a conflict."""
+def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None) -> Due:
+    """What the schedule asks for, given its latest start and stop: the later one; both at once is a conflict.
+
+    Unless they meet only because clocks going forward moved one of them (`_later_by_wall_clock`).
+    """
+    enforced = schedule.enforce
     if start is None and stop is None:
         return Due(None, enforced=enforced)
     if start is not None and stop is not None and start == stop:
-        return Due(None, start, conflict=True, enforced=enforced)
+        later = _later_by_wall_clock(schedule, start)
+        return Due(later, start, enforced=enforced) if later else Due(None, start, conflict=True, enforced=enforced)
     if stop is None or (start is not None and start > stop):
         return Due(Action.START, start, enforced=enforced)
     return Due(Action.STOP, stop, enforced=enforced)
+
+
+def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
+    """Of a start and a stop that fire at the same instant, the one written for the later wall time.
+
+    They meet only when clocks going forward moved one of them (a 02:00 start and
+    a 03:00 stop both fire at 03:00 on a spring-forward day): the 03:00 one is what
+    the schedule says for after the jump. None for a real conflict (the same wall time).
+    """
+    walls = walls_at(at, zone(schedule.tz))
+
+    def latest_wall(expressions: tuple[str, ...]) -> datetime | None:
+        return max((wall for wall in walls for e in expressions if _fires_at_wall(e, wall)), default=None)
+
+    start, stop = latest_wall(schedule.start), latest_wall(schedule.stop)
+    if start is None or stop is None or start == stop:
+        return None
+    return Action.START if start > stop else Action.STOP
+
+
+def _fires_at_wall(expression: str, wall: datetime) -> bool:
+    fields = cron_fields(expression)
+    if fields is not None:
+        return fields.fires_at(wall)
+    from croniter import croniter
+
+    return bool(croniter.match(expression, wall))
 
 
 def running_hours(schedule: Schedule, start: datetime, hours: int) -> list[bool]:
@@ -1610,10 +1743,7 @@ class ScheduleResolver:
         shown = redact_url(url)
         try:
             text = self._fetch(url, check_url(url, self._settings.url_allow, self._resolve))
-            try:
-                document = json.loads(text)
-            except ValueError as err:
-                raise ScheduleError(f"not valid JSON ({err}); expected a list such as {SKIP_EXAMPLE}") from err
+            document = load_json(text, f"a list such as {SKIP_EXAMPLE}")
             skip = parse_skip_entries(document, source=shown)
             return skip if skip is not None else SkipDays(source=shown)
         except ScheduleError as err:
@@ -2038,8 +2168,8 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
     override = tags.get(context.override_key)
     if override is not None:  # one instance's: decided apart from the decision its schedule's instances share
         overridden = override_verdict(override, verdict, state, context)
-        if overridden is not verdict:
-            return overridden  # held, ended this run, or malformed: the override decides, not the record
+        if overridden is not verdict:  # held, ended this run, or malformed: the override decides, not catch-up
+            return _held_start_failure(overridden, instance, context)
     schedule = verdict.schedule
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
@@ -2048,6 +2178,23 @@ def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict
         return verdict
     decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
     return verdict if decision is verdict.decision else Verdict(schedule, decision)
+
+
+def _held_start_failure(verdict: Verdict, instance: Mapping[str, Any], context: RunContext) -> Verdict:
+    """An override's start that did not take, reported (and Server.* retried) as a scheduled start's is.
+
+    An override has no start time of its own: a failed start within the catch-up
+    horizon (or the window) is the one the override asked for.
+    """
+    if verdict.decision.action is not Action.START or instance["State"]["Name"] != "stopped":
+        return verdict
+    horizon = max(context.settings.catch_up, context.settings.window)
+    failed = start_failure(instance_record(instance), context.now - horizon)
+    if failed is None:
+        return verdict
+    if failed.outcome is Outcome.ACT:
+        failed = replace(failed, reason=f"{verdict.decision.reason}; {failed.reason}", caught_up=None)
+    return Verdict(verdict.schedule, failed)
 
 
 def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
@@ -2075,7 +2222,7 @@ def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
     start, stop = context.memo.latest.get(schedule, lambda: latest_start_and_stop(schedule, now, horizon))
     if not schedule.enforce:
         start, stop = (None if moment is None or moment <= now - window else moment for moment in (start, stop))
-    return due_of(start, stop, schedule.enforce)
+    return due_of(schedule, start, stop)
 
 
 def _recent(schedule: Schedule, context: RunContext) -> Due | None:
@@ -2140,6 +2287,23 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}")
 
 
+def decide_isolated(instance: Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
+    """`decide_instance`, whatever its tags hold: anything it raises is this instance's error, not its target's.
+
+    Untrusted values are parsed into ScheduleErrors at the edge; this is the net
+    under that rule (a value nobody foresaw, a bug), so that one instance's tags
+    never cost the other instances of its account and region their run.
+    """
+    try:
+        return decide_instance(instance, context)
+    except Exception as err:  # the instance's error, reported; its neighbours still run
+        problem = PowercycleError(f"cannot decide this instance: {type(err).__name__}: {err}")
+        # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
+        frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
+        logger.error("%s: %s: %s\n%s", target, instance.get("InstanceId"), problem, frames)
+        return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
+
+
 def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]) -> Any:
     """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
 
@@ -2148,7 +2312,7 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
         for instance in tagged_instances(ec2, context.settings.tag):
-            visit(instance, decide_instance(instance, context))
+            visit(instance, decide_isolated(instance, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
     except (ClientError, BotoCoreError) as err:
@@ -2418,15 +2582,22 @@ def notification(
     tail = f": {counts}; {done}{dry}"
     subject = function_name[: max(SNS_SUBJECT_MAX_CHARS - len(tail), 1)] + tail
     lines = [f"{function_name} run at {summary['time']}{dry}: {counts}.", scope, "", "Problems:"]
+    room = SNS_MESSAGE_MAX_BYTES - sum(len(line.encode()) + 1 for line in lines) - 200  # the closing lines
+    listed = 0
     for entry in errors[:NOTIFY_MAX_PROBLEMS]:
         where = f"{entry['account']}/{entry['region']}"
         if entry["instance_id"] is None:
-            lines.append(f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}")
+            line = f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}"
         else:
             name = f" ({entry['name']})" if entry.get("name") else ""
-            lines.append(f"- {entry['instance_id']}{name} in {where}: {entry['error']}")
-    if len(errors) > NOTIFY_MAX_PROBLEMS:
-        lines.append(f"and {len(errors) - NOTIFY_MAX_PROBLEMS} more.")
+            line = f"- {entry['instance_id']}{name} in {where}: {entry['error']}"
+        room -= len(line.encode()) + 1
+        if room < 0:  # SNS refuses a message over 256 KB: the one that says what went wrong must go out
+            break
+        lines.append(line)
+        listed += 1
+    if len(errors) > listed:
+        lines.append(f"and {len(errors) - listed} more.")
     where_logged = f" in the log group {log_group}" if log_group else ""
     lines += ["", f"The run's whole summary is the JSON line it logged{where_logged}."]
     return subject, "\n".join(lines)
@@ -2628,6 +2799,8 @@ def _chunk_target(entry: object, index: int, settings: Settings, own_account: st
         raise ConfigError(f"{where}.region must be a region name such as 'eu-west-1', got {region!r}")
     if account in settings.exclude_accounts:
         raise ConfigError(f"{where}: account {account} is excluded by {EXCLUDE_ACCOUNTS_SETTING}")
+    if not settings.all_regions and region not in settings.regions:
+        raise ConfigError(f"{where}: region {region} is not in {REGIONS_SETTING} ({', '.join(settings.regions)})")
     if role_arn is None:
         if not settings.own_account or own_account not in (OWN_ACCOUNT, account):
             raise ConfigError(f"{where}: role_arn null means the function's own account, which {account} is not")
@@ -2705,10 +2878,14 @@ def dispatch_summary(
 
 
 def log_dispatch(summary: dict[str, Any]) -> None:
-    """Log the dispatch summary as one JSON line, its errors cut to 100 (a failed chunk lists all its targets)."""
+    """Log the dispatch summary as one JSON line, its errors cut to 100 (a failed chunk lists all its targets)
+    and then to what fits in a log event."""
     errors = summary["errors"]
     shown = summary if len(errors) <= 100 else {**summary, "errors": errors[:100], "errors_count": len(errors)}
-    logger.info("%s", json.dumps(shown))
+    line = json.dumps(shown)
+    if len(line) > SUMMARY_LOG_MAX_CHARS:
+        line = json.dumps(fit_lists(shown, ("errors",), SUMMARY_LOG_MAX_CHARS, totals=summary))
+    logger.info("%s", line)
 
 
 # --- Handler --------------------------------------------------------------------
@@ -2726,6 +2903,28 @@ def reference_time(event: Any) -> datetime:
     if moment.tzinfo is None:
         raise ConfigError(f"event time {raw!r} has no time zone; expected e.g. '2026-11-23T08:00:00Z'")
     return moment.astimezone(UTC)
+
+
+def check_event_time(event_time: datetime, clock: datetime, settings: Settings) -> None:
+    """Refuse (ConfigError) an event whose time is older than MAX_EVENT_AGE or ahead of the clock.
+
+    An event decides what a run does as if it were then: whoever may invoke the
+    function must not make it act as it would have at another time (a missed
+    time is caught up by the next run instead). Zero turns the check off.
+    """
+    age = settings.max_event_age
+    if not age:
+        return
+    if event_time < clock - age:
+        raise ConfigError(
+            f"event time {_iso(event_time)} is more than {int(age.total_seconds() // 60)} minutes old "
+            f"({MAX_EVENT_AGE_SETTING}); nothing was done: the next run catches up what it missed"
+        )
+    if event_time > clock + EVENT_CLOCK_SKEW:
+        raise ConfigError(
+            f"event time {_iso(event_time)} is more than {int(EVENT_CLOCK_SKEW.total_seconds() // 60)} minutes "
+            f"ahead of the clock ({_iso(clock)}); nothing was done"
+        )
 
 
 def own_account_id(context: Any) -> str:
@@ -2772,9 +2971,38 @@ def log_summary(summary: dict[str, Any]) -> None:
         ]
         shortened["truncated"] = True
         line = json.dumps(shortened, default=str)
+        if len(line) > SUMMARY_LOG_MAX_CHARS:  # long entries (errors quote what was wrong): cut by size too
+            line = json.dumps(fit_lists(shortened, (*lists, "targets"), SUMMARY_LOG_MAX_CHARS), default=str)
     logger.info("%s", line)
     if summary["errors"]:
         logger.warning("%d errors in this run; see the summary's errors", len(summary["errors"]))
+
+
+def fit_lists(
+    document: Mapping[str, Any], keys: Sequence[str], budget: int, totals: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The document with the lists under `keys` cut from their ends so that its JSON fits in `budget` characters.
+
+    Lists share the room evenly, and what a short list leaves goes to the longer
+    ones. Each cut list keeps its whole length in `<key>_count` (from `totals`,
+    the uncut document, where given), and `truncated` is set.
+    """
+    totals = totals or document
+    fitted = {**document, **{key: [] for key in keys}, "truncated": True}
+    for key in keys:
+        fitted[f"{key}_count"] = totals.get(f"{key}_count", len(totals[key]))
+    room = budget - len(json.dumps(fitted, default=str))
+    sizes = {key: [len(json.dumps(item, default=str)) + 2 for item in document[key]] for key in keys}
+    by_size = sorted(keys, key=lambda key: sum(sizes[key]))
+    for done, key in enumerate(by_size):
+        share, used, kept = room // (len(by_size) - done), 0, 0
+        for size in sizes[key]:
+            if used + size > share:
+                break
+            used, kept = used + size, kept + 1
+        fitted[key] = list(document[key][:kept])
+        room -= used
+    return fitted
 
 
 def _ensure_logging() -> None:
@@ -2834,9 +3062,11 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
     settings, own_account = Settings.from_env(), own_account_id(context)
     if is_chunk_event(event):
         now, targets = chunk_of_event(event, settings, own_account)
+        check_event_time(now, datetime.now(UTC), settings)
         discovery = Discovery(targets)
     else:
         now = reference_time(event)
+        check_event_time(now, datetime.now(UTC), settings)
         discovery = discover_targets(settings, own_account, shared_aws())
         function_arn = getattr(context, "invoked_function_arn", None)
         if function_arn and len(discovery.targets) > settings.targets_per_invocation:

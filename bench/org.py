@@ -133,6 +133,7 @@ def environment(endpoint: str, **settings: str) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         EC2_POWERCYCLE_ORGANIZATION_ROLE=ROLE_NAME,
         EC2_POWERCYCLE_REGIONS=",".join(REGIONS),
+        EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES="0",  # the benchmark's event time is fixed
     )
     env.update({f"EC2_POWERCYCLE_{name.upper()}": value for name, value in settings.items()})
     return env

@@ -139,6 +139,7 @@ def client_environment(endpoint: str, schedules: str, module_dir: Path | None = 
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "EC2_POWERCYCLE_URL_ALLOW": schedules + fleets.URL_PREFIX,
+            "EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES": "0",  # the fleets' event time is fixed (fleets.EVENT_TIME)
         }
     )
     return env

@@ -63,6 +63,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, DUMMY_CREDENTIALS[name])
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
+    # The suite's events are at fixed past times (a Monday of November 2026): the event-age check is
+    # off here, and the tests of that check set it themselves (tests/test_events.py).
+    monkeypatch.setenv("EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES", "0")
     # The process keeps one boto3 session, as a Lambda execution environment does; each test
     # makes its own clients (fixtures that wrap `ec2_client` see every call) and assumes its roles.
     ec2_powercycle.shared_aws().forget()

@@ -428,6 +428,7 @@ def test_a_chunk_event_runs_exactly_its_targets_and_never_fans_out(
 ) -> None:
     nested = organization.accounts["nested"]
     monkeypatch.setenv("EC2_POWERCYCLE_TARGETS_PER_INVOCATION", "1")
+    monkeypatch.setenv("EC2_POWERCYCLE_REGIONS", f"{REGION},{OTHER_REGION}")  # a chunk names configured regions
     listed = {(OWN, REGION): launch(OWN, REGION), (nested, OTHER_REGION): launch(nested, OTHER_REGION)}
     left_out = launch(OWN, OTHER_REGION)
     event = chunk_event(
@@ -446,6 +447,7 @@ def test_a_chunk_event_runs_exactly_its_targets_and_never_fans_out(
 
 CHUNK_SETTINGS = {
     "AWS_REGION": REGION,
+    "EC2_POWERCYCLE_REGIONS": f"{REGION},{OTHER_REGION},ap-east-1",
     "EC2_POWERCYCLE_ORGANIZATION_ROLE": ROLE_NAME,
     "EC2_POWERCYCLE_ROLE_ARNS": "arn:aws:iam::333333333333:role/explicit",
     "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS": "444444444444",

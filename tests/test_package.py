@@ -199,6 +199,7 @@ def test_handler_runs_from_the_unpacked_zip_with_only_the_runtime_libraries(two_
 
     with moto_server() as url:
         env = {**endpoint_environment(url), "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+        env["EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES"] = "0"  # the event below is at a fixed past time
         probe = run_python_isolated(
             "import boto3\n"
             "for name in ('croniter', 'requests'):\n"
