@@ -379,13 +379,7 @@ class Verdict:
     decision: Decision
 
 
-class _Slot:
-    __slots__ = ("lock", "ready", "value")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ready = False
-        self.value: Any = None
+_MISSING = object()
 
 
 class Memo:
@@ -400,27 +394,36 @@ class Memo:
     def __init__(self, limit: int | None = None) -> None:
         self._limit = limit
         self._lock = threading.Lock()
-        self._slots: dict[Any, _Slot] = {}
+        self._values: dict[Any, Any] = {}
+        # A lock only for a key being computed: a remembered value costs one dictionary entry, nothing the
+        # garbage collector must walk (a fleet of distinct schedules fills the memos with values used once).
+        self._computing: dict[Any, threading.Lock] = {}
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        slot = self._slots.get(key)
-        if slot is None:
-            with self._lock:
-                slot = self._slots.get(key)
-                if slot is None:
-                    if self._limit is not None and len(self._slots) >= self._limit:
-                        self._slots.clear()
-                    slot = self._slots[key] = _Slot()
-        if not slot.ready:
-            with slot.lock:
-                if not slot.ready:
-                    slot.value = compute()
-                    slot.ready = True
-        return slot.value
+        value = self._values.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        with self._lock:
+            key_lock = self._computing.get(key)
+            if key_lock is None:
+                key_lock = self._computing[key] = threading.Lock()
+        with key_lock:
+            value = self._values.get(key, _MISSING)
+            if value is _MISSING:
+                try:
+                    value = compute()
+                    with self._lock:
+                        if self._limit is not None and len(self._values) >= self._limit:
+                            self._values.clear()
+                        self._values[key] = value
+                finally:
+                    with self._lock:
+                        self._computing.pop(key, None)
+        return value
 
     def clear(self) -> None:
         with self._lock:
-            self._slots.clear()
+            self._values.clear()
 
 
 class RunMemo:
@@ -435,7 +438,7 @@ class RunMemo:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
         self.skips = Memo()  # "skip" URL -> SkipDays | ScheduleError; never forgotten, as urls
-        self.latest = Memo(MEMO_LIMIT)  # Schedule -> its latest start and stop over the catch-up horizon
+        self.dues = Memo(MEMO_LIMIT)  # Schedule -> (Due over the window, Due over the catch-up horizon)
         self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window; (Schedule, until) -> its state then
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
@@ -955,6 +958,10 @@ class CronFields:
     def _fires(self) -> bool:
         return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
 
+    @functools.cached_property
+    def _ascending(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return tuple(sorted(self.hours)), tuple(sorted(self.minutes))
+
     def fires_on(self, day: date) -> bool:
         return day.day in self.days and day.month in self.months and day.isoweekday() % 7 in self.weekdays
 
@@ -968,7 +975,8 @@ class CronFields:
         from the latest, so a walk costs a few steps per day, not one per minute.
         The caller ends the walk (for an expression that can fire it is endless).
         """
-        hours, minutes = sorted(self.hours, reverse=True), sorted(self.minutes, reverse=True)
+        hours, minutes = self._ascending
+        hours, minutes = hours[::-1], minutes[::-1]
         day, cap = start.date(), (start.hour, start.minute)
         while True:
             if self.fires_on(day):
@@ -982,7 +990,7 @@ class CronFields:
 
     def walls_on(self, start: datetime) -> Iterator[datetime]:
         """The wall times it fires at strictly after `start` (naive, whole minutes), earliest first: the mirror."""
-        hours, minutes = sorted(self.hours), sorted(self.minutes)
+        hours, minutes = self._ascending
         day, floor = start.date(), (start.hour, start.minute)
         while True:
             if self.fires_on(day):
@@ -2210,19 +2218,27 @@ def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
 
 
 def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
-    """`due_action` over the run's window or its catch-up horizon: both from one evaluation per schedule and run.
-
-    The horizon holds the window (both end at the run's time), so the latest
-    start and stop over the horizon say what the window holds too.
-    """
-    now, settings = context.now, context.settings
+    """`due_action` over the run's window or over its catch-up horizon: both from one evaluation (`_dues`)."""
+    settings = context.settings
     horizon = max(settings.window, settings.catch_up)
-    if window > horizon:
-        return due_action(schedule, now, window)
-    start, stop = context.memo.latest.get(schedule, lambda: latest_start_and_stop(schedule, now, horizon))
-    if not schedule.enforce:
-        start, stop = (None if moment is None or moment <= now - window else moment for moment in (start, stop))
-    return due_of(schedule, start, stop)
+    if window not in (settings.window, horizon):
+        return due_action(schedule, context.now, window)
+    in_window, in_horizon = context.memo.dues.get(schedule, lambda: _dues(schedule, context.now, settings))
+    return in_window if window == settings.window else in_horizon
+
+
+def _dues(schedule: Schedule, now: datetime, settings: Settings) -> tuple[Due, Due]:
+    """What the schedule asks for over the window and over the catch-up horizon, from one search.
+
+    The horizon holds the window (both end at `now`), so the latest start and
+    stop over the horizon say what the window holds too.
+    """
+    start, stop = latest_start_and_stop(schedule, now, max(settings.window, settings.catch_up))
+    if schedule.enforce:
+        return (due := due_of(schedule, start, stop)), due
+    since = now - settings.window
+    in_window = (None if moment is None or moment <= since else moment for moment in (start, stop))
+    return due_of(schedule, *in_window), due_of(schedule, start, stop)
 
 
 def _recent(schedule: Schedule, context: RunContext) -> Due | None:
