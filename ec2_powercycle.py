@@ -325,6 +325,14 @@ class Schedule:
     hibernate: bool = False
     skip: SkipDays | None = None
 
+    def __post_init__(self) -> None:
+        # Schedules key the run's memos, several look-ups each: hashed once, not at every look-up.
+        fields = (self.start, self.stop, self.tz, self.enforce, self.hibernate, self.skip)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
 
 @dataclass(frozen=True)
 class Due:
@@ -404,9 +412,7 @@ class Memo:
         if value is not _MISSING:
             return value
         with self._lock:
-            key_lock = self._computing.get(key)
-            if key_lock is None:
-                key_lock = self._computing[key] = threading.Lock()
+            key_lock = self._computing.setdefault(key, threading.Lock())
         with key_lock:
             value = self._values.get(key, _MISSING)
             if value is _MISSING:
@@ -950,17 +956,15 @@ class CronFields:
     months: frozenset[int]
     weekdays: frozenset[int]
 
+    def __post_init__(self) -> None:
+        # Derived once, for the walks below: (hours, minutes) in order, and whether any date exists.
+        object.__setattr__(self, "_ascending", (tuple(sorted(self.hours)), tuple(sorted(self.minutes))))
+        fires = any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
+        object.__setattr__(self, "_fires", fires)
+
     def can_fire(self) -> bool:
         """False for a date that never exists, such as 30 February."""
-        return self._fires
-
-    @functools.cached_property
-    def _fires(self) -> bool:
-        return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
-
-    @functools.cached_property
-    def _ascending(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return tuple(sorted(self.hours)), tuple(sorted(self.minutes))
+        return self._fires  # type: ignore[attr-defined,no-any-return]
 
     def fires_on(self, day: date) -> bool:
         return day.day in self.days and day.month in self.months and day.isoweekday() % 7 in self.weekdays
@@ -975,7 +979,7 @@ class CronFields:
         from the latest, so a walk costs a few steps per day, not one per minute.
         The caller ends the walk (for an expression that can fire it is endless).
         """
-        hours, minutes = self._ascending
+        hours, minutes = self._ascending  # type: ignore[attr-defined]
         hours, minutes = hours[::-1], minutes[::-1]
         day, cap = start.date(), (start.hour, start.minute)
         while True:
@@ -990,7 +994,7 @@ class CronFields:
 
     def walls_on(self, start: datetime) -> Iterator[datetime]:
         """The wall times it fires at strictly after `start` (naive, whole minutes), earliest first: the mirror."""
-        hours, minutes = self._ascending
+        hours, minutes = self._ascending  # type: ignore[attr-defined]
         day, floor = start.date(), (start.hour, start.minute)
         while True:
             if self.fires_on(day):
