@@ -7,26 +7,24 @@ every 15 minutes; it also runs locally::
 
 An instance opts in with a tag (``ec2Powercycle``) whose value is a JSON
 schedule such as ``{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5"}`` or the
-https URL of one. Each run reads the tagged instances of every account and
-region it covers, decides each one (``decide_instance``: guards, override,
-schedule, what falls in the window ``(t - W, t]``) and starts or stops in batches.
-The accounts may come from AWS Organizations and the regions from each
-account (``discover_targets``); a run with more targets than one invocation
-takes sends them, in chunks, to asynchronous invocations of itself
-(``fan_out``), each of which runs exactly its chunk.
+https URL of one. A run finds its accounts and regions (``discover_targets``),
+reads each target's tagged instances, decides each one (``decide_instance``) and
+starts or stops them in batches; past one invocation's share it sends chunks to
+itself (``fan_out``). This module holds only what a run needs, in the order a run
+goes: settings, schedule parsing, the decision (pure: no clock, no network, no
+boto3), schedules behind URLs, EC2, the run and the handler. The command line
+(``check``, ``plan``, ``run``, ``override``) is ``ec2_powercycle_cli`` beside it,
+not shipped in the zip.
 
-A schedule's ``"skip"`` entries (dates, ranges, month-days, ``holidays:GB-ENG``)
-are days in its zone on which its times do not exist. A second tag,
-``ec2Powercycle:override`` = ``{"state": "running", "until": "2026-11-24T02:00:00Z"}``,
-holds one instance in a state until a time, then hands it back to its schedule.
+The manual is docs/ (README.md is its front page):
 
-This module holds only what a run needs, in the order a run goes: settings,
-schedule parsing, the decision (pure: no clock, no network, no boto3), schedules
-behind URLs, EC2, the run and the handler. The command line (``check``,
-``plan``, ``run``) is ``ec2_powercycle_cli`` beside it, not shipped in the zip.
-
-README.md is the operator's manual: the tag format, the decision rule, the
-settings, the summary a run returns, and what is never touched.
+- docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides
+- docs/decisions.md: the window rule, catch-up, starts that did not take, guards, choices
+- docs/settings.md: every ``EC2_POWERCYCLE_*`` variable, its default and its bad values
+- docs/operations.md: the summary a run returns, metrics, notifications, faults
+- docs/organizations.md: many accounts, a whole organization, fan-out
+- docs/security.md: IAM policies, who may write the tags, URL rules
+- docs/development.md: tests, fixtures, how to add a setting
 """
 
 from __future__ import annotations
@@ -62,7 +60,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, PaginationError
 
 __all__ = ["handler"]
-__version__ = "1.0.0"  # names the deployment zip: dist/ec2-powercycle-<version>.zip (package.sh)
+__version__ = "1.2.0"  # the one place: pyproject.toml, package.sh (the zip's name) and --version read it; CHANGELOG.md
 
 logger = logging.getLogger("ec2_powercycle")
 _Item = TypeVar("_Item")
@@ -837,7 +835,7 @@ def holiday_calendar(country: str, subdivision: str | None, entry: str) -> tuple
 
 def _holidays_package(entry: str) -> Any:
     try:
-        import holidays  # only schedules with holidays entries load it (about 0.2 s, see the README)
+        import holidays  # only schedules with holidays entries load it (about 0.2 s, see docs/schedules.md)
     except ImportError as err:
         raise ScheduleError(f"bad 'skip' entry {quoted(entry)}: the holidays package is not installed") from err
     return holidays

@@ -9,15 +9,10 @@ to it. Not shipped in the Lambda zip: the function never loads it::
     ec2-powercycle run --at TIME   # one handler run (--dry-run, --json)
     ec2-powercycle override ID --running --for 3h   # hold instances in a state, then back to the schedule
 
-``plan``, ``run`` and ``override`` take ``--region`` (repeatable), ``--endpoint-url``
-and ``--tag``. ``plan`` and ``run`` cover the accounts and regions a run covers
-(``EC2_POWERCYCLE_ROLE_ARNS``, ``EC2_POWERCYCLE_OWN_ACCOUNT``, the organization's
-accounts, ``EC2_POWERCYCLE_REGIONS=all``; ``--region`` replaces ``all``), in this
-process: they never fan out. ``override`` writes with the caller's own
-credentials; ``check`` needs no credentials. ``plan``
-decides every instance through the handler's own ``decide_instance``, so it
-shows exactly what a run at its time would do. Exit codes: 0 fine, 1 an
-invalid schedule or errors in a plan or run, 2 a usage or set-up problem.
+The manual page is docs/command-line.md: each command and its options, regions,
+credentials and exit codes, and how the timeline is drawn. ``plan`` decides every
+instance through the handler's own ``decide_instance``, so it shows exactly what
+a run at its time would do.
 """
 
 from __future__ import annotations
@@ -61,6 +56,7 @@ from ec2_powercycle import (
     Target,
     TargetError,
     Verdict,
+    __version__,
     _describe_error,
     _iso,
     discover_targets,
@@ -83,26 +79,18 @@ from ec2_powercycle import (
 )
 
 CLI_EPILOG = """\
-the tag:
-  key ec2Powercycle (EC2_POWERCYCLE_TAG), value a JSON schedule such as
+the tag: key ec2Powercycle (EC2_POWERCYCLE_TAG), value a JSON schedule such as
     {"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}
-  or the https:// URL of such a document. start, stop: a 5-field cron expression
-  (minute hour day-of-month month day-of-week) or a list of them; either may be
-  absent. tz: an IANA zone (default EC2_POWERCYCLE_TIMEZONE, else UTC).
-  enforce: true holds the scheduled state every run (default false: each start
-  and stop acts once, manual changes are respected). skip: days in tz on which
-  no time fires, a list such as ["holidays:GB-ENG", "2026-12-24..2027-01-01",
-  "12-31", "2026-08-14"] or the URL of one.
-
-the override tag:
-  key ec2Powercycle:override (the schedule tag's key plus ":override"), value
-    {"state": "running", "until": "2026-11-24T02:00:00Z"}
-  holds the instance in that state until then; the schedule's state at that
-  time is applied once by the run whose window holds it (see `override`).
+  with "enforce", "hibernate" and "skip" days, or the https:// URL of one.
+  ec2Powercycle:override holds one instance until a time (the override command).
 
 exit codes: 0 fine; 1 invalid schedule, or errors in a plan or run;
-  2 usage or set-up problem (bad option or setting, no region, unknown region,
-  no credentials).
+  2 usage or set-up problem.
+
+the manual, docs/ in the source (README.md is its front page):
+  docs/schedules.md     the tag: cron, zones, enforce, hibernate, skip days, overrides
+  docs/command-line.md  these commands, the timeline, regions and credentials
+  docs/settings.md      the EC2_POWERCYCLE_* variables, their defaults and bad values
 """
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -967,6 +955,7 @@ def _cli_parser() -> Any:
         epilog=CLI_EPILOG,
         formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, parents: list[Any], summary: str, description: str) -> Any:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -164,6 +166,27 @@ def test_help_explains_the_tag_format(command: list[str]) -> None:
     assert '{"start": "0 8 * * 1-5", "stop": "55 17 * * 1-5", "tz": "Europe/London"}' in result.stdout
     assert "https:// URL" in result.stdout
     assert "enforce" in result.stdout
+    pages = re.findall(r"docs/[\w-]+\.md", result.stdout)
+    assert "docs/schedules.md" in pages, "the help points to the manual"
+    assert all((ROOT / page).is_file() for page in pages), pages
+
+
+def test_version_is_the_module_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import ec2_powercycle
+    import ec2_powercycle_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        ec2_powercycle_cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"ec2-powercycle {ec2_powercycle.__version__}\n"
+
+
+def test_the_package_takes_its_version_from_the_module() -> None:
+    """One place for the version: pyproject.toml reads __version__ rather than writing its own."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ec2_powercycle.__version__"}
 
 
 def test_the_installed_console_script_is_the_command_line() -> None:

@@ -288,7 +288,7 @@ RUN_UP = timedelta(hours=3)  # longer than any clock change, so a first occurren
 def _fire_times_by_brute_force(expression: str, tz_name: str, after: datetime, until: datetime) -> set[datetime]:
     """An independent oracle: walk every UTC minute of (after, until] and read the zone's wall clock there.
 
-    The README's rule, from its definitions: a wall time fires at the first instant the clock shows it,
+    The rule of docs/decisions.md, from its definitions: a wall time fires at the first instant the clock shows it,
     so a time in the repeated hour fires once, at its first occurrence; a wall time the clock jumps past
     (the skipped hour) fires at the moment of the jump. Which wall times match the expression is
     croniter's word: its walk over naive times, where no zone is involved.

@@ -721,6 +721,14 @@ def test_template_role_assumes_the_listed_roles_only_and_only_when_there_are_som
             ]
         },
     )
+    # With an organization role, only roles inside the function's own organization are assumed.
+    assert statement["Condition"] == {
+        "Fn::If": [
+            "HasOrganizationRole",
+            {"StringEquals": {"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
     assert not [s for s in statements if "Fn::If" not in s and any(a.startswith("sts:") for a in _as_list(s["Action"]))]
     # Its ARN is what each spoke stack trusts.
     assert template["Outputs"]["RoleArn"]["Value"] == {"Fn::GetAtt": ["Role", "Arn"]}
@@ -876,3 +884,15 @@ def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}
 
     assert [normal(s) for s in ours] == [normal(s) for s in files]
+
+
+def test_the_tag_writers_scp_guards_exactly_the_keys_that_decide_what_the_function_does():
+    """The SCP of docs/security.md: every key a run reads to decide (schedule, override, environment guard)."""
+    statements = _policy("tag-writers-scp.json")["Statement"]
+    decisive = {ec2_powercycle.DEFAULT_TAG, ec2_powercycle.override_key(ec2_powercycle.DEFAULT_TAG)}
+    decisive.add(ec2_powercycle.ENVIRONMENT_TAG)
+    for statement in statements:
+        assert statement["Effect"] == "Deny"
+        assert set(statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]) == decisive
+    actions = {a for s in statements for a in _as_list(s["Action"])}
+    assert actions == {"ec2:CreateTags", "ec2:DeleteTags", "ec2:RunInstances"}

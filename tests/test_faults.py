@@ -347,7 +347,7 @@ def test_one_percent_stop_protected_costs_a_bounded_number_of_stop_calls(
     print(f"\n{LARGE_FLEET} instances, {len(protected)} stop-protected: {calls} StopInstances calls, bound {bound}")
     assert bound == 20 + 2 * 20 * 7 == 300
     assert calls <= bound
-    assert calls == 256  # measured (README, Faults); 16 of the 20 batches hold a stop-protected instance
+    assert calls == 256  # measured (docs/operations.md, Faults); 16 of the 20 batches hold a stop-protected instance
     # The bound holds batch by batch too: each call's IDs lie within one batch of the plan's order.
     assert len(stop_calls) == calls
     position = {instance_id: k for k, instance_id in enumerate(ids)}

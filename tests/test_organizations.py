@@ -503,6 +503,7 @@ def _with_target(**changes: Any) -> dict[str, Any]:
         (_with_target(role_arn=None), "role_arn null means the function's own account, which 222222222222 is not"),
         (_with_target(account="444444444444", role_arn=role("444444444444")), "excluded by .*EXCLUDE_ACCOUNTS"),
         ({"time": TIME, "targets": [GOOD_TARGETS[1], GOOD_TARGETS[1]]}, "listed twice"),
+        (_with_target(region="sa-east-1"), "region sa-east-1 is not in EC2_POWERCYCLE_REGIONS"),
     ],
 )
 def test_a_malformed_chunk_event_runs_nothing(

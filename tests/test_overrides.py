@@ -347,8 +347,8 @@ def test_the_override_policy_allows_only_the_override_tag_on_scheduled_instances
         "Null": {f"aws:ResourceTag/{DEFAULT_TAG}": "false", "aws:TagKeys": "false"},
         "ForAllValues:StringEquals": {"aws:TagKeys": [KEY]},
     }
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### The override policy") :]
+    page = (ROOT / "docs" / "security.md").read_text()
+    section = page[page.index("## The override policy") :]
     block = section[section.index("```json") + 7 : section.index("```", section.index("```json") + 7)]
     assert json.loads(block) == policy
 
