@@ -411,18 +411,16 @@ class Memo:
             return value
         with self._lock:
             key_lock = self._computing.setdefault(key, threading.Lock())
-        with key_lock:
-            value = self._values.get(key, _MISSING)
-            if value is _MISSING:
-                try:
+        try:
+            with key_lock:
+                value = self._values.get(key, _MISSING)
+                if value is _MISSING:
                     value = compute()
-                    with self._lock:
-                        if self._limit is not None and len(self._values) >= self._limit:
-                            self._values.clear()
-                        self._values[key] = value
-                finally:
-                    with self._lock:
-                        self._computing.pop(key, None)
+                    if self._limit is not None and len(self._values) >= self._limit:
+                        self._values.clear()  # two threads may both clear: it is a cache
+                    self._values[key] = value
+        finally:
+            self._computing.pop(key, None)
         return value
 
     def clear(self) -> None:
@@ -970,17 +968,17 @@ class CronFields:
     def fires_at(self, wall: datetime) -> bool:
         return wall.minute in self.minutes and wall.hour in self.hours and self.fires_on(wall.date())
 
-    def walls_back(self, start: datetime) -> Iterator[datetime]:
+    def walls_back(self, start: datetime, first_day: date | None = None) -> Iterator[datetime]:
         """The wall times it fires at, from `start` (naive, whole minutes; included) back, latest first.
 
         By field arithmetic: a day that matches, then its hours and minutes
         from the latest, so a walk costs a few steps per day, not one per minute.
-        The caller ends the walk (for an expression that can fire it is endless).
+        It ends before `first_day`; without one the caller ends it.
         """
         hours, minutes = self._ascending  # type: ignore[attr-defined]
         hours, minutes = hours[::-1], minutes[::-1]
         day, cap = start.date(), (start.hour, start.minute)
-        while True:
+        while first_day is None or day >= first_day:
             if self.fires_on(day):
                 for hour in hours:
                     if hour <= cap[0]:
@@ -1181,16 +1179,16 @@ def _span(tz_name: str, before: datetime, after: datetime | None) -> _Span:
 
 def _latest_in(expression: str, span: _Span, skip: SkipDays | None) -> datetime | None:
     """`latest_fire` over a span: the walk back over wall times, jumping skipped days."""
-    walls = _walls_back(expression, span.highest)
+    walls = _walls_back(expression, span.highest, span.lowest)
     while True:
-        fire = next(walls)
-        if span.lowest is not None and fire <= span.lowest:
+        fire = next(walls, None)
+        if fire is None or (span.lowest is not None and fire <= span.lowest):
             return None
         if skip and skip.skips(fire.date()):
             first, _ = skip.span(fire.date())
             if (span.highest.date() - first).days > SKIP_HORIZON_DAYS:
                 return None
-            walls = _walls_back(expression, datetime(first.year, first.month, first.day) - _ONE_MINUTE)
+            walls = _walls_back(expression, datetime(first.year, first.month, first.day) - _ONE_MINUTE, span.lowest)
             continue
         instant = wall_to_instant(fire, span.tz)
         if instant <= span.before:
@@ -1226,11 +1224,14 @@ def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | N
             return instant
 
 
-def _walls_back(expression: str, start: datetime) -> Iterator[datetime]:
-    """The wall times the expression fires at, from `start` (included) back: by field arithmetic if plain."""
+def _walls_back(expression: str, start: datetime, lowest: datetime | None) -> Iterator[datetime]:
+    """The wall times the expression fires at, from `start` (included) back: by field arithmetic if plain.
+
+    A plain walk ends on the day of `lowest`; croniter's jumps there by itself.
+    """
     fields = cron_fields(expression)
     if fields is not None and fields.can_fire():
-        return fields.walls_back(start)
+        return fields.walls_back(start, lowest and lowest.date())
     walker = _croniter(expression, start + _ONE_MINUTE)  # get_prev never returns its base itself
     return iter(lambda: walker.get_prev(datetime), None)
 
