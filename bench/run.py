@@ -653,6 +653,17 @@ def report(
     return "\n".join(out)
 
 
+def _org_section(report: Path) -> str:
+    """bench/org.py's section of the report being replaced, kept as it is (only bench/org.py rewrites it)."""
+    import org
+
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    if org.SECTION not in text or org.MARK_END not in text:
+        return ""
+    start = text.index(org.SECTION)
+    return "\n" + text[start : text.index(org.MARK_END, start) + len(org.MARK_END)] + "\n"
+
+
 # --- Main -------------------------------------------------------------------------
 
 
@@ -761,8 +772,9 @@ def _main(args: argparse.Namespace) -> int:
     print()
     print("\n".join(goals(cases, imports, warm)))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n" + _org_section(out), encoding="utf-8")
         print(f"\nwrote {args.out}")
     if args.json:
         Path(args.json).write_text(
