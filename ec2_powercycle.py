@@ -953,8 +953,10 @@ class CronFields:
     weekdays: frozenset[int]
 
     def __post_init__(self) -> None:
-        # Derived once, for the walks below: (hours, minutes) in order, and whether any date exists.
-        object.__setattr__(self, "_ascending", (tuple(sorted(self.hours)), tuple(sorted(self.minutes))))
+        # Derived once, for the walks below: (hours, minutes) in order and reversed, and whether any date exists.
+        hours, minutes = tuple(sorted(self.hours)), tuple(sorted(self.minutes))
+        object.__setattr__(self, "_ascending", (hours, minutes))
+        object.__setattr__(self, "_descending", (hours[::-1], minutes[::-1]))
         fires = any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
         object.__setattr__(self, "_fires", fires)
 
@@ -975,8 +977,7 @@ class CronFields:
         from the latest, so a walk costs a few steps per day, not one per minute.
         It ends before `first_day`; without one the caller ends it.
         """
-        hours, minutes = self._ascending  # type: ignore[attr-defined]
-        hours, minutes = hours[::-1], minutes[::-1]
+        hours, minutes = self._descending  # type: ignore[attr-defined]
         day, cap = start.date(), (start.hour, start.minute)
         while first_day is None or day >= first_day:
             if self.fires_on(day):
@@ -1305,18 +1306,19 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     return due_of(schedule, *latest_start_and_stop(schedule, now, window))
 
 
-def latest_start_and_stop(schedule: Schedule, now: datetime, window: timedelta) -> tuple[datetime | None, ...]:
+def latest_start_and_stop(
+    schedule: Schedule, now: datetime, window: timedelta
+) -> tuple[datetime | None, datetime | None]:
     """The schedule's latest start and latest stop in (now - window, now] (with enforce, at or before now)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     span = _span(schedule.tz, now, None if schedule.enforce else now - window)
-    return tuple(
-        max(
-            (moment for expression in expressions if (moment := _latest_in(expression, span, schedule.skip))),
-            default=None,
-        )
-        for expressions in (schedule.start, schedule.stop)
-    )
+
+    def latest(expressions: tuple[str, ...]) -> datetime | None:
+        moments = [moment for expression in expressions if (moment := _latest_in(expression, span, schedule.skip))]
+        return max(moments) if moments else None
+
+    return latest(schedule.start), latest(schedule.stop)
 
 
 def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None) -> Due:
