@@ -718,7 +718,7 @@ def parse_schedule_document(document: object, default_tz: str, skip_list: SkipLi
     without one such a schedule is refused.
     """
     if not isinstance(document, dict):
-        raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}")
+        raise ScheduleError(f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_got(document)}")
     unknown = [key for key in document if key not in SCHEDULE_KEYS]
     if unknown:
         raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(SCHEDULE_KEYS)}")
@@ -726,12 +726,12 @@ def parse_schedule_document(document: object, default_tz: str, skip_list: SkipLi
         raise ScheduleError(f"schedule needs a 'start' or 'stop' key, such as {SCHEDULE_EXAMPLE}")
     tz = document.get("tz", default_tz)
     if not isinstance(tz, str):
-        raise ScheduleError(f"'tz' must be a string such as 'Europe/London', got {_json_type(tz)}")
+        raise ScheduleError(f"'tz' must be a string such as 'Europe/London', got {_got(tz)}")
     zone(tz)
     flags = {key: document.get(key, False) for key in ("enforce", "hibernate")}
     for key, flag in flags.items():
         if not isinstance(flag, bool):
-            raise ScheduleError(f"{key!r} must be true or false, got {_json_type(flag)}")
+            raise ScheduleError(f"{key!r} must be true or false, got {_got(flag)}")
     start, stop = _parse_cron_list(document, "start"), _parse_cron_list(document, "stop")
     skip = _parse_skip(document["skip"], skip_list) if "skip" in document else None
     return Schedule(start=start, stop=stop, tz=tz, skip=skip, **flags)
@@ -744,7 +744,7 @@ def _parse_skip(value: object, skip_list: SkipList | None) -> SkipDays | None:
         return skip_list(value.strip())
     if not isinstance(value, list):
         raise ScheduleError(
-            f"'skip' must be a list of entries such as {SKIP_EXAMPLE} or the URL of one, got {_json_type(value)}"
+            f"'skip' must be a list of entries such as {SKIP_EXAMPLE} or the URL of one, got {_got(value)}"
         )
     return parse_skip_entries(value)
 
@@ -758,7 +758,7 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     the holidays package is loaded only for a holidays entry.
     """
     if not isinstance(entries, list):
-        raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {_json_type(entries)}")
+        raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {_got(entries)}")
     if len(entries) > SKIP_MAX_ENTRIES:
         raise ScheduleError(f"'skip' holds {len(entries)} entries; at most {SKIP_MAX_ENTRIES}")
     texts: list[str] = []
@@ -769,7 +769,7 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     for entry in entries:
         if not isinstance(entry, str):
             raise ScheduleError(
-                f"'skip' entries must be strings such as '2026-12-24', got {_json_type(entry)} {quoted(entry)}"
+                f"'skip' entries must be strings such as '2026-12-24', got {_got(entry)}"
             )
         text = entry.strip()
         if _SKIP_DATE.match(text):
@@ -872,7 +872,7 @@ def parse_override(value: str) -> Override:
     """Check an override tag's value: {"state": "running"|"stopped", "until": ISO-8601 time with Z or an offset}."""
     document = load_json(value, f"JSON such as {OVERRIDE_EXAMPLE}")
     if not isinstance(document, dict):
-        raise ScheduleError(f"override must be a JSON object such as {OVERRIDE_EXAMPLE}, got {_json_type(document)}")
+        raise ScheduleError(f"override must be a JSON object such as {OVERRIDE_EXAMPLE}, got {_got(document)}")
     unknown = [key for key in document if key not in OVERRIDE_KEYS]
     if unknown:
         raise ScheduleError(f"unknown key {quoted(unknown[0])}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
@@ -888,7 +888,7 @@ def parse_override(value: str) -> Override:
 def parse_instant(value: object, what: str) -> datetime:
     """An ISO-8601 time with Z or an offset (never a naive one), in UTC; ScheduleError naming `what` otherwise."""
     if not isinstance(value, str):
-        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {_json_type(value)}")
+        raise ScheduleError(f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z', got {_got(value)}")
     expected = f"{what} must be an ISO-8601 time such as '2026-11-24T02:00:00Z'"
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
@@ -912,10 +912,10 @@ def _parse_cron_list(document: dict[str, Any], key: str) -> tuple[str, ...]:
     value = document[key]
     expressions = [value] if isinstance(value, str) else value
     if not isinstance(expressions, list) or not expressions:
-        raise ScheduleError(f"{key!r} must be a cron string or a non-empty list of them, got {_json_type(value)}")
+        raise ScheduleError(f"{key!r} must be a cron string or a non-empty list of them, got {_got(value)}")
     for expression in expressions:
         if not isinstance(expression, str):
-            raise ScheduleError(f"{key!r} must hold cron strings, got {_json_type(expression)} {quoted(expression)}")
+            raise ScheduleError(f"{key!r} must hold cron strings, got {_got(expression)}")
     return tuple(dict.fromkeys(parse_cron(expression, key) for expression in expressions))
 
 
@@ -1122,6 +1122,11 @@ def quoted(value: object, limit: int = VALUE_SHOWN_CHARS, *, as_json: bool = Fal
         return text
     length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters of JSON"
     return f"{text[:limit]}... ({length})"
+
+
+def _got(value: object) -> str:
+    """What a message says it got instead: the JSON type and the value, cut (`quoted`), such as 'number 42'."""
+    return f"{_json_type(value)} {quoted(value, VALUE_SHOWN_CHARS // 2)}"
 
 
 def _json_type(value: object) -> str:

@@ -294,7 +294,7 @@ def test_check_with_a_bad_setting_fails_before_checking() -> None:
 def test_check_json_of_an_invalid_value() -> None:
     result = cli("check", '{"start": "0 8 * * *", "enforce": "yes"}', "--json", env=base_env())
     assert result.returncode == 1
-    assert json.loads(result.stdout) == {"valid": False, "error": "'enforce' must be true or false, got string"}
+    assert json.loads(result.stdout) == {"valid": False, "error": "'enforce' must be true or false, got string 'yes'"}
 
 
 BAD_INLINE = {
