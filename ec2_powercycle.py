@@ -2233,7 +2233,12 @@ def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
     horizon = max(settings.window, settings.catch_up)
     if window not in (settings.window, horizon):
         return due_action(schedule, context.now, window)
-    in_window, in_horizon = context.memo.dues.get(schedule, lambda: _dues(schedule, context.now, settings))
+    try:
+        in_window, in_horizon = context.memo.dues.get(schedule, lambda: _dues(schedule, context.now, settings))
+    except (ValueError, OverflowError):
+        if window == horizon:
+            raise
+        return due_action(schedule, context.now, window)  # the horizon alone cannot be searched (before year 1)
     return in_window if window == settings.window else in_horizon
 
 
