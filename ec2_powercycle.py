@@ -16,6 +16,11 @@ boto3), schedules behind URLs, EC2, the run and the handler. The command line
 (``check``, ``plan``, ``run``, ``override``) is ``ec2_powercycle_cli`` beside it,
 not shipped in the zip.
 
+After a target's actions a run may also write status tags on its instances
+(``<tag>:last-action``, ``<tag>:error``) and, after every target's, put an event
+per action and error on an EventBridge bus; every run counts the instance-hours
+its schedules keep stopped (``StoppedInstanceHours``, by instance type).
+
 The manual is docs/ (README.md is its front page):
 
 - docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides
@@ -86,6 +91,8 @@ ORGANIZATION_UNITS_SETTING = "EC2_POWERCYCLE_ORGANIZATION_UNITS"
 EXCLUDE_ACCOUNTS_SETTING = "EC2_POWERCYCLE_EXCLUDE_ACCOUNTS"
 TARGETS_PER_INVOCATION_SETTING = "EC2_POWERCYCLE_TARGETS_PER_INVOCATION"
 MAX_EVENT_AGE_SETTING = "EC2_POWERCYCLE_MAX_EVENT_AGE_MINUTES"
+STATUS_TAGS_SETTING = "EC2_POWERCYCLE_STATUS_TAGS"
+EVENT_BUS_SETTING = "EC2_POWERCYCLE_EVENT_BUS"
 
 DEFAULT_TAG = "ec2Powercycle"
 DEFAULT_WINDOW_MINUTES = 15
@@ -131,6 +138,12 @@ NOTIFY_MAX_PROBLEMS = 50  # problems listed in the notification; the rest are co
 NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it must not hold the run
 SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
 METRICS_NAMESPACE = "ec2-powercycle"
+STATUS_TAG_IDS_PER_CALL = 1000  # CreateTags and DeleteTags take at most 1,000 resources a call
+EVENT_SOURCE = "ec2-powercycle"
+EVENTS_PER_CALL = 10  # PutEvents takes at most 10 entries a call
+EVENTS_CALL_MAX_BYTES = 256 * 1024  # and at most 256 KB of entries (sized as EventBridge sizes them)
+EVENT_ERROR_MAX_CHARS = 2000  # an error's reason in an event: ten of them stay far within the call's limit
+EVENT_SENDERS = 8  # threads putting a run's events; each call is small, so a few keep up with a large fleet
 
 SCHEDULE_KEYS = ("start", "stop", "tz", "enforce", "hibernate", "skip")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
@@ -143,6 +156,8 @@ INSTANT_YEARS = (1000, 9000)  # the years an override's `until` may name
 HOLIDAY_YEARS_LIMIT = 256  # (country, subdivision, year) calendars remembered by an execution environment
 TAG_VALUE_MAX_CHARS = 256  # EC2's limit on a tag value
 OVERRIDE_SUFFIX = ":override"  # the override tag's key is the schedule tag's key plus this
+LAST_ACTION_SUFFIX = ":last-action"  # status tags (EC2_POWERCYCLE_STATUS_TAGS): the schedule tag's key plus these
+ERROR_SUFFIX = ":error"
 OVERRIDE_KEYS = ("state", "until")
 OVERRIDE_EXAMPLE = '{"state": "running", "until": "2026-11-24T02:00:00Z"}'
 # States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
@@ -194,6 +209,10 @@ _SKIP_HOLIDAYS = re.compile(r"^holidays:([^-]*)(?:-(.*))?$", re.IGNORECASE)
 _ACCOUNT_PATTERN = re.compile(r"[0-9]{12}")
 _ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _OU_PATTERN = re.compile(r"ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}")
+_EVENT_BUS_NAME_PATTERN = re.compile(r"[/.\-_A-Za-z0-9]{1,256}")
+_EVENT_BUS_ARN_PATTERN = re.compile(
+    r"arn:aws[a-z-]*:events:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}"
+)
 _EVENT_TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
@@ -248,6 +267,15 @@ class RunError(PowercycleError):
 class Action(StrEnum):
     START = "start"
     STOP = "stop"
+
+
+class Cause(StrEnum):
+    """Why an action is taken, as status tags and events name it."""
+
+    SCHEDULE = "schedule"  # a scheduled time in the run's window
+    CATCH_UP = "catch-up"  # a scheduled time a run missed, or a start that did not take, made up for
+    OVERRIDE = "override"  # an override tag holds the instance, or hands it back to its schedule
+    ENFORCE = "enforce"  # an enforced schedule holds its state after a time before the window
 
 
 class Outcome(StrEnum):
@@ -340,6 +368,7 @@ class Due:
     at: datetime | None = None
     conflict: bool = False
     enforced: bool = False
+    before_window: bool = False  # `at` fell before the window: only enforce acts on it
 
 
 @dataclass(frozen=True)
@@ -365,6 +394,9 @@ class Decision:
     reason: str
     caught_up: datetime | None = None  # the missed scheduled time an action makes up for
     problem: str | None = None  # reported in errors even when acting (a start that did not take, retried)
+    # What status tags and events say of an action; follows from the fields above, so not compared.
+    due: datetime | None = field(default=None, compare=False)  # the scheduled time it answers (None: a hold)
+    cause: Cause = field(default=Cause.SCHEDULE, compare=False)
 
 
 @dataclass(frozen=True)
@@ -471,6 +503,9 @@ class Settings:
     targets_per_invocation: int = DEFAULT_TARGETS_PER_INVOCATION
     # How old an event's time may be; zero turns the check off.
     max_event_age: timedelta = timedelta(minutes=DEFAULT_WINDOW_MINUTES + EVENT_AGE_MARGIN_MINUTES)
+    status_tags: bool = False  # write <tag>:last-action and <tag>:error on the scheduled instances
+    event_bus: str | None = None  # EventBridge bus (name or ARN) told of every action and error
+    event_bus_region: str | None = None  # the bus's region: its ARN's, else the function's own
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_regions: bool = True) -> Settings:
@@ -504,6 +539,8 @@ class Settings:
             url_allow=tuple(_parse_allow_prefix(p) for p in _split_list(env.get(URL_ALLOW_SETTING, ""))),
             **_parse_accounts(env),
             notify_topic_arn=_parse_topic_arn(env.get(NOTIFY_TOPIC_SETTING, "")),
+            status_tags=parse_bool(env.get(STATUS_TAGS_SETTING, ""), STATUS_TAGS_SETTING),
+            **_parse_event_bus(env),
         )
 
 
@@ -596,6 +633,25 @@ def _parse_topic_arn(value: str) -> str | None:
             f"'arn:aws:sns:eu-west-1:123456789012:ec2-powercycle', got {value!r}"
         )
     return arn
+
+
+def _parse_event_bus(env: Mapping[str, str]) -> dict[str, str | None]:
+    """The event bus (EC2_POWERCYCLE_EVENT_BUS) and its region: an ARN's own, else the function's region."""
+    bus = env.get(EVENT_BUS_SETTING, "").strip()
+    if not bus:
+        return {"event_bus": None, "event_bus_region": None}
+    arn = _EVENT_BUS_ARN_PATTERN.fullmatch(bus)
+    if arn:
+        return {"event_bus": bus, "event_bus_region": arn.group(1)}
+    if bus.startswith("arn:") or not _EVENT_BUS_NAME_PATTERN.fullmatch(bus):
+        raise ConfigError(
+            f"{EVENT_BUS_SETTING} must be an EventBridge bus name such as 'default' or the ARN of one such as "
+            f"'arn:aws:events:eu-west-1:123456789012:event-bus/ops', got {bus!r}"
+        )
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    if not _REGION_PATTERN.match(region):
+        raise ConfigError(f"{EVENT_BUS_SETTING} names a bus ({bus!r}) but its region, AWS_REGION, is not set")
+    return {"event_bus": bus, "event_bus_region": region}
 
 
 def _parse_organization(env: Mapping[str, str]) -> dict[str, Any]:
@@ -1336,10 +1392,12 @@ def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None) ->
         return Due(None, enforced=enforced)
     if start is not None and stop is not None and start == stop:
         later = _later_by_wall_clock(schedule, start)
-        return Due(later, start, enforced=enforced) if later else Due(None, start, conflict=True, enforced=enforced)
-    if stop is None or (start is not None and start > stop):
-        return Due(Action.START, start, enforced=enforced)
-    return Due(Action.STOP, stop, enforced=enforced)
+        if later is None:
+            return Due(None, start, conflict=True, enforced=enforced)
+        return Due(later, start, enforced=enforced, before_window=enforced and start <= now - window)
+    action, at = (Action.START, start) if stop is None or (start is not None and start > stop) else (Action.STOP, stop)
+    assert at is not None
+    return Due(action, at, enforced=enforced, before_window=enforced and at <= now - window)
 
 
 def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
@@ -1402,7 +1460,8 @@ def decide(due: Due, state: str) -> Decision:
         (STARTABLE_STATES, SETTLED_STARTED) if due.action is Action.START else (STOPPABLE_STATES, SETTLED_STOPPED)
     )
     if state in actionable:
-        return Decision(Outcome.ACT, due.action, f"{due.action.value} due at {_iso(due.at)}")
+        cause = Cause.ENFORCE if due.before_window else Cause.SCHEDULE
+        return Decision(Outcome.ACT, due.action, f"{due.action.value} due at {_iso(due.at)}", due=due.at, cause=cause)
     if due.enforced and state in settled:
         # Enforcing holds a state every run: being in it already is the steady case, not news.
         return Decision(Outcome.IDLE, None, f"already {state}")
@@ -1439,6 +1498,8 @@ def follow_up(
             recent.action,
             f"{action} due at {due} was missed: caught up now (catch-up until {_iso(recent.at + horizon)})",
             caught_up=recent.at,
+            due=recent.at,
+            cause=Cause.CATCH_UP,
         )
     by_hand = "started" if record.state == "running" else "stopped"
     return Decision(
@@ -1460,7 +1521,15 @@ def start_failure(record: InstanceRecord, start_at: datetime) -> Decision | None
     hint = FAILED_START_HINTS.get(code)
     problem = f"start due at {_iso(start_at)} did not take: {said}" + (f" (hint: {hint})" if hint else "")
     if code.startswith("Server."):
-        return Decision(Outcome.ACT, Action.START, f"{problem}; started again", caught_up=start_at, problem=problem)
+        return Decision(
+            Outcome.ACT,
+            Action.START,
+            f"{problem}; started again",
+            caught_up=start_at,
+            problem=problem,
+            due=start_at,
+            cause=Cause.CATCH_UP,
+        )
     return Decision(Outcome.ERROR, None, problem)
 
 
@@ -1798,6 +1867,13 @@ class TargetResult:
     failed: bool = False
     # Name tags of instances in `errors` only (summary, notification): memory stays flat however large the fleet.
     names: dict[str, str] = field(default_factory=dict)
+    # For the outlets after the actions (`Outlets`): each acting instance's decision and type (shared pairs,
+    # so a dictionary slot an instance), the scheduled instances stopped once the actions are made, by type,
+    # and the status tags read on the instances whose tags may change: those acting or carrying an error.
+    acting: dict[str, tuple[Decision, str]] = field(default_factory=dict)
+    stopped_types: dict[str, int] = field(default_factory=dict)
+    status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
+    status_tag_errors: int = 0
 
     def skip(self, instance_id: str, reason: str) -> None:
         self.skipped.append((instance_id, reason))
@@ -1844,6 +1920,15 @@ class TargetResult:
             "errors": len(self.errors),
         }
 
+    def actions_made(self) -> Iterator[tuple[str, str, Decision]]:
+        """(instance ID, "started", "stopped" or "hibernated", its decision) for each instance acted on."""
+        hibernated = frozenset(self.hibernated)
+        for instance_id in self.started:
+            yield instance_id, "started", self.acting[instance_id][0]
+        for instance_id in self.stopped:
+            done = "hibernated" if instance_id in hibernated else "stopped"
+            yield instance_id, done, self.acting[instance_id][0]
+
 
 def aws_session() -> Any:
     """A boto3 session whose responses keep timestamps as text.
@@ -1887,6 +1972,17 @@ def sns_client(session: Any, region: str) -> Any:
     """The SNS client the run's notification is published with; few retries, short timeouts."""
     return session.client(
         "sns",
+        region_name=region,
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
+        ),
+    )
+
+
+def events_client(session: Any, region: str) -> Any:
+    """The EventBridge client a run's events are put with; few retries, short timeouts, as the notification's."""
+    return session.client(
+        "events",
         region_name=region,
         config=Config(
             retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
@@ -2064,6 +2160,10 @@ class Aws:
         """The SNS client of a region (the notification topic's), made once per execution environment."""
         return self._service(sns_client, "sns", region)
 
+    def events(self, region: str) -> Any:
+        """The EventBridge client of a region (the event bus's), made once per execution environment."""
+        return self._service(events_client, "events", region)
+
     def _forget_oldest_role_clients(self) -> None:
         made_for_roles = [key for key in self._clients if key[1] is not None]
         for key in made_for_roles[: max(0, len(made_for_roles) - ROLE_CLIENTS_KEPT)]:
@@ -2136,6 +2236,253 @@ def shared_aws() -> Aws:
         if _shared is None or _shared[0] != key:
             _shared = (key, Aws())
         return _shared[1]
+
+
+# --- Where people look: status tags, hours stopped, events (after the actions) -------------
+#
+# Three outlets read what a target's run decided and did, after its actions, the way the metrics and the
+# notification read the summary: `note_instance` keeps, while the instances are read, only what they need
+# (a dictionary slot per acting instance, a count per instance type, the status tags of instances whose
+# tags may change); the rest is derived from the TargetResult. None of them can fail an instance or the run.
+
+
+def status_keys(tag: str) -> tuple[str, str]:
+    """The status tags' keys for schedule tag `tag`: (<tag>:last-action, <tag>:error)."""
+    return tag + LAST_ACTION_SUFFIX, tag + ERROR_SUFFIX
+
+
+@dataclass(frozen=True)
+class StatusTags:
+    """The status tags a run writes: their keys, and its time as the tags say it."""
+
+    last_action_key: str
+    error_key: str
+    stamp: str
+
+    @classmethod
+    def of(cls, tag: str, now: datetime) -> StatusTags:
+        return cls(*status_keys(tag), _iso(now))
+
+
+def note_instance(
+    result: TargetResult,
+    instance: Mapping[str, Any],
+    verdict: Verdict,
+    types: dict[str, str],
+    pairs: dict[tuple[Decision, str], tuple[Decision, str]],
+    status: StatusTags | None,
+) -> None:
+    """Keep what the outlets will need of one instance just decided.
+
+    `types` and `pairs` make one string per instance type and one (decision, type) pair per distinct
+    pair, shared by the target's instances; `status` is given when status tags are written. Of those,
+    an instance's error tag is kept (few instances carry one), and its last-action tag only when it
+    names this run's time (a run made again): any other cannot equal what this run would write.
+    """
+    decision = verdict.decision
+    instance_type = str(instance.get("InstanceType") or "unknown")
+    instance_type = types.setdefault(instance_type, instance_type)
+    instance_id = instance["InstanceId"]
+    acting = decision.outcome is Outcome.ACT
+    if acting:
+        pair = (decision, instance_type)
+        result.acting[instance_id] = pairs.setdefault(pair, pair)
+    elif verdict.schedule is not None and instance["State"]["Name"] in SETTLED_STOPPED:
+        result.stopped_types[instance_type] = result.stopped_types.get(instance_type, 0) + 1
+    if status is None or (verdict.schedule is None and decision.outcome is not Outcome.ERROR):
+        return  # guarded instances are never touched, not even their tags
+    last_action = error = None
+    for tag in instance.get("Tags", ()):
+        if tag["Key"] == status.last_action_key:
+            last_action = str(tag.get("Value", ""))
+        elif tag["Key"] == status.error_key:
+            error = str(tag.get("Value", ""))
+    if not acting or (last_action is not None and not last_action.partition(" ")[2].startswith(status.stamp)):
+        last_action = None
+    if last_action is not None or error is not None:
+        result.status_seen[instance_id] = (last_action, error)
+
+
+def count_stopped(result: TargetResult, starts: list[str]) -> None:
+    """Add the instances stopped by the actions, and those whose start failed, to result.stopped_types."""
+    counts = result.stopped_types
+    for instance_id in result.stopped:
+        instance_type = result.acting[instance_id][1]
+        counts[instance_type] = counts.get(instance_type, 0) + 1
+    if len(result.started) < len(starts):
+        started = set(result.started)
+        for instance_id in starts:
+            if instance_id not in started:
+                instance_type = result.acting[instance_id][1]
+                counts[instance_type] = counts.get(instance_type, 0) + 1
+
+
+def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
+    """`<ISO time> <reason>` cut to a tag value; the current value when it already says this reason."""
+    stamp = _iso(now)
+    reason = reason[: TAG_VALUE_MAX_CHARS - len(stamp) - 1]
+    if current is not None and current.partition(" ")[2] == reason:
+        return current  # the time stays the run's that first found it
+    return f"{stamp} {reason}"
+
+
+def status_tag_changes(
+    result: TargetResult, now: datetime, status: StatusTags
+) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
+    """The status tags to write, {(key, value): instance IDs}, and the instances whose error tag goes.
+
+    Only values that differ from what the run read: an unchanged instance costs nothing.
+    """
+    writes: dict[tuple[str, str], list[str]] = {}
+    for instance_id, done, decision in result.actions_made():
+        value = f"{done} {status.stamp} {decision.cause.value}"
+        if result.status_seen.get(instance_id, (None, None))[0] != value:
+            writes.setdefault((status.last_action_key, value), []).append(instance_id)
+    reasons: dict[str, list[str]] = {}
+    for instance_id, error in result.errors:
+        if instance_id is not None:
+            reasons.setdefault(instance_id, []).append(error)
+    for instance_id, errors in reasons.items():
+        current = result.status_seen.get(instance_id, (None, None))[1]
+        value = error_tag_value(now, "; ".join(dict.fromkeys(errors)), current)
+        if value != current:
+            writes.setdefault((status.error_key, value), []).append(instance_id)
+    cleared = [i for i, (_, error) in result.status_seen.items() if error is not None and i not in reasons]
+    return writes, cleared
+
+
+def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
+    """Write the target's changed status tags: one call per value and 1,000 instances; failures counted, not raised."""
+    writes, cleared = status_tag_changes(result, now, status)
+    calls: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
+        (ec2.create_tags, [{"Key": key, "Value": value}], ids) for (key, value), ids in writes.items()
+    ]
+    if cleared:
+        calls.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
+    for call, tags, ids in calls:
+        for offset in range(0, len(ids), STATUS_TAG_IDS_PER_CALL):
+            chunk = ids[offset : offset + STATUS_TAG_IDS_PER_CALL]
+            try:
+                call(Resources=chunk, Tags=tags)
+            except (ClientError, BotoCoreError) as err:
+                result.status_tag_errors += len(chunk)
+                logger.warning(
+                    "%s: could not write the status tag %s on %d instances (%s...): %s",
+                    result.target,
+                    tags[0]["Key"],
+                    len(chunk),
+                    chunk[0],
+                    _describe_error(err),
+                )
+    result.status_seen = {}
+
+
+def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
+    """The PutEvents entries of a target's run: one per action made, one per instance error."""
+    where = {"account": result.target.account, "region": result.target.region, "time": _iso(now)}
+    for instance_id, done, decision in result.actions_made():
+        detail = {
+            "instance_id": instance_id,
+            **where,
+            "action": "hibernate" if done == "hibernated" else decision.action.value,  # type: ignore[union-attr]
+            "due": _iso(decision.due) or None,
+            "reason": decision.cause.value,
+        }
+        yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
+    for instance_id, error in result.errors:
+        if instance_id is not None:
+            detail = {"instance_id": instance_id, **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
+            yield _event_entry("Scheduling Error", detail, bus)
+
+
+def _event_entry(detail_type: str, detail: Mapping[str, Any], bus: str) -> dict[str, str]:
+    return {"Source": EVENT_SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": bus}
+
+
+def event_size(entry: Mapping[str, str]) -> int:
+    """An entry's size as EventBridge counts it (UTF-8 bytes of its fields, 14 for the time), plus the bus name."""
+    return 14 + sum(len(value.encode()) for value in entry.values())
+
+
+def event_batches(entries: Iterable[dict[str, str]]) -> Iterator[list[dict[str, str]]]:
+    """The entries in PutEvents calls: at most EVENTS_PER_CALL each, within EVENTS_CALL_MAX_BYTES."""
+    batch: list[dict[str, str]] = []
+    size = 0
+    for entry in entries:
+        entry_size = event_size(entry)
+        if batch and (len(batch) == EVENTS_PER_CALL or size + entry_size > EVENTS_CALL_MAX_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        yield batch
+
+
+def put_events(events: Any, batch: list[dict[str, str]]) -> tuple[int, str]:
+    """One PutEvents call, its failed entries tried once more; (entries not put, why the first one was not)."""
+    pending, why = batch, ""
+    for _ in range(2):
+        try:
+            reply = events.put_events(Entries=pending)
+        except (ClientError, BotoCoreError) as err:
+            why = _describe_error(err)
+            continue
+        failed = [
+            (entry, answer)
+            for entry, answer in zip(pending, reply.get("Entries", ()), strict=False)
+            if answer.get("ErrorCode")
+        ]
+        if not failed:
+            return 0, ""
+        pending = [entry for entry, _ in failed]
+        why = f"{failed[0][1]['ErrorCode']}: {failed[0][1].get('ErrorMessage', '')}".strip()
+    return len(pending), why
+
+
+def publish_events(results: Sequence[TargetResult], settings: Settings, now: datetime, aws: Aws) -> int | None:
+    """The run's events, when it has a bus: how many could not be put (None: no bus). Never raises."""
+    if not settings.event_bus:
+        return None
+    if settings.dry_run:
+        return 0
+    try:
+        return send_events(results, settings, now, aws)
+    except Exception:  # a bug in an outlet must not cost the run its summary
+        logger.exception("could not put the run's events on %s", settings.event_bus)
+        return sum(len(r.started) + len(r.stopped) + len(r.errors) for r in results)
+    finally:
+        for result in results:
+            result.acting = {}
+
+
+def send_events(results: Sequence[TargetResult], settings: Settings, now: datetime, aws: Aws) -> int:
+    """Put every target's events on settings.event_bus after the run's actions; return how many could not be.
+
+    The batches are made as they are sent (memory stays flat) by EVENT_SENDERS threads at once.
+    """
+    bus, region = settings.event_bus, settings.event_bus_region
+    assert bus is not None and region is not None
+    client = aws.events(region)
+    batches = event_batches(entry for result in results for entry in instance_events(result, now, bus))
+    lock = threading.Lock()
+
+    def drain(_: int) -> tuple[int, str]:
+        lost, first_why = 0, ""
+        while True:
+            with lock:
+                batch = next(batches, None)
+            if batch is None:
+                return lost, first_why
+            failed, why = put_events(client, batch)
+            lost, first_why = lost + failed, first_why or why
+
+    outcomes = each_target(list(range(EVENT_SENDERS)), drain, EVENT_SENDERS)
+    lost = sum(failed for failed, _ in outcomes)
+    if lost:
+        why = next(why for _, why in outcomes if why)
+        logger.error("%d events could not be put on the event bus %s: %s", lost, bus, why)
+    return lost
 
 
 # --- A run: one instance, one target, every target --------------------------------
@@ -2290,7 +2637,7 @@ def hold(override: Override, state: str, scheduled: Decision) -> Decision:
     """An active override's decision: bring the instance into its state, skip whatever the schedule wanted."""
     reason = f"override: {override}"
     if state in (STARTABLE_STATES if override.action is Action.START else STOPPABLE_STATES):
-        return Decision(Outcome.ACT, override.action, reason)
+        return Decision(Outcome.ACT, override.action, reason, cause=Cause.OVERRIDE)
     return Decision(Outcome.IDLE if scheduled.outcome is Outcome.IDLE else Outcome.SKIP, None, reason)
 
 
@@ -2315,7 +2662,7 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
         else Due(then.action, override.until, enforced=schedule.enforce)
     )
     decision = decide(at_until, state)
-    return replace(decision, reason=f"override ended: {decision.reason}")
+    return replace(decision, reason=f"override ended: {decision.reason}", cause=Cause.OVERRIDE)
 
 
 def decide_isolated(instance: Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
@@ -2361,9 +2708,13 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     starts: list[str] = []
     stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
     caught_up: dict[str, tuple[Action, datetime]] = {}
+    status = StatusTags.of(settings.tag, context.now) if settings.status_tags and not settings.dry_run else None
+    types: dict[str, str] = {}
+    pairs: dict[tuple[Decision, str], tuple[Decision, str]] = {}
 
     def visit(instance: dict[str, Any], verdict: Verdict) -> None:
         result.instances += 1
+        note_instance(result, instance, verdict, types, pairs, status)
         instance_id, decision = instance["InstanceId"], verdict.decision
         if decision.problem:
             result.error(instance_id, decision.problem)
@@ -2395,6 +2746,15 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
         name_failed_instances(ec2, result, result.errors[decided_errors:])
+        if status is not None:
+            try:
+                write_status_tags(ec2, result, context.now, status)
+            except Exception:  # a bug in an outlet must not cost the target its result
+                logger.exception("%s: could not write the status tags", target)
+                result.status_tag_errors += 1
+    count_stopped(result, starts)
+    if not settings.event_bus:
+        result.acting = {}  # only the events still need it
     result.caught_up = [
         (instance_id, *caught_up[instance_id])
         for instance_id in result.started + result.stopped
@@ -2533,6 +2893,8 @@ _LIST_METRICS = (
     ("CaughtUp", "caught_up"),
     ("Hibernated", "hibernated"),
 )
+# Metrics of the outlets, present when the outlet is on: (metric, summary key holding the count).
+_OUTLET_METRICS = (("StatusTagErrors", "status_tag_errors"), ("EventErrors", "event_errors"))
 
 
 def failed_targets(summary: Mapping[str, Any]) -> int:
@@ -2546,7 +2908,14 @@ def run_metrics(summary: Mapping[str, Any]) -> dict[str, int | float]:
     values.update({metric: len(summary[key]) for metric, key in _LIST_METRICS if key in summary})
     values["TargetsFailed"] = failed_targets(summary)
     values["RunSeconds"] = summary.get("run_seconds", 0.0)
+    if "stopped_instance_hours" in summary:
+        values["StoppedInstanceHours"] = round(sum(summary["stopped_instance_hours"].values()), 4)
+    values.update({metric: summary[key] for metric, key in _OUTLET_METRICS if key in summary})
     return values
+
+
+def _unit(metric: str) -> str:
+    return {"RunSeconds": "Seconds", "StoppedInstanceHours": "None"}.get(metric, "Count")
 
 
 def metrics_document(summary: Mapping[str, Any], function_name: str, timestamp_ms: int) -> dict[str, Any]:
@@ -2564,9 +2933,7 @@ def metrics_document(summary: Mapping[str, Any], function_name: str, timestamp_m
                 {
                     "Namespace": METRICS_NAMESPACE,
                     "Dimensions": [["FunctionName"]],
-                    "Metrics": [
-                        {"Name": name, "Unit": "Seconds" if name == "RunSeconds" else "Count"} for name in values
-                    ],
+                    "Metrics": [{"Name": name, "Unit": _unit(name)} for name in values],
                 }
             ],
         },
@@ -2575,6 +2942,31 @@ def metrics_document(summary: Mapping[str, Any], function_name: str, timestamp_m
         "dry_run": summary["dry_run"],
         **values,
     }
+
+
+def instance_type_documents(summary: Mapping[str, Any], function_name: str, timestamp_ms: int) -> list[dict[str, Any]]:
+    """One EMF document per instance type with stopped instance-hours: StoppedInstanceHours by FunctionName and
+    InstanceType (a type without any is left out: no data is zero for a sum)."""
+    return [
+        {
+            "_aws": {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRICS_NAMESPACE,
+                        "Dimensions": [["FunctionName", "InstanceType"]],
+                        "Metrics": [{"Name": "StoppedInstanceHours", "Unit": "None"}],
+                    }
+                ],
+            },
+            "FunctionName": function_name,
+            "InstanceType": instance_type,
+            "time": summary["time"],
+            "StoppedInstanceHours": hours,
+        }
+        for instance_type, hours in summary.get("stopped_instance_hours", {}).items()
+        if hours > 0
+    ]
 
 
 def _counted(count: int, noun: str) -> str:
@@ -2647,13 +3039,15 @@ def invocation_deadline(context: Any) -> float | None:
 
 
 def print_metrics(summary: Mapping[str, Any], function_name: str) -> None:
-    """Print the run's EMF document as one line on standard output.
+    """Print the run's EMF document as one line on standard output, then one per instance type with stopped hours.
 
     Not through logging: Lambda's log handler prefixes each logged line, and
     CloudWatch extracts metrics only from a line that is the bare JSON document.
     """
-    document = metrics_document(summary, function_name, int(time.time() * 1000))
-    print(json.dumps(document, separators=(",", ":")), flush=True)
+    timestamp_ms = int(time.time() * 1000)
+    documents = [metrics_document(summary, function_name, timestamp_ms)]
+    documents += instance_type_documents(summary, function_name, timestamp_ms)
+    print("\n".join(json.dumps(document, separators=(",", ":")) for document in documents), flush=True)
 
 
 def notify(summary: Mapping[str, Any], settings: Settings, function_name: str, aws: Aws) -> None:
@@ -2981,7 +3375,19 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
         "errors": [entry for result in results for entry in result.error_entries()],
         "caught_up": [entry for result in results for entry in result.caught_up_entries()],
         "hibernated": [i for result in results for i in result.hibernated],
+        "stopped_instance_hours": stopped_instance_hours(results, settings.window),
+        **({"status_tag_errors": sum(r.status_tag_errors for r in results)} if settings.status_tags else {}),
     }
+
+
+def stopped_instance_hours(results: Iterable[TargetResult], window: timedelta) -> dict[str, float]:
+    """Instance-hours the schedules keep stopped this run, by instance type: instances stopped x the window."""
+    counts: dict[str, int] = {}
+    for result in results:
+        for instance_type, count in result.stopped_types.items():
+            counts[instance_type] = counts.get(instance_type, 0) + count
+    hours = window / timedelta(hours=1)
+    return {instance_type: round(count * hours, 4) for instance_type, count in sorted(counts.items())}
 
 
 def log_summary(summary: dict[str, Any]) -> None:
@@ -3070,7 +3476,10 @@ def run(
         work = watch.track(lambda target: run_target(target, context))
         results = each_target(targets, work, settings.max_workers)
     results += discovery.failures
+    event_errors = publish_events(results, settings, now, context.aws)
     summary = summarise(now, settings, results)
+    if event_errors is not None:
+        summary["event_errors"] = event_errors
     summary["run_seconds"] = round(time.monotonic() - started, 3)
     log_summary(summary)
     failed = [str(result.target) for result in results if result.failed]

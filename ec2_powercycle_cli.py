@@ -73,6 +73,7 @@ from ec2_powercycle import (
     run,
     running_hours,
     shared_aws,
+    status_keys,
     tagged_instances,
     wall_to_instant,
     zone,
@@ -118,6 +119,9 @@ class PlanEntry:
     next_stop: datetime | None = None
     override: Override | None = None  # its override tag, when well-formed (a bad one is the decision's error)
     override_status: str | None = None  # "active", "ending" (this run's window holds `until`) or "ended"
+    instance_type: str = ""
+    last_action: str | None = None  # its status tags (EC2_POWERCYCLE_STATUS_TAGS), when there
+    status_error: str | None = None
 
     @property
     def untouched(self) -> str | None:
@@ -237,6 +241,7 @@ def plan_entry(
     """One instance, its run decision (from `decide_instance`), its schedule's next times and its override."""
     tags = instance_tags(instance)
     schedule = verdict.schedule
+    last_action_key, error_key = status_keys(tag)
     override, status = None, None
     if override_key(tag) in tags:
         try:
@@ -258,6 +263,9 @@ def plan_entry(
         next_stop=None if schedule is None else _next(schedule.stop, schedule, now),
         override=override,
         override_status=status,
+        instance_type=str(instance.get("InstanceType") or "unknown"),
+        last_action=tags.get(last_action_key),
+        status_error=tags.get(error_key),
     )
 
 
@@ -283,7 +291,9 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
         if entry.schedule is not None:
             held = entry.override if entry.override is not None and entry.override.until > start else None
             users.setdefault((entry.schedule, held), []).append(entry.instance_id)
+    types = {entry.instance_id: entry.instance_type for entry in entries}
     rows = []
+    fleet: dict[str, dict[str, int]] = {}
     ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
     end = start + timedelta(hours=hours)
     for number, ((schedule, held), instance_ids) in enumerate(ranked, 1):
@@ -294,6 +304,11 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
                 for index, value in enumerate(running)
             ]
         stopped = running.count(False)
+        by_type = instance_hours([types[i] for i in instance_ids], hours - stopped, stopped)
+        for instance_type, figures in by_type.items():
+            totals = fleet.setdefault(instance_type, {"running": 0, "stopped": 0})
+            totals["running"] += figures["running"]
+            totals["stopped"] += figures["stopped"]
         rows.append(
             {
                 "id": f"S{number}",
@@ -304,12 +319,22 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
                 "running": running,
                 "stopped_hours": stopped,
                 "stopped_share": round(stopped / hours, 4),
+                "instance_hours": by_type,
                 "skipped": [
                     {"date": day.isoformat(), "reason": why} for day, why in skipped_days(schedule, start, end)
                 ],
             }
         )
-    return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows}
+    fleet = dict(sorted(fleet.items()))
+    return {"start": _iso(start), "hours": hours, "zone": tz_name, "schedules": rows, "instance_hours": fleet}
+
+
+def instance_hours(instance_types: list[str], running: int, stopped: int) -> dict[str, dict[str, int]]:
+    """Instance-hours running and stopped by instance type, for instances that share one row's hours."""
+    counts: dict[str, int] = {}
+    for instance_type in instance_types:
+        counts[instance_type] = counts.get(instance_type, 0) + 1
+    return {t: {"running": n * running, "stopped": n * stopped} for t, n in sorted(counts.items())}
 
 
 def plan_data(
@@ -335,6 +360,8 @@ def plan_data(
                 "next_start": _iso(entry.next_start) or None,
                 "next_stop": _iso(entry.next_stop) or None,
                 "override": _override_data(entry),
+                "instance_type": entry.instance_type,
+                "status": {"last_action": entry.last_action, "error": entry.status_error},
                 "now": {
                     "outcome": entry.decision.outcome.value,
                     "action": None if entry.decision.action is None else entry.decision.action.value,
@@ -511,6 +538,10 @@ def format_plan(
         lines.append(line)
         if entry.override is not None:
             lines.append("    " + style.warn(_override_words(entry, now)))
+        if entry.last_action is not None:
+            lines.append(f"    last action: {_printable(entry.last_action)}")
+        if entry.status_error is not None:
+            lines.append("    " + style.bad(f"last error: {_printable(entry.status_error)}"))
         if entry.untouched:
             lines.append("    " + style.warn(f"not touched: {entry.untouched}"))
         elif entry.decision.outcome is not Outcome.IDLE:
@@ -521,6 +552,11 @@ def format_plan(
     lines.append("")
     lines.extend(format_timeline(timeline, style))
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """A tag's value for a terminal: control characters (escape sequences) shown as '?'."""
+    return "".join(character if character.isprintable() else "?" for character in text)
 
 
 def _override_words(entry: PlanEntry, now: datetime) -> str:
@@ -573,7 +609,19 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
         lines.append(f"{row['id']}  {_schedule_words(row['schedule'])}{held}")
         skipped = _skipped_lines([(date.fromisoformat(day["date"]), day["reason"]) for day in row.get("skipped", ())])
         lines.extend(f"{' ' * (len(row['id']) + 2)}{style.warn(line)}" for _, line in skipped)
+        lines.append(f"{' ' * (len(row['id']) + 2)}instance-hours: {_hours_words(row['instance_hours'])}")
+    lines += ["", f"Fleet, instance-hours over {hours} h: {_hours_words(timeline['instance_hours'])}"]
     return lines
+
+
+def _hours_words(by_type: Mapping[str, Mapping[str, int]]) -> str:
+    """ "t3.micro 100 running, 236 stopped; m5.large 50 running, 118 stopped" (and the total, for several types)."""
+    words = [f"{t} {h['running']} running, {h['stopped']} stopped" for t, h in by_type.items()]
+    if len(by_type) > 1:
+        running = sum(h["running"] for h in by_type.values())
+        stopped = sum(h["stopped"] for h in by_type.values())
+        words.append(f"in all {running} running, {stopped} stopped")
+    return "; ".join(words)
 
 
 def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], style: Style) -> str:

@@ -393,3 +393,35 @@ def test_admin_paths_seed_reset_and_count(bench: tuple[str, Fleet]) -> None:
     admin("/_bench/reset", {})
     assert admin("/_bench/states") == {ids[0]: "stopped", ids[1]: "running"}
     assert admin("/_bench/counts")["calls"] == {}
+
+
+def test_status_tags_and_events_are_served_and_reset(
+    monkeypatch: pytest.MonkeyPatch, bench: tuple[str, Fleet], schedules: str
+) -> None:
+    """What the benchmark of status tags and events needs: CreateTags/DeleteTags shown by the next
+    DescribeInstances and undone by a reset, PutEvents accepted and counted."""
+    url, fleet = bench
+    [due, stale] = fleet.seed(
+        [
+            {"name": "due", "tags": {TAG: LONDON}, "state": "stopped"},
+            {"name": "stale", "tags": {TAG: LONDON, f"{TAG}:error": "2026-11-20T08:07:00Z old"}, "state": "running"},
+        ]
+    )
+    monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
+    monkeypatch.setenv(ec2_powercycle.EVENT_BUS_SETTING, "default")
+    summary = _run(monkeypatch, url, schedules, "2026-11-23T08:07:00Z")
+    assert (summary["started"], summary["status_tag_errors"], summary["event_errors"]) == ([due], 0, 0)
+    counts = fleet.counts()
+    assert counts["calls"] | {"DescribeInstances": 0} == {
+        "DescribeInstances": 0, "StartInstances": 1, "CreateTags": 1, "DeleteTags": 1, "PutEvents": 1,
+    }  # fmt: skip
+    tags = {
+        instance["InstanceId"]: {tag["Key"]: tag["Value"] for tag in instance["Tags"]}
+        for reservation in _client(url).describe_instances()["Reservations"]
+        for instance in reservation["Instances"]
+    }
+    assert tags[due][f"{TAG}:last-action"] == "started 2026-11-23T08:07:00Z schedule"
+    assert f"{TAG}:error" not in tags[stale] and tags[stale]["Name"] == "stale"
+    fleet.reset()
+    assert fleet.by_id[stale].tags[f"{TAG}:error"] == "2026-11-20T08:07:00Z old"
+    assert f"{TAG}:last-action" not in fleet.by_id[due].tags

@@ -50,7 +50,10 @@ LIST_ACCOUNTS = {
 }
 DESCRIBE_REGIONS = "ec2:DescribeRegions"
 INVOKE_ITSELF = "lambda:InvokeFunction"
-OCCASIONAL = {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | LIST_ACCOUNTS
+# Only with EC2_POWERCYCLE_STATUS_TAGS, and only with EC2_POWERCYCLE_EVENT_BUS (template.yaml's conditions).
+STATUS_TAGS = {"ec2:CreateTags", "ec2:DeleteTags"}
+PUT_EVENTS = "events:PutEvents"
+OCCASIONAL = {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF, PUT_EVENTS} | LIST_ACCOUNTS | STATUS_TAGS
 # The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
 LAMBDA_RUNTIME = "python3.13"
 RUNTIME_VERSION = LAMBDA_RUNTIME.removeprefix("python")
@@ -319,8 +322,9 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     template_statements = _template_role_statements()
     assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS | {PUBLISH}
     assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == OCCASIONAL
-    # A spoke: its role allows exactly what is called with its credentials (DescribeRegions with all regions).
-    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS}
+    # A spoke: its role allows exactly what is called with its credentials (DescribeRegions with all regions,
+    # the status tags with them on: test_policies_allow_the_status_tags_and_events_calls).
+    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS} | STATUS_TAGS
 
 
 @pytest.mark.parametrize("units", [False, True], ids=["whole-organization", "units"])
@@ -390,6 +394,98 @@ def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units)
         **{action: "HasOrganizationRole" for action in calls["own"] & LIST_ACCOUNTS},
     }
     assert calls["spoke"] <= _allowed_actions(_spoke_policy()["Statement"])
+
+
+@pytest.mark.parametrize("role_arns", [(), (SPOKE_ROLE,)], ids=["own-account", "with-a-spoke-role"])
+def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns):
+    """Status tags and events on: every call the run makes, by whose credentials, is allowed: the tag writes
+    for the two status keys on scheduled instances only, PutEvents on the bus only, each in the template
+    under its own setting's condition; a spoke's role allows its tag writes."""
+    calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
+    tag_keys: set[str] = set()
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def recording_call(client, operation_name, api_params):
+        assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
+        calls["spoke" if assumed else "own"].add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
+        if operation_name in ("CreateTags", "DeleteTags"):
+            tag_keys.update(tag["Key"] for tag in api_params["Tags"])
+        return real_call(client, operation_name, api_params)
+
+    def launch(ec2: Any) -> None:
+        _launch_due_pair(ec2)  # starts and stops: last-action tags
+        idle = '{"start": "0 3 * * 6"}'
+        stale = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": idle}, {"Key": "ec2Powercycle:error", "Value": "old"}]
+        ec2.run_instances(  # an error that has cleared: its tag is deleted
+            ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": stale}],
+        )  # fmt: skip
+
+    monkeypatch.delenv("EC2_POWERCYCLE_REGIONS", raising=False)
+    monkeypatch.setenv(ec2_powercycle.ROLE_ARNS_SETTING, ",".join(role_arns))
+    monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
+    monkeypatch.setenv(ec2_powercycle.EVENT_BUS_SETTING, "default")
+    with mock_aws():
+        launch(moto_client("ec2"))
+        for role_arn in role_arns:
+            launch(role_client("ec2", role_arn))
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
+        summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
+    assert (summary["status_tag_errors"], summary["event_errors"], summary["errors"]) == (0, 0, [])
+    assert calls["own"] == EC2_ACTIONS | STATUS_TAGS | {PUT_EVENTS} | ({ASSUME_ROLE} if role_arns else set())
+    assert calls["spoke"] == (EC2_ACTIONS | STATUS_TAGS if role_arns else set())
+    assert tag_keys == {"ec2Powercycle:last-action", "ec2Powercycle:error"}
+    statements = _policy("lambda-policy.json")["Statement"]
+    assert calls["own"] <= _allowed_actions(statements)
+    assert calls["spoke"] <= _allowed_actions(_spoke_policy()["Statement"])
+    # The tag writes: the status keys only, on instances with the schedule tag only, in both policies.
+    (tags,) = [s for s in statements if set(_as_list(s["Action"])) == STATUS_TAGS]
+    (spoke_tags,) = [s for s in _spoke_policy()["Statement"] if set(_as_list(s["Action"])) == STATUS_TAGS]
+    assert tags["Condition"] == spoke_tags["Condition"] == {
+        "Null": {f"aws:ResourceTag/{ec2_powercycle.DEFAULT_TAG}": "false", "aws:TagKeys": "false"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": sorted(tag_keys, reverse=True)},
+    }
+    assert tags["Resource"] == spoke_tags["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    (put,) = [s for s in statements if PUT_EVENTS in _as_list(s["Action"])]
+    assert _as_list(put["Action"]) == [PUT_EVENTS]
+    assert fnmatch.fnmatchcase("arn:aws:events:eu-west-1:123456789012:event-bus/default", put["Resource"])
+    # template.yaml: the same statements, each only with its setting; PutEvents on the bus given only.
+    template = {s["Fn::If"][1]["Sid"]: s["Fn::If"] for s in _template_role_statements() if "Fn::If" in s}
+    assert template[tags["Sid"]][0] == "HasStatusTags" and template[put["Sid"]][0] == "HasEventBus"
+    assert template[tags["Sid"]][1]["Condition"] == tags["Condition"]
+    assert template[put["Sid"]][1]["Resource"] == {
+        "Fn::If": [
+            "EventBusIsArn",
+            {"Ref": "EventBus"},
+            {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBus}"},
+        ]
+    }
+    conditions = _template()["Conditions"]
+    assert conditions["HasStatusTags"] == {"Fn::Equals": [{"Ref": "StatusTags"}, "true"]}
+    assert conditions["HasEventBus"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EventBus"}, ""]}]}
+    variables = _template()["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables[ec2_powercycle.STATUS_TAGS_SETTING] == {"Ref": "StatusTags"}
+    assert variables[ec2_powercycle.EVENT_BUS_SETTING] == {"Ref": "EventBus"}
+
+
+@pytest.mark.parametrize(
+    "bus",
+    [
+        "default",
+        "ops/automation.events-1",
+        "arn:aws:events:eu-west-1:111111111111:event-bus/ops",
+        "arn:aws:sns:eu-west-1:111111111111:ops",
+        "ops bus",
+        "arn:aws:events:eu-west-1:1111:event-bus/ops",
+    ],
+)
+def test_event_bus_parameter_takes_what_the_code_takes(bus):
+    try:
+        ec2_powercycle.Settings.from_env({"AWS_REGION": "eu-west-1", ec2_powercycle.EVENT_BUS_SETTING: bus})
+        code = True
+    except ec2_powercycle.ConfigError:
+        code = False
+    assert bool(re.fullmatch(_template()["Parameters"]["EventBus"]["AllowedPattern"], bus)) == code
 
 
 def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
@@ -679,7 +775,8 @@ def test_template_notifies_one_topic_alarms_on_our_metrics_and_the_functions_and
     graphed = {
         metric[1] for widget in dashboard["widgets"] for metric in widget["properties"]["metrics"] if metric[0] == ours
     }
-    summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": []}
+    summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": [], "stopped_instance_hours": {}}
+    summary |= {"status_tag_errors": 0, "event_errors": 0}
     summary |= {key: [] for key in ("started", "stopped", "skipped")}
     assert graphed == set(ec2_powercycle.run_metrics(summary))
     (duration,) = [w["properties"] for w in dashboard["widgets"] if "RunSeconds" in json.dumps(w)]
@@ -787,6 +884,8 @@ def test_template_grants_the_organizations_permissions_only_when_used():
         "OnlyWithOrganizationRoleListTheAccounts": "HasOrganizationRole",
         "OnlyWithAllRegionsListTheEnabledRegions": "AllRegions",
         "OnlyForFanOutInvokeItself": "MayFanOut",
+        "OnlyWithStatusTagsWriteThem": "HasStatusTags",
+        "OnlyWithEventBusPutEvents": "HasEventBus",
     }
     function = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${FunctionName}"
     invoke = statements["OnlyForFanOutInvokeItself"][1]
@@ -878,7 +977,7 @@ def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
     }
     ours = _spoke_policy()["Statement"]
     files = [s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith("ec2:")]
-    assert len(files) == 5
+    assert len(files) == 6
 
     def normal(statement: dict[str, Any]) -> dict[str, Any]:
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}

@@ -96,6 +96,11 @@ def counts_of(summary: dict[str, Any]) -> dict[str, float]:
     for metric, key in (("CaughtUp", "caught_up"), ("Hibernated", "hibernated")):
         if key in summary:
             counts[metric] = len(summary[key])
+    if "stopped_instance_hours" in summary:
+        counts["StoppedInstanceHours"] = sum(summary["stopped_instance_hours"].values())
+    for metric, key in (("StatusTagErrors", "status_tag_errors"), ("EventErrors", "event_errors")):
+        if key in summary:
+            counts[metric] = summary[key]
     return counts
 
 

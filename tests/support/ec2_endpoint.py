@@ -23,6 +23,12 @@ speaks only what ec2-powercycle uses, the way EC2 does:
   ``disableApiStop`` attribute is set) fail the whole batch with nothing
   changed. Transitions settle at once: the response says ``pending`` or
   ``stopping``, the next DescribeInstances says ``running`` or ``stopped``.
+* ``CreateTags`` / ``DeleteTags`` on instances (``ResourceId.N``, ``Tag.N.Key``/``Value``; a
+  DeleteTags tag without a value removes the key): an unknown ID fails the whole call
+  (``InvalidInstanceID.NotFound``), at most 1,000 IDs a call; the tags show in the next
+  DescribeInstances.
+* EventBridge ``PutEvents`` (JSON, ``X-Amz-Target: AWSEvents.PutEvents``): at most 10 entries
+  and 256 KB a call, each entry accepted and counted, nothing delivered.
 * Errors are EC2's error XML (``<Response><Errors><Error>...``) with HTTP 400.
   Requests are not signature-checked.
 
@@ -127,6 +133,20 @@ class Instance:
     disable_api_stop: bool
     head: bytes  # XML before <instanceState>
     tail: bytes  # XML after </instanceState>
+    seeded_tail: bytes = b""  # its tags as seeded: reset puts them back
+
+    def retag(self, tags: dict[str, str]) -> None:
+        """New tags, in the instance's XML too."""
+        self.tags = tags
+        before, rest = self.tail.split(b"<tagSet>", 1)
+        after = rest.split(b"</tagSet>", 1)[1]
+        self.tail = before + b"<tagSet>" + _tag_items(tags) + b"</tagSet>" + after
+
+
+def _tag_items(tags: dict[str, str]) -> bytes:
+    return "".join(
+        f"<item><key>{escape(key)}</key><value>{escape(value)}</value></item>" for key, value in tags.items()
+    ).encode()
 
 
 def _hex(text: str, length: int) -> str:
@@ -266,6 +286,7 @@ class Fleet:
                     bool(spec.get("disable_api_stop", False)),
                     head,
                     tail,
+                    tail,
                 )
             )
         with self._lock:
@@ -280,6 +301,9 @@ class Fleet:
         with self._lock:
             for instance in self.instances:
                 instance.state = instance.seeded_state
+                if instance.tail != instance.seeded_tail:
+                    instance.tail = instance.seeded_tail
+                    instance.tags = _tags_of(instance.seeded_tail)
             self._changed()
             self.calls.clear()
             self.instance_ids.clear()
@@ -310,12 +334,16 @@ class Fleet:
             "DescribeInstances": self.describe_instances,
             "StartInstances": self.start_instances,
             "StopInstances": self.stop_instances,
+            "CreateTags": self.create_tags,
+            "DeleteTags": self.delete_tags,
         }.get(action)
         if operation is None:
             raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
         with self._lock:
             self.calls[action] += 1
-            if action != "DescribeInstances":
+            if action in ("CreateTags", "DeleteTags"):
+                self.instance_ids[action] += len(_numbered(params, "ResourceId"))
+            elif action != "DescribeInstances":
                 self.instance_ids[action] += len(_numbered(params, "InstanceId"))
             if _first(params, "DryRun") == "true":
                 raise EC2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
@@ -430,6 +458,51 @@ class Fleet:
             "StopInstances", instances, {"running": ("stopping", "stopped"), "pending": ("stopping", "stopped")}
         )
 
+    def create_tags(self, params: dict[str, list[str]]) -> bytes:
+        instances, tags = self._tagging(params)
+        for instance in instances:
+            instance.retag({**instance.tags, **{key: value or "" for key, value in tags}})
+        return self._tagged("CreateTags")
+
+    def delete_tags(self, params: dict[str, list[str]]) -> bytes:
+        instances, tags = self._tagging(params)
+        for instance in instances:
+            kept = {
+                key: value
+                for key, value in instance.tags.items()
+                if not any(key == k and (v is None or v == value) for k, v in tags)
+            }
+            instance.retag(kept)
+        return self._tagged("DeleteTags")
+
+    def _tagging(self, params: dict[str, list[str]]) -> tuple[list[Instance], list[tuple[str, str | None]]]:
+        ids = _numbered(params, "ResourceId")
+        if not ids:
+            raise EC2Error("MissingParameter", "The request must contain the parameter resourceIdSet")
+        if len(ids) > 1000:
+            raise EC2Error("InvalidParameterValue", "Tagging is limited to 1000 resources per call")
+        numbers = sorted({int(key.split(".")[1]) for key in params if key.startswith("Tag.")})
+        tags = [(_first(params, f"Tag.{n}.Key") or "", _first(params, f"Tag.{n}.Value")) for n in numbers]
+        return self._find(ids), tags
+
+    def _tagged(self, action: str) -> bytes:
+        self._changed()
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{NAMESPACE}">'
+            f"<requestId>{uuid.uuid4()}</requestId><return>true</return></{action}Response>"
+        ).encode()
+
+    def put_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        """EventBridge PutEvents: entries accepted (and counted), none delivered anywhere."""
+        entries = request.get("Entries") or []
+        size = sum(14 + sum(len(str(v).encode()) for v in entry.values()) for entry in entries)
+        if not 1 <= len(entries) <= 10 or size > 256 * 1024:
+            raise EC2Error("ValidationException", f"{len(entries)} entries of {size} bytes: 1 to 10, 256 KB at most")
+        with self._lock:
+            self.calls["PutEvents"] += 1
+            self.instance_ids["PutEvents"] += len(entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(uuid.uuid4())} for _ in entries]}
+
     def _batch(self, params: dict[str, list[str]]) -> list[Instance]:
         ids = _numbered(params, "InstanceId")
         if not ids:
@@ -459,6 +532,15 @@ class Fleet:
             f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{NAMESPACE}">'
             f"<requestId>{uuid.uuid4()}</requestId><instancesSet>{''.join(items)}</instancesSet></{action}Response>"
         ).encode()
+
+
+def _tags_of(tail: bytes) -> dict[str, str]:
+    """The tags in an instance's XML (as seeded)."""
+    from xml.sax.saxutils import unescape
+
+    section = tail.split(b"<tagSet>", 1)[1].split(b"</tagSet>", 1)[0].decode()
+    pairs = re.findall(r"<item><key>(.*?)</key><value>(.*?)</value></item>", section)
+    return {unescape(key): unescape(value) for key, value in pairs}
 
 
 def _first(params: dict[str, list[str]], name: str) -> str | None:
@@ -687,6 +769,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"accounts": organization.accounts})
         elif self.organization:
             self._organization_call(self.organization[0], body)
+        elif self.headers.get("X-Amz-Target", "").startswith("AWSEvents."):
+            if not self.headers["X-Amz-Target"].endswith(".PutEvents"):
+                self._json(400, {"__type": "UnknownOperationException", "message": "only PutEvents is served here"})
+                return
+            try:
+                answer = self.fleet.put_events(json.loads(body or b"{}"))
+            except EC2Error as err:
+                self._json(err.status, {"__type": err.code, "message": err.message})
+                return
+            self._send(200, json.dumps(answer).encode(), "application/x-amz-json-1.1")
         else:
             params = parse_qs(body.decode(), keep_blank_values=True)
             try:

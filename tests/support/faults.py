@@ -9,6 +9,7 @@ have sent. No boto3 API is mocked.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -137,3 +138,33 @@ def fail_region(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
             recorder.attach(client)
 
     on_every_client(monkeypatch, "ec2_client", prepare)
+
+
+class PutEventsRecorder:
+    """The PutEvents calls a run's EventBridge client sends (each attempt's entries, details parsed), and
+    entries spoiled on their way: the entry of a chosen instance leaves with a malformed Detail, so that
+    EventBridge (moto) itself fails that entry and delivers the rest of its call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self._spoiled: dict[str, int] = {}  # instance ID -> attempts still to spoil
+        self._lock = threading.Lock()
+
+    def spoil(self, instance_id: str, attempts: int) -> None:
+        self._spoiled[instance_id] = attempts
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-send.events.PutEvents", self._send)
+        return client
+
+    def _send(self, request: Any, **_: Any) -> None:
+        body = json.loads(request.body)
+        with self._lock:
+            self.calls.append([json.loads(entry["Detail"]) for entry in body["Entries"]])
+            for entry in body["Entries"]:
+                instance_id = json.loads(entry["Detail"]).get("instance_id")
+                if self._spoiled.get(instance_id, 0) > 0:
+                    self._spoiled[instance_id] -= 1
+                    entry["Detail"] = "{spoiled"
+        request.body = json.dumps(body).encode()
+        request.headers["Content-Length"] = str(len(request.body))

@@ -73,6 +73,7 @@ class Fleet:
         tags: dict[str, str] | None = None,
         disable_api_stop: bool = False,
         hibernation: bool = False,
+        instance_type: str | None = None,
     ) -> list[str]:
         """Launch `count` instances (one reservation) with the tag set to `schedule`."""
         ec2 = self.client(region)
@@ -88,6 +89,8 @@ class Fleet:
             extra["DisableApiStop"] = True
         if hibernation:
             extra["HibernationOptions"] = {"Configured": True}
+        if instance_type:
+            extra["InstanceType"] = instance_type
         reply = ec2.run_instances(ImageId=IMAGE_ID, MinCount=count, MaxCount=count, **extra)
         ids = [instance["InstanceId"] for instance in reply["Instances"]]
         if state == "stopped":
@@ -97,6 +100,10 @@ class Fleet:
     def state(self, instance_id: str, region: str = REGION) -> str:
         reply = self.client(region).describe_instances(InstanceIds=[instance_id])
         return reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def tags(self, instance_id: str, region: str = REGION) -> dict[str, str]:
+        reply = self.client(region).describe_instances(InstanceIds=[instance_id])
+        return {tag["Key"]: tag["Value"] for tag in reply["Reservations"][0]["Instances"][0].get("Tags", ())}
 
     def states(self, region: str = REGION) -> dict[str, str]:
         result: dict[str, str] = {}
