@@ -1364,7 +1364,7 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     Without enforce only times inside (now - window, now] count; with enforce,
     any time at or before now. Times on the schedule's skip days do not exist.
     """
-    return due_of(schedule, *latest_start_and_stop(schedule, now, window))
+    return due_of(schedule, *latest_start_and_stop(schedule, now, window), since=now - window)
 
 
 def latest_start_and_stop(
@@ -1382,10 +1382,12 @@ def latest_start_and_stop(
     return latest(schedule.start), latest(schedule.stop)
 
 
-def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None) -> Due:
+def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None, *, since: datetime) -> Due:
     """What the schedule asks for, given its latest start and stop: the later one; both at once is a conflict.
 
     Unless they meet only because clocks going forward moved one of them (`_later_by_wall_clock`).
+    `since` is where the window (or the span searched) begins: an enforced time at or before it
+    fell before the window.
     """
     enforced = schedule.enforce
     if start is None and stop is None:
@@ -1394,10 +1396,10 @@ def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None) ->
         later = _later_by_wall_clock(schedule, start)
         if later is None:
             return Due(None, start, conflict=True, enforced=enforced)
-        return Due(later, start, enforced=enforced, before_window=enforced and start <= now - window)
+        return Due(later, start, enforced=enforced, before_window=enforced and start <= since)
     action, at = (Action.START, start) if stop is None or (start is not None and start > stop) else (Action.STOP, stop)
     assert at is not None
-    return Due(action, at, enforced=enforced, before_window=enforced and at <= now - window)
+    return Due(action, at, enforced=enforced, before_window=enforced and at <= since)
 
 
 def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
@@ -2595,12 +2597,13 @@ def _dues(schedule: Schedule, now: datetime, settings: Settings) -> tuple[Due, D
     The horizon holds the window (both end at `now`), so the latest start and
     stop over the horizon say what the window holds too.
     """
-    start, stop = latest_start_and_stop(schedule, now, max(settings.window, settings.catch_up))
-    if schedule.enforce:
-        return (due := due_of(schedule, start, stop)), due
+    horizon = max(settings.window, settings.catch_up)
+    start, stop = latest_start_and_stop(schedule, now, horizon)
     since = now - settings.window
-    in_window = (None if moment is None or moment <= since else moment for moment in (start, stop))
-    return due_of(schedule, *in_window), due_of(schedule, start, stop)
+    in_window = (start, stop)
+    if not schedule.enforce:  # with enforce both take the latest times, however long ago
+        in_window = tuple(None if moment is None or moment <= since else moment for moment in in_window)
+    return due_of(schedule, *in_window, since=since), due_of(schedule, start, stop, since=now - horizon)
 
 
 def _recent(schedule: Schedule, context: RunContext) -> Due | None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ec2_powercycle import (
     Action,
+    Cause,
     Decision,
     Due,
     Outcome,
@@ -491,15 +492,24 @@ def test_the_next_time_agrees_with_the_brute_force_oracle(
     autumn=st.booleans(),
     state=st.sampled_from(["running", "stopped"]),
     changed_minutes_ago=st.integers(0, 180),
+    enforce=st.booleans(),
 )
 def test_a_run_decides_as_the_window_and_the_catch_up_horizon_each_say(
-    start: str, stop: str, tz: str, offset_seconds: int, autumn: bool, state: str, changed_minutes_ago: int
+    start: str,
+    stop: str,
+    tz: str,
+    offset_seconds: int,
+    autumn: bool,
+    state: str,
+    changed_minutes_ago: int,
+    enforce: bool,
 ) -> None:
     """A run reads both from one search over the horizon; each must be what its own span says."""
     for expression in (start, stop):
         fields = cron_fields(expression)
         assume(fields is None or fields.can_fire())
-    schedule = Schedule(start=(start,), stop=(stop,), tz=tz)
+    schedule = Schedule(start=(start,), stop=(stop,), tz=tz, enforce=enforce)
+    tag = json.dumps({"start": start, "stop": stop, "tz": tz, "enforce": enforce})
     run_settings = Settings()  # window 15 minutes, catch-up 60
     for now in _ticks_across_a_clock_change(tz, autumn, offset_seconds, timedelta(minutes=40)):
         changed = now - timedelta(minutes=changed_minutes_ago)
@@ -508,7 +518,7 @@ def test_a_run_decides_as_the_window_and_the_catch_up_horizon_each_say(
             "State": {"Name": state},
             "LaunchTime": changed.isoformat(),
             "StateTransitionReason": f"User initiated ({changed:%Y-%m-%d %H:%M:%S} GMT)",
-            "Tags": [{"Key": run_settings.tag, "Value": json.dumps({"start": start, "stop": stop, "tz": tz})}],
+            "Tags": [{"Key": run_settings.tag, "Value": tag}],
         }
         context = RunContext(run_settings, now, aws=None)  # type: ignore[arg-type]
         in_window = decide(due_action(schedule, now, run_settings.window), state)
@@ -517,4 +527,19 @@ def test_a_run_decides_as_the_window_and_the_catch_up_horizon_each_say(
         if recent.action is not None:
             record = instance_record(instance)
             expected = follow_up(in_window, schedule, recent, record, now, run_settings.catch_up)
-        assert decide_instance(instance, context).decision == expected
+        decision = decide_instance(instance, context).decision
+        assert (decision, decision.due, decision.cause) == (expected, expected.due, expected.cause)
+
+
+@pytest.mark.parametrize(
+    ("start", "cause"),
+    [("0 8 * * *", Cause.SCHEDULE), ("30 7 * * *", Cause.ENFORCE), ("0 1 * * *", Cause.ENFORCE)],
+)
+def test_an_enforced_start_before_the_window_is_enforce_even_within_the_catch_up_horizon(
+    start: str, cause: Cause
+) -> None:
+    tag = json.dumps({"start": start, "stop": "0 20 * * *", "enforce": True})
+    instance = {"InstanceId": "i-0", "State": {"Name": "stopped"}, "Tags": [{"Key": "ec2Powercycle", "Value": tag}]}
+    now = utc("2026-11-23T08:07:00")  # the window begins at 07:52, the catch-up horizon at 07:07
+    decision = decide_instance(instance, RunContext(Settings(), now, aws=None)).decision  # type: ignore[arg-type]
+    assert (decision.action, decision.cause) == (Action.START, cause)
