@@ -1289,7 +1289,8 @@ def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | N
 def _walls_back(expression: str, start: datetime, lowest: datetime | None) -> Iterator[datetime]:
     """The wall times the expression fires at, from `start` (included) back: by field arithmetic if plain.
 
-    A plain walk ends on the day of `lowest`; croniter's jumps there by itself.
+    A plain walk ends with the day of `lowest` (nothing before it can count); croniter's goes on, and
+    the caller stops at its first wall time at or before `lowest`.
     """
     fields = cron_fields(expression)
     if fields is not None and fields.can_fire():
