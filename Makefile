@@ -32,3 +32,4 @@ package: setup
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/org.py
+	$(PY) bench/slow_urls.py

@@ -42,6 +42,7 @@ _LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
 if os.path.isdir(_LIB) and _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
+import contextlib
 import functools
 import ipaddress
 import json
@@ -52,12 +53,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import boto3
@@ -123,6 +124,14 @@ EC2_MAX_ATTEMPTS = 5  # in all, first try included; backoff keeps a throttled ru
 URL_TIMEOUT_SECONDS = 5.0
 URL_DEADLINE_SECONDS = 10.0
 URL_MAX_BYTES = 64 * 1024
+URL_FETCH_WORKERS = 16  # URLs a run fetches at once: 24 slow URLs cost two deadlines, not 24
+# Of the invocation's time left at a run's start, the part kept from URL fetching for the actions, the summary,
+# the metrics and the notification: the larger of these, never more than half (url_fetch_deadline).
+URL_BUDGET_RESERVE_SECONDS = 60.0
+URL_BUDGET_RESERVE_SHARE = 0.2
+URL_CUT_GRACE_SECONDS = 1.0  # a fetch cut at its deadline ends at once unless it is in a name look-up
+URL_SHOWN_MAX_CHARS = 200  # a URL in a message is cut past this, with its length
+URL_DECODE_ROUNDS = 4  # percent-decodings a URL path gets in the search for dot segments (%252e takes two)
 SUMMARY_LOG_MAX_CHARS = 200_000  # CloudWatch Logs cuts events at 256 KiB
 SNS_MESSAGE_MAX_BYTES = 200_000  # SNS refuses messages over 256 KiB
 ERROR_MAX_CHARS = 1000  # an error message, cut where it is made (PowercycleError)
@@ -214,6 +223,11 @@ _EVENT_BUS_ARN_PATTERN = re.compile(
     r"arn:aws[a-z-]*:events:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}"
 )
 _EVENT_TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")  # RFC 3986 2.3
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
@@ -454,6 +468,11 @@ class Memo:
         finally:
             self._computing.pop(key, None)
         return value
+
+    def has(self, key: Any) -> bool:
+        """Whether key's value is computed (and not forgotten)."""
+        slot = self._slots.get(key)
+        return slot is not None and slot.ready
 
     def clear(self) -> None:
         with self._lock:
@@ -730,6 +749,8 @@ def _parse_allow_prefix(prefix: str) -> str:
     parts = urlsplit(prefix)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{URL_ALLOW_SETTING} entries must be http(s) URL prefixes, got {prefix!r}")
+    if has_dot_segment(parts.path):  # no URL under it could be allowed: URLs with dot segments are refused
+        raise ConfigError(f"{URL_ALLOW_SETTING} entries must not hold '.' or '..' path segments, got {prefix!r}")
     return prefix
 
 
@@ -1584,65 +1605,155 @@ def _iso(moment: datetime | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to log."""
+    """The URL without credentials, query or fragment, cut to URL_SHOWN_MAX_CHARS: safe to log, bounded."""
     try:
         parts = urlsplit(url.strip())
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparseable URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    shown = f"{parts.scheme}://{host}{port}{parts.path}"
+    if len(shown) > URL_SHOWN_MAX_CHARS:
+        return f"{shown[:URL_SHOWN_MAX_CHARS]}... ({len(url.strip())} characters)"
+    return shown
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a URL path holds a `.` or `..` segment in any encoding a server might decode.
+
+    Percent-encoded (`%2e%2e`, `%2E.`), encoded twice or more (`%252e`), behind a
+    backslash (`\\..\\`, `%5c`) or a path parameter (`..;x`). A path still
+    changing after URL_DECODE_ROUNDS decodings counts as one: refused rather than guessed.
+    """
+    text = path
+    for _ in range(URL_DECODE_ROUNDS):
+        if any(segment.split(";", 1)[0] in (".", "..") for segment in re.split(r"[/\\]", text)):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True
+
+
+def _normalised_path(path: str) -> str:
+    """The path as RFC 3986 (6.2.2) compares it: escapes of unreserved characters decoded, the rest in upper case."""
+
+    def unescape(found: re.Match[str]) -> str:
+        char = chr(int(found[1], 16))
+        return char if char in _UNRESERVED else f"%{found[1].upper()}"
+
+    return _PERCENT_ESCAPE.sub(unescape, path) or "/"
 
 
 def url_is_allowed(url: str, allow_prefixes: Iterable[str]) -> bool:
-    """True when url starts with an operator-allowed prefix (same scheme and host, path prefix)."""
+    """True when url starts with an operator-allowed prefix: same scheme and host, and a path under the prefix's.
+
+    Paths are compared normalised (`_normalised_path`); a path with dot
+    segments is never allowed (check_url refuses it whatever the prefixes).
+    """
     target = urlsplit(url)
+    if has_dot_segment(target.path):
+        return False
+    path = _normalised_path(target.path)
     for prefix in allow_prefixes:
         allowed = urlsplit(prefix)
         if (
             target.scheme.lower() == allowed.scheme.lower()
             and target.netloc.lower() == allowed.netloc.lower()
-            and target.path.startswith(allowed.path)
+            and path.startswith(_normalised_path(allowed.path))
         ):
             return True
     return False
 
 
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a connection to it reaches: none for a plain one.
+
+    IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`
+    and the local-use `64:ff9b:1::/48` (RFC 6052 positions: bits 48-63 and 72-87),
+    6to4 `2002::/16`, and Teredo `2001::/32` (its server and its client).
+    """
+    if ip.version == 4:
+        return []
+    value = int(ip)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64_WELL_KNOWN:
+        return [low32]
+    if ip in _NAT64_LOCAL:
+        return [ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | ((value >> 40) & 0xFFFF))]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)
+    return []
+
+
+def is_public_address(address: str) -> bool:
+    """Whether a resolved address is one a schedule URL may reach unallowed: global, as is any IPv4 it carries."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    carried = embedded_ipv4(ip)
+    return all(v4.is_global for v4 in carried) if carried else ip.is_global
+
+
 def check_url(url: str, allow_prefixes: Iterable[str], resolve: Callable[[str], list[str]]) -> list[str]:
     """The addresses to fetch url from: its host resolved once, every address public unless allowed.
 
-    Refuses (ScheduleError) a URL that is not https to public addresses and not
-    allowed. The fetch connects only to these addresses, so a DNS answer that
-    changes after the check (DNS rebinding) cannot steer the request.
+    Refuses (ScheduleError) a URL that `validate_url` refuses, or whose addresses
+    are not public while it is not allowed. The fetch connects only to these
+    addresses, so a DNS answer that changes after the check (DNS rebinding) cannot steer the request.
     """
+    host, allowed = validate_url(url, allow_prefixes)
+    shown = redact_url(url)
+    try:
+        addresses = resolve(host)
+    except OSError as err:
+        raise ScheduleError(f"cannot resolve host of schedule URL {shown}: {err}") from err
+    if not addresses:
+        raise ScheduleError(f"host of schedule URL {shown} resolves to no address")
+    if allowed:
+        return addresses
+    for address in addresses:
+        if not is_public_address(address):
+            raise ScheduleError(
+                f"refused schedule URL {shown}: {host} resolves to non-public address {address} "
+                f"(see {URL_ALLOW_SETTING})"
+            )
+    return addresses
+
+
+def validate_url(url: str, allow_prefixes: Iterable[str]) -> tuple[str, bool]:
+    """The URL's host and whether an allow-list prefix covers it; ScheduleError for a URL refused before resolving.
+
+    Refused: a malformed URL, no host, a host name IDNA cannot encode (an empty
+    label, a label over 63 characters, a name over 253), a path with dot
+    segments (`has_dot_segment`, allowed or not), and anything but https unless allowed.
+    """
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as err:
-        raise ScheduleError(f"malformed schedule URL {redact_url(url)}") from err
+        raise ScheduleError(f"malformed schedule URL {shown}") from err
     if not host:
-        raise ScheduleError(f"schedule URL {redact_url(url)} has no host")
+        raise ScheduleError(f"schedule URL {shown} has no host")
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError as err:
+        raise ScheduleError(
+            f"schedule URL {shown} has a host name IDNA cannot encode (an empty label, or one over 63 characters)"
+        ) from err
+    if len(encoded.rstrip(b".")) > 253:
+        raise ScheduleError(f"schedule URL {shown} has a host name over 253 characters")
+    if has_dot_segment(parts.path):
+        raise ScheduleError(f"refused schedule URL {shown}: its path holds a '.' or '..' segment")
     allowed = url_is_allowed(url, allow_prefixes)
     if not allowed and parts.scheme.lower() != "https":
-        raise ScheduleError(f"refused schedule URL {redact_url(url)}: only https is allowed (see {URL_ALLOW_SETTING})")
-    try:
-        addresses = resolve(host)
-    except OSError as err:
-        raise ScheduleError(f"cannot resolve host of schedule URL {redact_url(url)}: {err}") from err
-    if not addresses:
-        raise ScheduleError(f"host of schedule URL {redact_url(url)} resolves to no address")
-    if allowed:
-        return addresses
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if not (mapped or ip).is_global:
-            raise ScheduleError(
-                f"refused schedule URL {redact_url(url)}: {host} resolves to non-public address {address} "
-                f"(see {URL_ALLOW_SETTING})"
-            )
-    return addresses
+        raise ScheduleError(f"refused schedule URL {shown}: only https is allowed (see {URL_ALLOW_SETTING})")
+    return host, allowed
 
 
 def resolve_host(host: str) -> list[str]:
@@ -1651,49 +1762,124 @@ def resolve_host(host: str) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-def fetch_schedule_text(url: str, addresses: Sequence[str]) -> str:
-    """GET a schedule document from one of the addresses within URL_DEADLINE_SECONDS, whatever the server does.
+def url_fetch_deadline(started: float, deadline: float | None) -> float | None:
+    """When a run's URL fetching must end (time.monotonic() seconds), given when the invocation ends; None: never.
+
+    The last max(URL_BUDGET_RESERVE_SECONDS, URL_BUDGET_RESERVE_SHARE of the time
+    left at the run's start), but never more than half of it, is kept for the
+    actions, the summary, the metrics and the notification: 240 s of fetching
+    in a 300 s invocation, 720 s in 900 s, 15 s in 30 s.
+    """
+    if deadline is None:
+        return None
+    left = max(deadline - started, 0.0)
+    return deadline - min(max(URL_BUDGET_RESERVE_SECONDS, URL_BUDGET_RESERVE_SHARE * left), left / 2)
+
+
+class FetchSockets:
+    """The sockets one fetch opens (duplicates of their descriptors), so that its deadline can cut them.
+
+    shutdown() on a duplicate ends the connection itself (TLS on top of it
+    included): a read blocked in the fetch's thread fails at once, and the thread ends.
+    A socket opened after the cut is cut as it opens.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cut = False
+
+    def add(self, sock: socket.socket) -> None:
+        duplicate = sock.dup()
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.cut:
+                self._shut(duplicate)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.cut = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    def close(self) -> None:
+        with self._lock:  # never while cut_all shuts them: a closed descriptor's number may be reused
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the other end
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def fetch_schedule_text(url: str, addresses: Sequence[str], until: float | None = None) -> str:
+    """GET a schedule document from one of the addresses by `until` (default: URL_DEADLINE_SECONDS from now)."""
+    until = time.monotonic() + URL_DEADLINE_SECONDS if until is None else until
+    return fetch_in_time(url, lambda sockets: _get_schedule_text(url, addresses, sockets, until), until)
+
+
+def fetch_in_time(
+    url: str,
+    work: Callable[[FetchSockets], str],
+    until: float,
+    late: str | None = None,
+    lingering: list[threading.Thread] | None = None,
+) -> str:
+    """work(sockets) in a thread of its own ("schedule-fetch"), given up on at `until`, whatever the server does.
 
     Timeouts only bound each read, so a server sending its headers a byte at a
-    time could hold a run for hours: the exchange runs in a daemon thread that
-    is abandoned at the deadline (it ends when its socket does; being a daemon,
-    it never holds the process).
+    time could hold a run for hours: at `until` the fetch's sockets are cut,
+    its blocked read fails at once and its thread is joined. What cannot be cut
+    is the name look-up (getaddrinfo, bounded by the system resolver's own
+    timeout and attempts): a thread still in it is appended to `lingering`
+    for the run to join at its end (without `lingering`, joined here). `late`
+    is the message when `until` passes (default: took longer than URL_DEADLINE_SECONDS).
     """
     outcome: list[str | BaseException] = []
+    sockets = FetchSockets()
 
     def fetch() -> None:
         try:
-            outcome.append(_get_schedule_text(url, addresses))
+            outcome.append(work(sockets))
         except BaseException as err:  # handed to the caller below
             outcome.append(err)
+        finally:
+            sockets.close()
 
     worker = threading.Thread(target=fetch, name="schedule-fetch", daemon=True)
     worker.start()
-    worker.join(URL_DEADLINE_SECONDS)
-    if not outcome:
-        raise ScheduleError(f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
+    worker.join(max(until - time.monotonic(), 0.0))
+    if worker.is_alive():
+        sockets.cut_all()
+        worker.join(URL_CUT_GRACE_SECONDS)  # a cut read fails at once; a name look-up does not
+        if worker.is_alive() and lingering is not None:
+            lingering.append(worker)
+        else:
+            worker.join()
+        raise ScheduleError(late or f"schedule URL {redact_url(url)} took longer than {URL_DEADLINE_SECONDS:g} s")
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
 
 
-def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
+def _get_schedule_text(url: str, addresses: Sequence[str], sockets: FetchSockets, until: float) -> str:
     """GET from the first of the addresses that can be reached; any failure is this URL's ScheduleError."""
     import requests  # only runs that use URL schedules pay for importing requests
 
     # urllib3 logs each request line, query string included, at DEBUG: a presigned URL's signature.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
-    deadline = time.monotonic() + URL_DEADLINE_SECONDS
     shown = redact_url(url)
     try:
         for address in addresses[:-1]:
             try:
-                body = _get_capped_body(url, address, deadline)
+                body = _get_capped_body(url, address, sockets, until)
                 break
             except requests.ConnectionError:  # no connection (IPv6 without a route, say): the next, as any client
                 continue
         else:
-            body = _get_capped_body(url, addresses[-1], deadline)
+            body = _get_capped_body(url, addresses[-1], sockets, until)
     except ScheduleError:
         raise
     except Exception as err:  # requests', urllib3's and the socket's errors alike: that URL's problem
@@ -1704,19 +1890,23 @@ def _get_schedule_text(url: str, addresses: Sequence[str]) -> str:
         raise ScheduleError(f"schedule at {shown} is not UTF-8 text") from err
 
 
-def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
-    """GET url from address with timeouts, a size cap while reading, no redirects; the body loop keeps the deadline."""
+def _get_capped_body(url: str, address: str, sockets: FetchSockets, until: float) -> bytearray:
+    """GET url from address with timeouts, a size cap while reading, no redirects; nothing once `until` has passed."""
     import requests
 
     shown = redact_url(url)
+    left = until - time.monotonic()
+    if sockets.cut or left <= 0:  # given up on (while resolving, say): no connection
+        raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
     with requests.Session() as session:
         session.trust_env = False  # no proxies or .netrc credentials from the environment
-        pinned = _pinned_adapter(address)
+        pinned = _pinned_adapter(address, sockets)
         session.mount("https://", pinned)
         session.mount("http://", pinned)
         with session.get(
             url,
-            timeout=(URL_TIMEOUT_SECONDS, URL_TIMEOUT_SECONDS),
+            # The connect timeout ends by `until`: a connection being made has no socket to cut yet.
+            timeout=(min(URL_TIMEOUT_SECONDS, left), URL_TIMEOUT_SECONDS),
             stream=True,
             allow_redirects=False,
             headers={"Accept": "application/json"},
@@ -1727,25 +1917,50 @@ def _get_capped_body(url: str, address: str, deadline: float) -> bytearray:
             if declared.isdigit() and int(declared) > URL_MAX_BYTES:
                 raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
             body = bytearray()
-            # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+            # read1 returns whatever has arrived; a server trickling bytes is cut at the deadline (fetch_in_time).
             while chunk := response.raw.read1(8192, decode_content=True):
                 body += chunk
                 if len(body) > URL_MAX_BYTES:
                     raise ScheduleError(f"schedule at {shown} is larger than {URL_MAX_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise ScheduleError(f"schedule URL {shown} took longer than {URL_DEADLINE_SECONDS:g} s")
     return body
 
 
-def _pinned_adapter(address: str) -> Any:
-    """A requests transport adapter that connects to address, whatever the URL's host.
+def _pinned_adapter(address: str, sockets: FetchSockets) -> Any:
+    """A requests transport adapter that connects to address, whatever the URL's host; its sockets go to `sockets`.
 
     TLS still names the URL's host (SNI, and the certificate is checked against
     it), and so does the Host header: the server sees an ordinary request.
     """
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class TrackedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(sock)
+            return sock
+
+    class TrackedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(sock)  # before the TLS handshake, which the cut ends as well
+            return sock
+
+    class TrackedHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = TrackedHTTPConnection
+
+    class TrackedHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = TrackedHTTPSConnection
 
     class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": TrackedHTTPConnectionPool,
+                "https": TrackedHTTPSConnectionPool,
+            }
+
         def build_connection_pool_key_attributes(
             self, request: Any, verify: Any, cert: Any = None
         ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -1775,20 +1990,28 @@ def _host_header(url: str) -> str:
 class ScheduleResolver:
     """Turns tag values into Schedules, each distinct value, URL and "skip" URL once per run (thread-safe).
 
-    `memo` is the run's; `fetch` and `resolve` are the network edges (tests pass their own).
+    `memo` is the run's; `resolve` is the name look-up (tests pass their own).
+    `fetch_until` (time.monotonic() seconds, `url_fetch_deadline`) is when the
+    run's URL fetching must end: each fetch ends by the earlier of it and its
+    own URL_DEADLINE_SECONDS, and once it has passed a URL fails without a
+    connection. `prefetch` fetches a page's URLs at once, URL_FETCH_WORKERS at
+    a time; `close` ends every thread the resolver started (the run calls it).
     """
 
     def __init__(
         self,
         settings: Settings,
         memo: RunMemo | None = None,
-        fetch: Callable[[str, Sequence[str]], str] = fetch_schedule_text,
         resolve: Callable[[str], list[str]] = resolve_host,
+        fetch_until: float | None = None,
     ) -> None:
         self._settings = settings
         self._memo = memo or RunMemo()
-        self._fetch = fetch
         self._resolve = resolve
+        self._fetch_until = fetch_until
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lingering: list[threading.Thread] = []  # fetch threads given up on while looking a name up
 
     def resolve(self, value: str) -> Schedule | ScheduleError:
         """The Schedule of a tag value, or the ScheduleError saying why there is none.
@@ -1800,6 +2023,66 @@ class ScheduleResolver:
             return self._memo.urls.get(url, lambda: self._fetch_and_parse(url))  # type: ignore[no-any-return]
         return self._memo.schedules.get(value, lambda: self._parse(value))  # type: ignore[no-any-return]
 
+    def prefetch(self, values: Iterable[str | None]) -> None:
+        """Resolve at once, URL_FETCH_WORKERS at a time, the distinct values not yet resolved that need the network.
+
+        URLs, and inline values that may name a "skip" URL; a schedule URL's own
+        "skip" URL is fetched in the same worker, after it. What goes wrong is
+        left for `resolve` to report, where each instance is decided.
+        """
+        wanted: dict[str, None] = {}
+        seen: set[str] = set()
+        for value in values:
+            if not value or value in seen:
+                continue
+            seen.add(value)
+            if is_url(value):
+                if not self._memo.urls.has(value.strip()):
+                    wanted[value] = None
+            elif "http" in value.lower() and not self._memo.schedules.has(value):
+                wanted[value] = None
+        if len(wanted) < 2:
+            return  # nothing to do at once: the one is fetched where it is decided
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(URL_FETCH_WORKERS, thread_name_prefix="schedule-urls")
+            pool = self._pool
+        wait([pool.submit(self.resolve, value) for value in wanted])
+
+    def close(self, until: float | None = None) -> None:
+        """End the resolver's threads: its pool's, and fetch threads still in a name look-up (joined by `until`)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            lingering, self._lingering = self._lingering, []
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for thread in lingering:
+            thread.join(None if until is None else max(until - time.monotonic(), 0.0))
+        alive = [thread for thread in lingering if thread.is_alive()]
+        if alive:
+            logger.warning("%d schedule-fetch threads still wait on the system's name look-up", len(alive))
+
+    def _fetch_text(self, url: str) -> str:
+        """The body at url, checked (`check_url`, its name look-up included) and fetched within the fetch's time."""
+        shown = redact_url(url)
+        validate_url(url, self._settings.url_allow)  # refused before any thread, look-up or connection
+        now = time.monotonic()
+        until = now + URL_DEADLINE_SECONDS
+        late = None
+        if self._fetch_until is not None and self._fetch_until < until:
+            if self._fetch_until <= now:
+                raise ScheduleError(f"not fetched: {shown}: the run's time for fetching URLs is spent")
+            until = self._fetch_until
+            late = f"not fetched: {shown}: the run's time for fetching URLs ran out"
+
+        def work(sockets: FetchSockets) -> str:
+            addresses = check_url(url, self._settings.url_allow, self._resolve)
+            return _get_schedule_text(url, addresses, sockets, until)
+
+        with self._lock:
+            lingering = self._lingering
+        return fetch_in_time(url, work, until, late, lingering)
+
     def _parse(self, text: str) -> Schedule | ScheduleError:
         try:
             return parse_schedule_json(text, self._settings.timezone, self.skip_days)
@@ -1809,10 +2092,14 @@ class ScheduleResolver:
     def _fetch_and_parse(self, url: str) -> Schedule | ScheduleError:
         shown = redact_url(url)
         try:
-            addresses = check_url(url, self._settings.url_allow, self._resolve)
-            text = self._fetch(url, addresses)
+            text = self._fetch_text(url)
             try:
-                return parse_schedule_json(text, self._settings.timezone, self.skip_days)
+                document = load_json(text, f"JSON such as {SCHEDULE_EXAMPLE}")
+                if not isinstance(document, dict):  # a body is never shown whole: its type only
+                    raise ScheduleError(
+                        f"schedule must be a JSON object such as {SCHEDULE_EXAMPLE}, got {_json_type(document)}"
+                    )
+                return parse_schedule_document(document, self._settings.timezone, self.skip_days)
             except ScheduleError as err:
                 raise ScheduleError(f"schedule at {shown}: {err}") from err
         except ScheduleError as err:
@@ -1832,8 +2119,11 @@ class ScheduleResolver:
     def _fetch_skip_days(self, url: str) -> SkipDays | ScheduleError:
         shown = redact_url(url)
         try:
-            text = self._fetch(url, check_url(url, self._settings.url_allow, self._resolve))
+            text = self._fetch_text(url)
             document = load_json(text, f"a list such as {SKIP_EXAMPLE}")
+            if not isinstance(document, list):  # a body is never shown whole: its type only
+                got = _json_type(document)
+                raise ScheduleError(f"'skip' list must be a JSON array such as {SKIP_EXAMPLE}, got {got}")
             skip = parse_skip_entries(document, source=shown)
             return skip if skip is not None else SkipDays(source=shown)
         except ScheduleError as err:
@@ -2033,8 +2323,10 @@ def _expires_in(credentials: Mapping[str, Any], now: datetime) -> timedelta:
     return expiry - now
 
 
-def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
-    """Every instance carrying the tag in a readable state, page by page (streamed).
+def tagged_instances(
+    ec2: Any, tag: str, each_page: Callable[[list[dict[str, Any]]], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every instance carrying the tag in a readable state, page by page (streamed); each page to `each_page` first.
 
     Paged by hand rather than with botocore's paginator: the paginator keeps the
     previous page (about 12 MiB for 1,000 instances) alive while it reads and
@@ -2055,6 +2347,8 @@ def tagged_instances(ec2: Any, tag: str) -> Iterator[dict[str, Any]]:
             instance for reservation in page.get("Reservations", ()) for instance in reservation.get("Instances", ())
         ]
         page = None  # let go of the page before the next one is read and parsed
+        if each_page is not None:
+            each_page(instances)
         yield from instances
         instances = []
         if not next_token:
@@ -2499,12 +2793,18 @@ class RunContext:
     now: datetime
     aws: Aws
     memo: RunMemo = field(default_factory=RunMemo)
+    fetch_until: float | None = None  # when URL fetching must end (url_fetch_deadline); None: each URL's deadline
     resolver: ScheduleResolver = field(init=False)
     override_key: str = field(init=False)  # the override tag's key: the schedule tag's plus ":override"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resolver", ScheduleResolver(self.settings, self.memo))
+        resolver = ScheduleResolver(self.settings, self.memo, fetch_until=self.fetch_until)
+        object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "override_key", override_key(self.settings.tag))
+
+    def close(self, until: float | None = None) -> None:
+        """End the threads the run's URL fetching started (the name look-ups still running: waited on until `until`)."""
+        self.resolver.close(until)
 
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
@@ -2693,7 +2993,7 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     """
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
-        for instance in tagged_instances(ec2, context.settings.tag):
+        for instance in tagged_instances(ec2, context.settings.tag, lambda page: _prefetch(page, context)):
             visit(instance, decide_isolated(instance, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
@@ -2703,6 +3003,14 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
         logger.exception("%s: unexpected error", target)
         raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
     return ec2
+
+
+def _prefetch(page: list[dict[str, Any]], context: RunContext) -> None:
+    """Fetch the URLs a page of instances needs at once (`ScheduleResolver.prefetch`), before they are decided."""
+    tag = context.settings.tag
+    context.resolver.prefetch(
+        item.get("Value") for instance in page for item in instance.get("Tags", ()) if item["Key"] == tag
+    )
 
 
 def run_target(target: Target, context: RunContext) -> TargetResult:
@@ -3470,15 +3778,22 @@ def run(
     `session` (a boto3 Session) is for callers that bring their own; otherwise
     the execution environment's session and clients are reused. `deadline`
     (time.monotonic() seconds: when Lambda will end the invocation) makes the
-    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running.
+    run warn, past RUN_TIME_WARNING_SHARE of its time, which targets are still running,
+    and bounds its URL fetching (`url_fetch_deadline`). No thread of its URL
+    fetching outlives it.
     """
     started = time.monotonic()
-    context = RunContext(settings, now, Aws(session) if session else shared_aws())
-    discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
-    targets = discovery.targets
-    with RunWatch(targets, started, deadline) as watch:
-        work = watch.track(lambda target: run_target(target, context))
-        results = each_target(targets, work, settings.max_workers)
+    fetch_until = url_fetch_deadline(started, deadline)
+    context = RunContext(settings, now, Aws(session) if session else shared_aws(), fetch_until=fetch_until)
+    try:
+        discovery = discovery or discover_targets(settings, own_account, context.aws, context.memo)
+        targets = discovery.targets
+        with RunWatch(targets, started, deadline) as watch:
+            work = watch.track(lambda target: run_target(target, context))
+            results = each_target(targets, work, settings.max_workers)
+    finally:
+        # Name look-ups still running are waited on, but not into the last half of the time kept for reporting.
+        context.close(None if deadline is None or fetch_until is None else (fetch_until + deadline) / 2)
     results += discovery.failures
     event_errors = publish_events(results, settings, now, context.aws)
     summary = summarise(now, settings, results)

@@ -808,8 +808,11 @@ def _plan_command(args: Any, style: Style) -> int:
     except ScheduleError as err:
         raise ConfigError(f"--tz: {err}") from err
     context = RunContext(settings, now, shared_aws())  # the run's targets, clients and decision path
-    discovery = discover_targets(settings, OWN_ACCOUNT, context.aws, context.memo)
-    surveyed = each_target(discovery.targets, lambda target: survey(target, context), settings.max_workers)
+    try:
+        discovery = discover_targets(settings, OWN_ACCOUNT, context.aws, context.memo)
+        surveyed = each_target(discovery.targets, lambda target: survey(target, context), settings.max_workers)
+    finally:
+        context.close()  # the threads of its URL fetching, as a run's
     surveyed += [([], error["error"]) for failure in discovery.failures for error in failure.error_entries()]
     problems = [problem for _, problem in surveyed if problem]
     entries = sorted(

@@ -653,15 +653,15 @@ def report(
     return "\n".join(out)
 
 
-def _org_section(report: Path) -> str:
-    """bench/org.py's section of the report being replaced, kept as it is (only bench/org.py rewrites it)."""
+def _kept_sections(report: Path) -> str:
+    """What follows this script's part of the report being replaced, kept as it is: the sections
+    bench/org.py and bench/slow_urls.py write, and any written by hand after them."""
     import org
+    import slow_urls
 
     text = report.read_text(encoding="utf-8") if report.exists() else ""
-    if org.SECTION not in text or org.MARK_END not in text:
-        return ""
-    start = text.index(org.SECTION)
-    return "\n" + text[start : text.index(org.MARK_END, start) + len(org.MARK_END)] + "\n"
+    starts = [text.index(script.SECTION) for script in (org, slow_urls) if script.SECTION in text]
+    return "\n" + text[min(starts) :].rstrip("\n") + "\n" if starts else ""
 
 
 # --- Main -------------------------------------------------------------------------
@@ -774,7 +774,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n" + _org_section(out), encoding="utf-8")
+        out.write_text(text + "\n" + _kept_sections(out), encoding="utf-8")
         print(f"\nwrote {args.out}")
     if args.json:
         Path(args.json).write_text(

@@ -305,7 +305,7 @@ def test_a_connection_cut_mid_body_is_that_instances_error(
         connection, _ = listener.accept()
         with connection:
             connection.recv(4096)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"stop\": ")
+            connection.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{"stop": ')
 
     server = threading.Thread(target=serve_once, daemon=True)
     server.start()
@@ -502,3 +502,268 @@ def test_an_address_that_cannot_be_reached_gives_way_to_the_next(
 )
 def test_the_host_header_names_the_urls_host_and_any_port_that_is_not_the_default(url: str, host: str) -> None:
     assert ec2_powercycle._host_header(url) == host
+
+
+# --- URL rules: dot segments, the allow-list's paths, IPv6 forms that carry IPv4, host names --------
+
+ALLOW = ("http://10.0.0.5:8080/schedules/",)
+
+
+def internal_dns(host: str) -> list[str]:
+    return ["10.0.0.5"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:8080/schedules/../admin/keys.json",
+        "http://10.0.0.5:8080/schedules/%2e%2e/admin/keys.json",
+        "http://10.0.0.5:8080/schedules/%2E./admin/keys.json",
+        "http://10.0.0.5:8080/schedules/.%2e/admin/keys.json",
+        "http://10.0.0.5:8080/schedules/%252e%252e/admin/keys.json",
+        "http://10.0.0.5:8080/schedules/%25252e%25252e/admin/keys.json",
+        "http://10.0.0.5:8080/schedules/..%5cadmin/keys.json",
+        "http://10.0.0.5:8080/schedules\\..\\admin/keys.json",
+        "http://10.0.0.5:8080/schedules/..;x/admin/keys.json",
+        "http://10.0.0.5:8080/schedules/./a.json",
+        "http://10.0.0.5:8080/schedules/%2e/a.json",
+        "https://schedules.example/a/../b.json",  # not allowed either way: refused for its path all the same
+    ],
+)
+def test_a_url_whose_path_holds_dot_segments_is_refused_allowed_or_not(url: str) -> None:
+    with pytest.raises(ScheduleError, match=re.escape("its path holds a '.' or '..' segment")):
+        check_url(url, ALLOW, internal_dns)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:8080/schedules/a..json",
+        "http://10.0.0.5:8080/schedules/.hidden.json",
+        "http://10.0.0.5:8080/schedules/v1.2/a.json",
+        "http://10.0.0.5:8080/%73chedules/a.json",  # the same path, normalised
+        "http://10.0.0.5:8080/schedules/%7Eteam/a.json",
+    ],
+)
+def test_an_allowed_prefix_matches_the_normalised_path(url: str) -> None:
+    assert check_url(url, ALLOW, internal_dns) == ["10.0.0.5"]
+
+
+def test_an_allow_prefix_with_dot_segments_is_a_settings_error() -> None:
+    with pytest.raises(ec2_powercycle.ConfigError, match=r"EC2_POWERCYCLE_URL_ALLOW.*'\.\.' path segments"):
+        Settings.from_env({"AWS_REGION": "eu-west-1", "EC2_POWERCYCLE_URL_ALLOW": "http://10.0.0.5/a/../b/"})
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("::ffff:169.254.169.254", "169.254.169.254"),  # IPv4-mapped
+        ("::a9fe:a9fe", "169.254.169.254"),  # IPv4-compatible
+        ("::127.0.0.1", "127.0.0.1"),
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),  # NAT64, well-known prefix
+        ("64:ff9b::10.1.2.3", "10.1.2.3"),
+        ("64:ff9b:1:a9fe:a9:fe00::", "169.254.169.254"),  # NAT64, local-use /48 (RFC 6052 positions)
+        ("2002:a9fe:a9fe::1", "169.254.169.254"),  # 6to4
+        ("2002:c0a8:1::1", "192.168.0.1"),
+        ("2001:0:5db8:d822::f5ff:fffe", "10.0.0.1"),  # Teredo: public server, client 10.0.0.1 (stored inverted)
+        ("2001:0:a00:1::a247:27dd", "10.0.0.1"),  # Teredo: server 10.0.0.1, public client
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", None),  # plain public IPv6: allowed
+        ("64:ff9b::5db8:d822", None),  # NAT64 of public 93.184.216.34: allowed
+        ("64:ff9b:1:5db8:d8:2200::", None),
+        ("2002:5db8:d822::1", None),  # 6to4 of public 93.184.216.34: allowed
+        ("2001:0:5db8:d822::a247:27dd", None),  # Teredo, public server and client: allowed
+    ],
+)
+def test_ipv6_addresses_that_carry_ipv4_are_judged_by_the_ipv4(address: str, carried: str | None) -> None:
+    def dns(host: str) -> list[str]:
+        return [address]
+
+    if carried is None:
+        assert check_url("https://h.example/s.json", (), dns) == [address]
+    else:
+        assert carried in {str(ip) for ip in ec2_powercycle.embedded_ipv4(ipaddress.ip_address(address))}
+        with pytest.raises(ScheduleError, match=re.escape(f"non-public address {address}")):
+            check_url("https://h.example/s.json", (), dns)
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..example", ".example", "b." + "a" * 63 + "x.example"])
+def test_a_host_name_idna_cannot_encode_is_refused_before_any_look_up(host: str) -> None:
+    looked_up: list[str] = []
+
+    def dns(name: str) -> list[str]:
+        looked_up.append(name)
+        return ["93.184.215.14"]
+
+    with pytest.raises(ScheduleError, match="host name IDNA cannot encode"):
+        check_url(f"https://{host}/s.json", (), dns)
+    assert looked_up == []
+
+
+def test_a_host_label_over_63_characters_is_its_instances_error(fleet: Fleet, api: ApiRecorder) -> None:
+    [bad] = fleet.launch(f"https://{'a' * 64}.example/s.json")
+    [good] = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [good]
+    [error] = summary["errors"]
+    assert error["instance_id"] == bad and "host name IDNA cannot encode" in error["error"]
+
+
+def test_a_long_url_is_shown_cut_with_its_length() -> None:
+    url = "https://schedules.example/" + "p" * 5000 + ".json?token=SECRET"
+    with pytest.raises(ScheduleError) as refused:
+        check_url(url, (), internal_dns)
+    message = str(refused.value)
+    assert len(message) < 400 and f"... ({len(url)} characters)" in message and "SECRET" not in message
+
+
+# --- Time is bounded: URLs fetched at once, within each fetch's deadline and the run's budget -------
+
+
+@pytest.fixture
+def threaded_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HTTPServer]:
+    """A loopback schedule server that answers requests at once (pytest-httpserver's default takes them in turn)."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", server.url_for("/schedules/"))
+    yield server
+    server.clear()
+    server.stop()
+
+
+class LambdaContext:
+    """The part of Lambda's context that bounds a run: the time left."""
+
+    function_name = "ec2-powercycle"
+
+    def __init__(self, remaining_ms: int) -> None:
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
+def fetch_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("schedule-")]
+
+
+def test_distinct_slow_urls_are_fetched_at_once(fleet: Fleet, api: ApiRecorder, threaded_server: HTTPServer) -> None:
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+
+    def slow(request: Request) -> Response:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(2)
+        with lock:
+            in_flight[0] -= 1
+        return Response(json.dumps(STOP_AT_EIGHT), mimetype="application/json")
+
+    ids = []
+    for number in range(24):
+        threaded_server.expect_request(f"/schedules/{number}.json").respond_with_handler(slow)
+        ids += fleet.launch(threaded_server.url_for(f"/schedules/{number}.json"))
+    started = time.monotonic()
+    summary = handler(MONDAY_0807)
+    elapsed = time.monotonic() - started
+    assert sorted(summary["stopped"]) == sorted(ids) and summary["errors"] == []
+    assert len(threaded_server.log) == 24
+    assert elapsed < 12  # one at a time: 48 s; 16 at a time: two rounds of 2 s
+    assert in_flight[1] == ec2_powercycle.URL_FETCH_WORKERS  # at once, and no more than the pool
+    assert fetch_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("left", "fetching"),
+    [(300.0, 240.0), (900.0, 720.0), (100.0, 50.0), (30.0, 15.0), (0.0, 0.0)],
+)
+def test_url_fetching_leaves_the_larger_of_60_s_and_a_fifth_never_over_half(left: float, fetching: float) -> None:
+    assert ec2_powercycle.url_fetch_deadline(1000.0, 1000.0 + left) == pytest.approx(1000.0 + fetching)
+    assert ec2_powercycle.url_fetch_deadline(1000.0, None) is None
+
+
+def test_a_url_past_the_runs_budget_is_its_instances_error_only(
+    fleet: Fleet, api: ApiRecorder, threaded_server: HTTPServer
+) -> None:
+    released = threading.Event()
+
+    def held(request: Request) -> Response:
+        released.wait(5)
+        return Response(json.dumps(STOP_AT_EIGHT), mimetype="application/json")
+
+    threaded_server.expect_request("/schedules/held.json").respond_with_handler(held)
+    threaded_server.expect_request("/schedules/quick.json").respond_with_json(STOP_AT_EIGHT)
+    held_ids = fleet.launch(threaded_server.url_for("/schedules/held.json"), count=2)
+    quick = fleet.launch(threaded_server.url_for("/schedules/quick.json"))
+    inline = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    started = time.monotonic()
+    try:
+        summary = handler(MONDAY_0807, LambdaContext(remaining_ms=1000))  # 0.5 s for URLs: half of what is left
+    finally:
+        released.set()
+    assert time.monotonic() - started < 1.5
+    assert sorted(summary["stopped"]) == sorted(quick + inline)
+    assert sorted(error["instance_id"] for error in summary["errors"]) == sorted(held_ids)
+    held_url = threaded_server.url_for("/schedules/held.json")
+    assert all(f"not fetched: {held_url}: the run's time" in error["error"] for error in summary["errors"])
+    assert fetch_threads() == []
+
+
+def test_once_the_budget_is_spent_a_url_fails_without_a_connection(
+    fleet: Fleet, api: ApiRecorder, threaded_server: HTTPServer, connections: list[tuple[str, int]]
+) -> None:
+    threaded_server.expect_request("/schedules/late.json").respond_with_json(STOP_AT_EIGHT)
+    [late] = fleet.launch(threaded_server.url_for("/schedules/late.json"))
+    [inline] = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    summary = handler(MONDAY_0807, LambdaContext(remaining_ms=0))
+    assert summary["stopped"] == [inline]
+    [error] = summary["errors"]
+    assert error["instance_id"] == late and "not fetched:" in error["error"] and "is spent" in error["error"]
+    assert connections == [] and threaded_server.log == []
+
+
+def test_no_fetch_thread_outlives_a_fetch_given_up_at_its_deadline(
+    fleet: Fleet, api: ApiRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ec2_powercycle, "URL_DEADLINE_SECONDS", 0.3)  # the read timeout stays 5 s
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections (the backlog), never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/schedules/silent.json"
+        monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", url)
+        [instance] = fleet.launch(url)
+        started = time.monotonic()
+        [error] = handler(MONDAY_0807)["errors"]
+        assert time.monotonic() - started < 2
+    assert error["instance_id"] == instance and "took longer than 0.3 s" in error["error"]
+    assert fetch_threads() == []
+
+
+def test_the_name_look_up_counts_within_the_fetchs_deadline(
+    fleet: Fleet,
+    api: ApiRecorder,
+    httpserver: HTTPServer,
+    connections: list[tuple[str, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ec2_powercycle, "URL_DEADLINE_SECONDS", 0.3)
+    httpserver.expect_request("/schedules/s.json").respond_with_json(STOP_AT_EIGHT)
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def slow_dns(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "slow-dns.example":
+            return real_getaddrinfo(host, *args, **kwargs)
+        lookups.append(host)
+        time.sleep(0.6)  # a resolver that answers, late: it cannot be interrupted
+        return real_getaddrinfo("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_dns)
+    url = f"http://slow-dns.example:{httpserver.port}/schedules/s.json"
+    monkeypatch.setenv("EC2_POWERCYCLE_URL_ALLOW", url)
+    [slow] = fleet.launch(url)
+    [good] = fleet.launch(json.dumps(STOP_AT_EIGHT))
+    summary = handler(MONDAY_0807)
+    assert summary["stopped"] == [good]
+    [error] = summary["errors"]
+    assert error["instance_id"] == slow and "took longer than 0.3 s" in error["error"]
+    assert lookups == ["slow-dns.example"] and connections == [] and httpserver.log == []
+    assert fetch_threads() == []  # the look-up ended, and its thread with it, before the run did
