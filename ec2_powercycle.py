@@ -471,8 +471,7 @@ class Memo:
 
     def has(self, key: Any) -> bool:
         """Whether key's value is computed (and not forgotten)."""
-        slot = self._slots.get(key)
-        return slot is not None and slot.ready
+        return key in self._values
 
     def clear(self) -> None:
         with self._lock:
