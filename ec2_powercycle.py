@@ -16,6 +16,10 @@ boto3), schedules behind URLs, EC2, the run and the handler. The command line
 (``check``, ``plan``, ``run``, ``override``) is ``ec2_powercycle_cli`` beside it,
 not shipped in the zip.
 
+Auto Scaling groups carrying the same tag follow the same schedules through the
+same decision (``decide_resource``): a stop saves a group's sizes in its tag
+``ec2Powercycle:size`` and scales it to zero, a start restores them.
+
 After a target's actions a run may also write status tags on its instances
 (``<tag>:last-action``, ``<tag>:error``) and, after every target's, put an event
 per action and error on an EventBridge bus; every run counts the instance-hours
@@ -23,7 +27,7 @@ its schedules keep stopped (``StoppedInstanceHours``, by instance type).
 
 The manual is docs/ (README.md is its front page):
 
-- docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides
+- docs/schedules.md: the tag, cron, zones, ``enforce``, hibernate, skip days, overrides, Auto Scaling groups
 - docs/decisions.md: the window rule, catch-up, starts that did not take, guards, choices
 - docs/settings.md: every ``EC2_POWERCYCLE_*`` variable, its default and its bad values
 - docs/operations.md: the summary a run returns, metrics, notifications, faults
@@ -110,6 +114,7 @@ EVENT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the clock an event's
 
 ENVIRONMENT_TAG = "environment"
 AUTOSCALING_TAG = "aws:autoscaling:groupName"
+EKS_NODEGROUP_TAG = "eks:nodegroup-name"  # on the Auto Scaling groups (and their instances) of EKS node groups
 
 # --- Limits ---------------------------------------------------------------------
 
@@ -137,7 +142,17 @@ SNS_MESSAGE_MAX_BYTES = 200_000  # SNS refuses messages over 256 KiB
 ERROR_MAX_CHARS = 1000  # an error message, cut where it is made (PowercycleError)
 VALUE_SHOWN_CHARS = 60  # how much of an untrusted value a message shows (`quoted`)
 JSON_MAX_DEPTH = 16  # nesting a tag's or a URL's JSON may have; checked before parsing (`load_json`)
-SUMMARY_LISTS = ("started", "stopped", "skipped", "errors", "caught_up", "hibernated")  # cut in a long log line
+# Cut in a long log line.
+SUMMARY_LISTS = (
+    "started",
+    "stopped",
+    "skipped",
+    "errors",
+    "caught_up",
+    "hibernated",
+    "groups_started",
+    "groups_stopped",
+)
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
@@ -169,6 +184,11 @@ LAST_ACTION_SUFFIX = ":last-action"  # status tags (EC2_POWERCYCLE_STATUS_TAGS):
 ERROR_SUFFIX = ":error"
 OVERRIDE_KEYS = ("state", "until")
 OVERRIDE_EXAMPLE = '{"state": "running", "until": "2026-11-24T02:00:00Z"}'
+SIZE_SUFFIX = ":size"  # a stopped group's saved sizes: the schedule tag's key plus this
+SIZE_KEYS = ("min", "max", "desired")
+SIZE_EXAMPLE = '{"min": 1, "max": 4, "desired": 2}'
+GROUP_PAGE_SIZE = 100  # DescribeAutoScalingGroups' largest MaxRecords
+GROUP_SIZE_LIMIT = 1_000_000  # a saved size beyond any group's: refused as untrusted input, not sent on
 # States the DescribeInstances filter keeps; shutting-down/terminated are never ours.
 READ_STATES = ("pending", "running", "stopping", "stopped")
 STARTABLE_STATES = frozenset({"stopped"})
@@ -429,6 +449,52 @@ class Verdict:
 
     schedule: Schedule | None
     decision: Decision
+
+
+class Kind(StrEnum):
+    INSTANCE = "instance"
+    GROUP = "group"  # an Auto Scaling group: stopped = scaled to zero, started = its saved sizes back
+
+
+class GroupName(str):
+    """An Auto Scaling group's name where a run's results hold instance IDs (skipped, errors, caught_up)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    """An Auto Scaling group's sizes: what a stop saves in the group's `<tag>:size` tag and a start restores."""
+
+    min: int
+    max: int
+    desired: int
+
+    def tag_value(self) -> str:
+        return json.dumps({"min": self.min, "max": self.max, "desired": self.desired})
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An instance or an Auto Scaling group, as the one decision path (`decide_resource`) sees it.
+
+    `state` is an instance's own; a group's is "stopped" when its desired capacity
+    is 0 and "running" otherwise. `record` reads its last state change, called
+    only when the decision needs it (for a group it costs a DescribeScalingActivities
+    call). `refusals` say why an action cannot be carried out (a group's start
+    with no saved size, a bad size tag): such a decision is the resource's error.
+    `described` is what DescribeInstances or DescribeAutoScalingGroups said of it.
+    """
+
+    kind: Kind
+    resource_id: str
+    tags: Mapping[str, str]
+    state: str
+    described: Mapping[str, Any]
+    record: Callable[[], InstanceRecord]
+    refusals: Mapping[Action, str] = field(default_factory=dict)
+    size: GroupSize | None = None  # a group's sizes now: what a stop saves
+    saved: GroupSize | None = None  # a group's saved sizes: what a start restores
 
 
 _MISSING = object()
@@ -844,9 +910,7 @@ def parse_skip_entries(entries: object, source: str | None = None) -> SkipDays |
     calendars: list[tuple[str, str | None]] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ScheduleError(
-                f"'skip' entries must be strings such as '2026-12-24', got {_got(entry)}"
-            )
+            raise ScheduleError(f"'skip' entries must be strings such as '2026-12-24', got {_got(entry)}")
         text = entry.strip()
         if _SKIP_DATE.match(text):
             dates.add(_skip_date(text, entry))
@@ -959,6 +1023,27 @@ def parse_override(value: str) -> Override:
     if state not in ("running", "stopped"):
         raise ScheduleError(f"'state' must be 'running' or 'stopped', got {quoted(state, as_json=True)}")
     return Override(state, parse_instant(document["until"], "'until'"))
+
+
+def parse_group_size(value: str) -> GroupSize:
+    """Check a group's saved sizes (its `<tag>:size` tag): {"min": m, "max": M, "desired": d}, 0 <= m <= d <= M, d > 0.
+
+    A start restores them as they are, so anything a start could not restore,
+    or would restore to zero, is refused here with the reason.
+    """
+    document = load_json(value.strip(), f"JSON such as {SIZE_EXAMPLE}")
+    shown = quoted(value)
+    if not isinstance(document, dict) or sorted(document) != sorted(SIZE_KEYS):
+        raise ScheduleError(f"expected exactly the keys min, max and desired, such as {SIZE_EXAMPLE}, got {shown}")
+    sizes = [document[key] for key in SIZE_KEYS]
+    if not all(type(size) is int and 0 <= size <= GROUP_SIZE_LIMIT for size in sizes):
+        raise ScheduleError(f"min, max and desired must be whole numbers from 0 to {GROUP_SIZE_LIMIT}, got {shown}")
+    low, high, desired = sizes
+    if not low <= desired <= high:
+        raise ScheduleError(f"needs min <= desired <= max, got {shown}")
+    if desired == 0:
+        raise ScheduleError(f"desired is 0: a start would restore nothing, got {shown}")
+    return GroupSize(low, high, desired)
 
 
 def parse_instant(value: object, what: str) -> datetime:
@@ -1584,12 +1669,15 @@ def _instant(value: object) -> datetime | None:
 
 
 def guard_reason(tags: Mapping[str, str], protected_environments: frozenset[str]) -> str | None:
-    """Why an instance must never be touched, or None."""
+    """Why an instance or group must never be touched, or None."""
     for key, value in tags.items():
         if key.lower() == ENVIRONMENT_TAG and value.strip().lower() in protected_environments:
             return f"protected environment {value!r}"
     if AUTOSCALING_TAG in tags:
         return f"in Auto Scaling group {tags[AUTOSCALING_TAG]!r}"
+    if EKS_NODEGROUP_TAG in tags:
+        # EKS keeps a node group's sizes: scaling its group behind EKS's back is undone, or fights EKS.
+        return f"managed by EKS (node group {quoted(tags[EKS_NODEGROUP_TAG])}): scale the node group with EKS"
     return None
 
 
@@ -2155,7 +2243,10 @@ class TargetResult:
     errors: list[tuple[str | None, str]] = field(default_factory=list)
     caught_up: list[tuple[str, Action, datetime]] = field(default_factory=list)  # (instance ID, action, due)
     hibernated: list[str] = field(default_factory=list)
+    groups_started: list[str] = field(default_factory=list)
+    groups_stopped: list[str] = field(default_factory=list)
     instances: int = 0
+    groups: int = 0  # tagged Auto Scaling groups read
     failed: bool = False
     # Name tags of instances in `errors` only (summary, notification): memory stays flat however large the fleet.
     names: dict[str, str] = field(default_factory=dict)
@@ -2163,6 +2254,7 @@ class TargetResult:
     # so a dictionary slot an instance), the scheduled instances stopped once the actions are made, by type,
     # and the status tags read on the instances whose tags may change: those acting or carrying an error.
     acting: dict[str, tuple[Decision, str]] = field(default_factory=dict)
+    group_decisions: dict[str, Decision] = field(default_factory=dict)  # each acting group's, for the events
     stopped_types: dict[str, int] = field(default_factory=dict)
     status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
     status_tag_errors: int = 0
@@ -2175,22 +2267,27 @@ class TargetResult:
 
     def skipped_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, reason in self.skipped:
-            yield {"instance_id": instance_id, **self._where(), "reason": reason}
+            yield {**_which(instance_id), **self._where(), "reason": reason}
 
     def error_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, error in self.errors:
             name = self.names.get(instance_id) if instance_id else None
-            yield {"instance_id": instance_id, **({"name": name} if name else {}), **self._where(), "error": error}
+            yield {**_which(instance_id), **({"name": name} if name else {}), **self._where(), "error": error}
 
     def remember_name(self, instance: Mapping[str, Any]) -> None:
         """Keep the instance's Name tag, if it has one: call it for instances in `errors` only."""
         name = next((tag.get("Value", "") for tag in instance.get("Tags", ()) if tag["Key"] == "Name"), "")
-        if name:
+        if name and "InstanceId" in instance:  # a group is named by its name already
             self.names[instance["InstanceId"]] = name
 
     def caught_up_entries(self) -> Iterator[dict[str, Any]]:
         for instance_id, action, due in self.caught_up:
-            yield {"instance_id": instance_id, **self._where(), "action": action.value, "due": _iso(due)}
+            yield {**_which(instance_id), **self._where(), "action": action.value, "due": _iso(due)}
+
+    def group_entries(self, names: list[str]) -> Iterator[dict[str, Any]]:
+        """`groups_started` and `groups_stopped` entries."""
+        for name in names:
+            yield {"group": str(name), **self._where()}
 
     def fail(self, problem: str) -> TargetResult:
         """The target could not be read: reported with instance_id null; the run will raise."""
@@ -2210,6 +2307,9 @@ class TargetResult:
             "stopped": self.stopped,
             "skipped": len(self.skipped),
             "errors": len(self.errors),
+            "groups": self.groups,
+            "groups_started": self.groups_started,
+            "groups_stopped": self.groups_stopped,
         }
 
     def actions_made(self) -> Iterator[tuple[str, str, Decision]]:
@@ -2220,6 +2320,13 @@ class TargetResult:
         for instance_id in self.stopped:
             done = "hibernated" if instance_id in hibernated else "stopped"
             yield instance_id, done, self.acting[instance_id][0]
+
+
+def _which(resource_id: str | None) -> dict[str, str | None]:
+    """An entry's subject: {"instance_id": ID}, or a group's {"instance_id": None, "group": name}."""
+    if isinstance(resource_id, GroupName):
+        return {"instance_id": None, "group": str(resource_id)}
+    return {"instance_id": resource_id}
 
 
 def aws_session() -> Any:
@@ -2242,6 +2349,12 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
     `credentials` (an assumed role's) make a client for another account from the
     same session, so the service model is loaded once however many accounts.
     """
+    return _target_service_client("ec2", region, session, credentials)
+
+
+def _target_service_client(
+    service: str, region: str, session: Any, credentials: Mapping[str, str] | None = None
+) -> Any:
     config = Config(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": EC2_MAX_ATTEMPTS},
@@ -2257,7 +2370,12 @@ def ec2_client(region: str, session: Any, credentials: Mapping[str, str] | None 
         if credentials
         else {}
     )
-    return session.client("ec2", config=config, **keys)
+    return session.client(service, config=config, **keys)
+
+
+def autoscaling_client(region: str, session: Any, credentials: Mapping[str, str] | None = None) -> Any:
+    """An Auto Scaling client, made as `ec2_client` makes EC2's (same retries, same credentials)."""
+    return _target_service_client("autoscaling", region, session, credentials)
 
 
 def sns_client(session: Any, region: str) -> Any:
@@ -2413,6 +2531,93 @@ def _in_batches(
     return done, refused
 
 
+def tagged_groups(autoscaling: Any, tag: str) -> Iterator[dict[str, Any]]:
+    """Every Auto Scaling group carrying the tag, GROUP_PAGE_SIZE a page, filtered by the service on the tag key.
+
+    A region without such groups costs this one call.
+    """
+    filters = [{"Name": "tag-key", "Values": [tag]}]
+    token = ""
+    while True:
+        page = autoscaling.describe_auto_scaling_groups(
+            Filters=filters, MaxRecords=GROUP_PAGE_SIZE, **({"NextToken": token} if token else {})
+        )
+        yield from page.get("AutoScalingGroups", ())
+        next_token = page.get("NextToken") or ""
+        if not next_token:
+            return
+        if next_token == token:
+            raise PaginationError(message=f"DescribeAutoScalingGroups returned the same NextToken twice: {token[:40]}")
+        token = next_token
+
+
+def group_record(autoscaling: Any, name: str, state: str) -> InstanceRecord:
+    """A group's last change: when its latest scaling activity started (one DescribeScalingActivities record).
+
+    None when it has none or they cannot be read (logged): a missed run is then never guessed at.
+    """
+    try:
+        page = autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=1)
+    except (ClientError, BotoCoreError) as err:
+        logger.warning("cannot read the scaling activities of group %s: %s", name, _describe_error(err))
+        return InstanceRecord(state, None, None, None)
+    latest = next(iter(page.get("Activities", ())), None)
+    return InstanceRecord(state, _instant(latest.get("StartTime")) if latest else None, None, None)
+
+
+def scale_groups(
+    autoscaling: Any, size_tag: str, action: Action, groups: list[Resource], result: TargetResult
+) -> list[str]:
+    """Stop (scale to zero) or start (restore) each group, one call or two each; return the names done.
+
+    A stop saves the sizes in the size tag first and changes nothing if it cannot;
+    a start restores the saved sizes, then removes the tag. Each group's failure
+    is its own error; the others go on.
+    """
+    done: list[str] = []
+    scale = _stop_group if action is Action.STOP else _start_group
+    for group in groups:
+        changed, problem = scale(autoscaling, size_tag, group)
+        if changed:
+            done.append(group.resource_id)
+        if problem is not None:
+            result.error(group.resource_id, problem)
+    return done
+
+
+def _stop_group(autoscaling: Any, size_tag: str, group: Resource) -> tuple[bool, str | None]:
+    name, size = group.resource_id, group.size
+    if size is None or size.desired == 0:  # never save a zero size over the one a start must restore
+        return False, "stop refused: the group is already at zero; nothing changed"
+    tag = {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": size_tag, "PropagateAtLaunch": False}
+    try:
+        autoscaling.create_or_update_tags(Tags=[{**tag, "Value": size.tag_value()}])
+    except (ClientError, BotoCoreError) as err:
+        return False, f"stop failed: cannot save its sizes in tag {size_tag!r}: {_describe_error(err)}; nothing changed"
+    try:
+        autoscaling.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0)
+    except (ClientError, BotoCoreError) as err:
+        return False, f"stop failed: {_describe_error(err)} (its sizes are saved in tag {size_tag!r})"
+    return True, None
+
+
+def _start_group(autoscaling: Any, size_tag: str, group: Resource) -> tuple[bool, str | None]:
+    name, saved = group.resource_id, group.saved
+    if saved is None:  # the decision has refused it already: never restore what was not saved
+        return False, f"start refused: no saved size in tag {size_tag!r}; nothing changed"
+    try:
+        autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=saved.min, MaxSize=saved.max, DesiredCapacity=saved.desired
+        )
+    except (ClientError, BotoCoreError) as err:
+        return False, f"start failed: {_describe_error(err)}; nothing changed"
+    try:
+        autoscaling.delete_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": size_tag}])
+    except (ClientError, BotoCoreError) as err:
+        return True, f"started, but its size tag {size_tag!r} could not be removed: {_describe_error(err)}"
+    return True, None
+
+
 def _describe_error(err: Exception) -> str:
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
@@ -2435,20 +2640,30 @@ class Aws:
     def __init__(self, session: Any = None) -> None:
         self._session = session or aws_session()
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str | None], tuple[str | None, Any]] = {}
+        self._clients: dict[tuple[str, str, str | None], tuple[str | None, Any]] = {}  # (service, region, role)
         self._services: dict[tuple[str, str], Any] = {}  # (service, region) -> the own account's client
         self._credentials: dict[str, dict[str, Any]] = {}  # role ARN -> the latest credentials
 
     def ec2(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
         """The EC2 client of a target (its role assumed when the run first needs it); RoleError if it cannot be."""
+        return self._target_client("ec2", ec2_client, target, settings, memo)
+
+    def autoscaling(self, target: Target, settings: Settings, memo: RunMemo) -> Any:
+        """The Auto Scaling client of a target, with the credentials of its EC2 client; RoleError as `ec2`."""
+        return self._target_client("autoscaling", autoscaling_client, target, settings, memo)
+
+    def _target_client(
+        self, service: str, factory: Callable[..., Any], target: Target, settings: Settings, memo: RunMemo
+    ) -> Any:
         credentials = self._role_credentials(target.role_arn, settings, memo) if target.role_arn else None
         key_id = credentials["AccessKeyId"] if credentials else None
+        key = (service, target.region, target.role_arn)
         with self._lock:
-            made_with, client = self._clients.get((target.region, target.role_arn), (None, None))
+            made_with, client = self._clients.get(key, (None, None))
             if client is None or made_with != key_id:
-                client = ec2_client(target.region, self._session, credentials)
-                self._clients.pop((target.region, target.role_arn), None)
-                self._clients[(target.region, target.role_arn)] = (key_id, client)
+                client = factory(target.region, self._session, credentials)
+                self._clients.pop(key, None)
+                self._clients[key] = (key_id, client)
                 self._forget_oldest_role_clients()
             return client
 
@@ -2461,7 +2676,7 @@ class Aws:
         return self._service(events_client, "events", region)
 
     def _forget_oldest_role_clients(self) -> None:
-        made_for_roles = [key for key in self._clients if key[1] is not None]
+        made_for_roles = [key for key in self._clients if key[2] is not None]
         for key in made_for_roles[: max(0, len(made_for_roles) - ROLE_CLIENTS_KEPT)]:
             del self._clients[key]
 
@@ -2636,7 +2851,7 @@ def status_tag_changes(
             writes.setdefault((status.last_action_key, value), []).append(instance_id)
     reasons: dict[str, list[str]] = {}
     for instance_id, error in result.errors:
-        if instance_id is not None:
+        if instance_id is not None and not isinstance(instance_id, GroupName):  # status tags are instances'
             reasons.setdefault(instance_id, []).append(error)
     for instance_id, errors in reasons.items():
         current = result.status_seen.get(instance_id, (None, None))[1]
@@ -2674,7 +2889,7 @@ def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: Sta
 
 
 def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
-    """The PutEvents entries of a target's run: one per action made, one per instance error."""
+    """The PutEvents entries of a target's run: one per action made (an instance's or a group's), one per error."""
     where = {"account": result.target.account, "region": result.target.region, "time": _iso(now)}
     for instance_id, done, decision in result.actions_made():
         detail = {
@@ -2685,9 +2900,23 @@ def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[d
             "reason": decision.cause.value,
         }
         yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
+    for names, action, detail_type in (
+        (result.groups_started, Action.START, "Group Started"),
+        (result.groups_stopped, Action.STOP, "Group Stopped"),
+    ):
+        for name in names:
+            decision = result.group_decisions[name]
+            detail = {
+                "group": str(name),
+                **where,
+                "action": action.value,
+                "due": _iso(decision.due) or None,
+                "reason": decision.cause.value,
+            }
+            yield _event_entry(detail_type, detail, bus)
     for instance_id, error in result.errors:
-        if instance_id is not None:
-            detail = {"instance_id": instance_id, **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
+        if instance_id is not None:  # a group's error names the group: {"instance_id": null, "group": name}
+            detail = {**_which(instance_id), **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
             yield _event_entry("Scheduling Error", detail, bus)
 
 
@@ -2746,10 +2975,13 @@ def publish_events(results: Sequence[TargetResult], settings: Settings, now: dat
         return send_events(results, settings, now, aws)
     except Exception:  # a bug in an outlet must not cost the run its summary
         logger.exception("could not put the run's events on %s", settings.event_bus)
-        return sum(len(r.started) + len(r.stopped) + len(r.errors) for r in results)
+        return sum(
+            len(r.started) + len(r.stopped) + len(r.groups_started) + len(r.groups_stopped) + len(r.errors)
+            for r in results
+        )
     finally:
         for result in results:
-            result.acting = {}
+            result.acting, result.group_decisions = {}, {}
 
 
 def send_events(results: Sequence[TargetResult], settings: Settings, now: datetime, aws: Aws) -> int:
@@ -2795,11 +3027,13 @@ class RunContext:
     fetch_until: float | None = None  # when URL fetching must end (url_fetch_deadline); None: each URL's deadline
     resolver: ScheduleResolver = field(init=False)
     override_key: str = field(init=False)  # the override tag's key: the schedule tag's plus ":override"
+    size_key: str = field(init=False)  # a stopped group's saved sizes: the schedule tag's key plus ":size"
 
     def __post_init__(self) -> None:
         resolver = ScheduleResolver(self.settings, self.memo, fetch_until=self.fetch_until)
         object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "override_key", override_key(self.settings.tag))
+        object.__setattr__(self, "size_key", size_key(self.settings.tag))
 
     def close(self, until: float | None = None) -> None:
         """End the threads the run's URL fetching started (the name look-ups still running: waited on until `until`)."""
@@ -2807,7 +3041,55 @@ class RunContext:
 
 
 def instance_tags(instance: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of an instance or group as DescribeInstances or DescribeAutoScalingGroups lists them."""
     return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", ())}
+
+
+def instance_resource(instance: Mapping[str, Any]) -> Resource:
+    """An instance as the decision sees it; its record is read from the description itself."""
+    return Resource(
+        Kind.INSTANCE,
+        instance["InstanceId"],
+        instance_tags(instance),
+        instance["State"]["Name"],
+        instance,
+        functools.partial(instance_record, instance),
+    )
+
+
+def group_resource(group: Mapping[str, Any], size_key: str, autoscaling: Any) -> Resource:
+    """An Auto Scaling group as the decision sees it: "stopped" at desired capacity 0, else "running".
+
+    Its size tag (`size_key`) is checked here: a start needs a good one (else
+    "nothing to restore"), and a bad one refuses both actions until a person
+    corrects or deletes it. Its record is its latest scaling activity, read only
+    if the decision asks (`group_record`).
+    """
+    name = GroupName(group["AutoScalingGroupName"])
+    tags = instance_tags(group)
+    size = GroupSize(int(group["MinSize"]), int(group["MaxSize"]), int(group["DesiredCapacity"]))
+    state = "stopped" if size.desired == 0 else "running"
+    refusals: dict[Action, str] = {}
+    saved = None
+    value = tags.get(size_key)
+    if value is not None:
+        try:
+            saved = parse_group_size(value)
+        except ScheduleError as err:
+            problem = f"bad saved size in tag {size_key!r}: {err}; nothing changed (correct the tag, or delete it)"
+            refusals = {Action.START: problem, Action.STOP: problem}
+    elif state == "stopped":
+        refusals[Action.START] = (
+            f"nothing to restore: the group is at zero and has no saved size in tag {size_key!r}; nothing changed "
+            f"(set its sizes by hand, or write the tag, such as {SIZE_EXAMPLE})"
+        )
+    record = functools.partial(group_record, autoscaling, name, state)
+    return Resource(Kind.GROUP, name, tags, state, group, record, refusals, size, saved)
+
+
+def size_key(tag: str) -> str:
+    """The key of the tag a stopped group's sizes are saved in (ec2Powercycle:size by default)."""
+    return tag + SIZE_SUFFIX
 
 
 def override_key(tag: str) -> str:
@@ -2816,47 +3098,78 @@ def override_key(tag: str) -> str:
 
 
 def decide_instance(instance: Mapping[str, Any], context: RunContext) -> Verdict:
-    """The one decision path: what a run does with an instance (its tags, state, record and the run's time).
+    """`decide_resource` for an instance as DescribeInstances describes it."""
+    return decide_resource(instance_resource(instance), context)
+
+
+def decide_resource(resource: Resource, context: RunContext) -> Verdict:
+    """The one decision path: what a run does with an instance or group (tags, state, record, the run's time).
 
     The handler's runs and the command line's `plan` both decide through here.
     The schedule's decision is made once per distinct (tag value, state) pair, so
-    an instance that shares its schedule with others costs a dictionary look-up.
-    Then the instance's own tags and record: its override tag, while it counts,
-    decides instead (`override_verdict`); otherwise its record (`follow_up`) may
-    add a catch-up or a start that did not take.
+    a resource that shares its schedule with others costs a dictionary look-up.
+    Then its own tags and record: its override tag, while it counts, decides
+    instead (`override_verdict`); otherwise its record (`follow_up`) may add a
+    catch-up or a start that did not take, read only when its state is not what
+    the schedule asked for recently. An action the resource refuses (a group's
+    start with nothing to restore) is its error, and nothing is done.
     """
-    tags = instance_tags(instance)
-    settings = context.settings
+    verdict = _scheduled_verdict(resource, context)
+    decision = verdict.decision
+    refusal = resource.refusals.get(decision.action) if decision.outcome is Outcome.ACT else None  # type: ignore[arg-type]
+    return Verdict(verdict.schedule, Decision(Outcome.ERROR, None, refusal)) if refusal else verdict
+
+
+def _scheduled_verdict(resource: Resource, context: RunContext) -> Verdict:
+    tags, state, settings = resource.tags, resource.state, context.settings
     reason = guard_reason(tags, settings.protected_environments)
     if reason:
         return Verdict(None, Decision(Outcome.SKIP, None, reason))
-    value, state = tags.get(settings.tag, ""), instance["State"]["Name"]
+    value = tags.get(settings.tag, "")
     verdict: Verdict = context.memo.decisions.get((value, state), lambda: _decide_value(value, state, context))
+    refused = group_schedule_error(verdict.schedule, settings.tag) if resource.kind is Kind.GROUP else None
+    if refused:
+        return Verdict(None, Decision(Outcome.ERROR, None, refused))
     override = tags.get(context.override_key)
-    if override is not None:  # one instance's: decided apart from the decision its schedule's instances share
+    if override is not None:  # one resource's: decided apart from the decision its schedule's others share
         overridden = override_verdict(override, verdict, state, context)
         if overridden is not verdict:  # held, ended this run, or malformed: the override decides, not catch-up
-            return _held_start_failure(overridden, instance, context)
+            return _held_start_failure(overridden, resource, context)
     schedule = verdict.schedule
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
     recent = _recent(schedule, context)
     if recent is None or recent.action is None:
         return verdict
-    decision = follow_up(verdict.decision, schedule, recent, instance_record(instance), context.now, settings.catch_up)
+    if state not in (STARTABLE_STATES if recent.action is Action.START else STOPPABLE_STATES):
+        return verdict  # in the state the schedule asked for recently: its record would change nothing
+    if resource.kind is Kind.GROUP and (verdict.decision.outcome is not Outcome.IDLE or schedule.enforce):
+        return verdict  # a group's record tells only of a missed run, made up only by an idle run without enforce
+    decision = follow_up(verdict.decision, schedule, recent, resource.record(), context.now, settings.catch_up)
     return verdict if decision is verdict.decision else Verdict(schedule, decision)
 
 
-def _held_start_failure(verdict: Verdict, instance: Mapping[str, Any], context: RunContext) -> Verdict:
+def group_schedule_error(schedule: Schedule | None, tag: str) -> str | None:
+    """Why an Auto Scaling group cannot follow a schedule it can be given, or None (`check` says it too)."""
+    if schedule is not None and schedule.hibernate:
+        return (
+            f"bad schedule in tag {tag!r}: 'hibernate' is for instances, and an Auto Scaling group cannot hibernate "
+            "(its stop scales it to zero): remove 'hibernate', or give the group a schedule of its own"
+        )
+    return None
+
+
+def _held_start_failure(verdict: Verdict, resource: Resource, context: RunContext) -> Verdict:
     """An override's start that did not take, reported (and Server.* retried) as a scheduled start's is.
 
     An override has no start time of its own: a failed start within the catch-up
-    horizon (or the window) is the one the override asked for.
+    horizon (or the window) is the one the override asked for. A group's record
+    holds no failed start: it is not read for one.
     """
-    if verdict.decision.action is not Action.START or instance["State"]["Name"] != "stopped":
+    if verdict.decision.action is not Action.START or resource.state != "stopped" or resource.kind is Kind.GROUP:
         return verdict
     horizon = max(context.settings.catch_up, context.settings.window)
-    failed = start_failure(instance_record(instance), context.now - horizon)
+    failed = start_failure(resource.record(), context.now - horizon)
     if failed is None:
         return verdict
     if failed.outcome is Outcome.ACT:
@@ -2968,32 +3281,49 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}", cause=Cause.OVERRIDE)
 
 
-def decide_isolated(instance: Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
-    """`decide_instance`, whatever its tags hold: anything it raises is this instance's error, not its target's.
+def decide_isolated(resource: Resource | Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
+    """`decide_resource` (an instance may come as DescribeInstances describes it), whatever its tags hold:
+    anything it raises is this instance's or group's error, not its target's.
 
     Untrusted values are parsed into ScheduleErrors at the edge; this is the net
-    under that rule (a value nobody foresaw, a bug), so that one instance's tags
-    never cost the other instances of its account and region their run.
+    under that rule (a value nobody foresaw, a bug), so that one resource's tags
+    never cost the other instances and groups of its account and region their run.
     """
+    kind = resource.kind if isinstance(resource, Resource) else Kind.INSTANCE
     try:
-        return decide_instance(instance, context)
-    except Exception as err:  # the instance's error, reported; its neighbours still run
-        problem = PowercycleError(f"cannot decide this instance: {type(err).__name__}: {err}")
+        return decide_resource(resource if isinstance(resource, Resource) else instance_resource(resource), context)
+    except Exception as err:  # the resource's error, reported; its neighbours still run
+        problem = PowercycleError(f"cannot decide this {kind.value}: {type(err).__name__}: {err}")
         # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
         frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
-        logger.error("%s: %s: %s\n%s", target, instance.get("InstanceId"), problem, frames)
+        name = resource.resource_id if isinstance(resource, Resource) else resource.get("InstanceId")
+        logger.error("%s: %s: %s\n%s", target, name, problem, frames)
         return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
 
 
-def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, Any], Verdict], None]) -> Any:
-    """Read a target's tagged instances and decide each, handing both to `visit`; return its EC2 client.
+@dataclass(frozen=True)
+class TargetReading:
+    """What reading a target leaves for acting: its clients, and why its groups could not be read, if so."""
 
-    Raises TargetError saying why the target could not be read.
+    ec2: Any
+    autoscaling: Any
+    groups_problem: str | None = None
+
+
+def read_target(target: Target, context: RunContext, visit: Callable[[Resource, Verdict], None]) -> TargetReading:
+    """Read a target's tagged Auto Scaling groups, then its tagged instances, deciding each; hand both to `visit`.
+
+    Raises TargetError saying why the target could not be read. Groups that
+    cannot be read are the reading's `groups_problem`: its instances are read,
+    decided and acted on all the same.
     """
     try:
         ec2 = context.aws.ec2(target, context.settings, context.memo)
+        autoscaling = context.aws.autoscaling(target, context.settings, context.memo)
+        groups_problem = _read_groups(autoscaling, target, context, visit)
         for instance in tagged_instances(ec2, context.settings.tag, lambda page: _prefetch(page, context)):
-            visit(instance, decide_isolated(instance, context, target))
+            resource = instance_resource(instance)
+            visit(resource, decide_isolated(resource, context, target))
     except RoleError as err:
         raise TargetError(str(err)) from err
     except (ClientError, BotoCoreError) as err:
@@ -3001,11 +3331,27 @@ def read_target(target: Target, context: RunContext, visit: Callable[[dict[str, 
     except Exception as err:  # a bug must not cost the other targets their run; it still fails the run
         logger.exception("%s: unexpected error", target)
         raise TargetError(f"unexpected error: {type(err).__name__}: {err}") from err
-    return ec2
+    return TargetReading(ec2, autoscaling, groups_problem)
+
+
+def _read_groups(
+    autoscaling: Any, target: Target, context: RunContext, visit: Callable[[Resource, Verdict], None]
+) -> str | None:
+    """Read and decide the target's tagged groups; return why they could not be read, or None."""
+    try:
+        groups = list(tagged_groups(autoscaling, context.settings.tag))  # a few KB a group: all at once
+    except (ClientError, BotoCoreError) as err:
+        return f"cannot read Auto Scaling groups: {_describe_error(err)}"
+    _prefetch(groups, context)
+    for group in groups:
+        resource = group_resource(group, context.size_key, autoscaling)
+        visit(resource, decide_isolated(resource, context, target))
+    return None
 
 
 def _prefetch(page: list[dict[str, Any]], context: RunContext) -> None:
-    """Fetch the URLs a page of instances needs at once (`ScheduleResolver.prefetch`), before they are decided."""
+    """Fetch the URLs a page of instances (or the groups) needs at once (`ScheduleResolver.prefetch`), before they
+    are decided."""
     tag = context.settings.tag
     context.resolver.prefetch(
         item.get("Value") for instance in page for item in instance.get("Tags", ()) if item["Key"] == tag
@@ -3018,67 +3364,109 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     result = TargetResult(target)
     starts: list[str] = []
     stops: dict[bool, list[str]] = {False: [], True: []}  # by whether to hibernate
+    groups: dict[Action, list[Resource]] = {Action.START: [], Action.STOP: []}
     caught_up: dict[str, tuple[Action, datetime]] = {}
     status = StatusTags.of(settings.tag, context.now) if settings.status_tags and not settings.dry_run else None
     types: dict[str, str] = {}
     pairs: dict[tuple[Decision, str], tuple[Decision, str]] = {}
+    # Each scheduled group's reasons to be listed in skipped (its own, and its instances carrying the tag):
+    # one entry per group, however many of its instances carry the tag.
+    group_notes: dict[str, list[str]] = {}
+    members: dict[str, int] = {}
 
-    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
-        result.instances += 1
-        note_instance(result, instance, verdict, types, pairs, status)
-        instance_id, decision = instance["InstanceId"], verdict.decision
+    def visit(resource: Resource, verdict: Verdict) -> None:
+        resource_id, decision = resource.resource_id, verdict.decision
+        if resource.kind is Kind.GROUP:
+            result.groups += 1
+            group_notes[resource_id] = []
+        else:
+            result.instances += 1
+            note_instance(result, resource.described, verdict, types, pairs, status)
+            group = resource.tags.get(AUTOSCALING_TAG)
+            if group in group_notes and decision.outcome is Outcome.SKIP:
+                members[group] = members.get(group, 0) + 1  # never acted on: the group is, as a whole
+                return
         if decision.problem:
-            result.error(instance_id, decision.problem)
-            result.remember_name(instance)
+            result.error(resource_id, decision.problem)
+            result.remember_name(resource.described)
         if decision.outcome is Outcome.ACT:
-            if decision.action is Action.START:
-                starts.append(instance_id)
+            if resource.kind is Kind.GROUP:
+                groups[decision.action].append(resource)  # type: ignore[index]
+                result.group_decisions[resource_id] = decision
+            elif decision.action is Action.START:
+                starts.append(resource_id)
             else:
-                stops[_hibernates(instance, verdict.schedule)].append(instance_id)
+                stops[_hibernates(resource.described, verdict.schedule)].append(resource_id)
             if decision.caught_up is not None:
-                caught_up[instance_id] = (decision.action, decision.caught_up)  # type: ignore[assignment]
+                caught_up[resource_id] = (decision.action, decision.caught_up)  # type: ignore[assignment]
         elif decision.outcome is Outcome.SKIP:
-            result.skip(instance_id, decision.reason)
+            if resource.kind is Kind.GROUP:
+                group_notes[resource_id].append(decision.reason)
+            else:
+                result.skip(resource_id, decision.reason)
         elif decision.outcome is Outcome.ERROR:
-            result.error(instance_id, decision.reason)
-            result.remember_name(instance)
+            result.error(resource_id, decision.reason)
+            result.remember_name(resource.described)
 
     try:
-        ec2 = read_target(target, context, visit)
+        reading = read_target(target, context, visit)
     except TargetError as err:
         return result.fail(str(err))
+    if reading.groups_problem:
+        result.failed = True
+        result.error(None, f"{target}: {reading.groups_problem}")
+        logger.error("%s: %s", target, reading.groups_problem)
+    for group, count in members.items():
+        group_notes[group].append(
+            f"{_counted(count, 'instance')} of the group carry the tag {settings.tag!r} (propagated at launch): "
+            "the group is scheduled as a whole, never its instances one by one"
+        )
+    for group, notes in group_notes.items():
+        if notes:
+            result.skip(GroupName(group), "; ".join(notes))
     if settings.dry_run:
         result.started, result.stopped, result.hibernated = starts, stops[False] + stops[True], stops[True]
+        result.groups_started = [group.resource_id for group in groups[Action.START]]
+        result.groups_stopped = [group.resource_id for group in groups[Action.STOP]]
     else:
         decided_errors = len(result.errors)
-        result.started = act(ec2, Action.START, starts, result)
-        result.stopped = act(ec2, Action.STOP, stops[False], result)
+        result.started = act(reading.ec2, Action.START, starts, result)
+        result.stopped = act(reading.ec2, Action.STOP, stops[False], result)
         if stops[True]:
-            result.hibernated, stopped_instead = hibernate(ec2, stops[True], result)
+            result.hibernated, stopped_instead = hibernate(reading.ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
-        name_failed_instances(ec2, result, result.errors[decided_errors:])
+        name_failed_instances(reading.ec2, result, result.errors[decided_errors:])
         if status is not None:
             try:
-                write_status_tags(ec2, result, context.now, status)
+                write_status_tags(reading.ec2, result, context.now, status)
             except Exception:  # a bug in an outlet must not cost the target its result
                 logger.exception("%s: could not write the status tags", target)
                 result.status_tag_errors += 1
+        result.groups_stopped = scale_groups(
+            reading.autoscaling, context.size_key, Action.STOP, groups[Action.STOP], result
+        )
+        result.groups_started = scale_groups(
+            reading.autoscaling, context.size_key, Action.START, groups[Action.START], result
+        )
     count_stopped(result, starts)
     if not settings.event_bus:
-        result.acting = {}  # only the events still need it
+        result.acting, result.group_decisions = {}, {}  # only the events still need them
     result.caught_up = [
-        (instance_id, *caught_up[instance_id])
-        for instance_id in result.started + result.stopped
-        if instance_id in caught_up
+        (resource_id, *caught_up[resource_id])
+        for resource_id in result.started + result.stopped + result.groups_started + result.groups_stopped
+        if resource_id in caught_up
     ]
     logger.info(
-        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s",
+        "%s: %d tagged instances, %d started, %d stopped, %d skipped, %d errors%s%s",
         target,
         result.instances,
         len(result.started),
         len(result.stopped),
         len(result.skipped),
         len(result.errors),
+        f"; {result.groups} tagged groups, {len(result.groups_started)} started, {len(result.groups_stopped)} stopped"
+        if result.groups
+        else "",
         " (dry run)" if settings.dry_run else "",
     )
     return result
@@ -3092,7 +3480,8 @@ def name_failed_instances(ec2: Any, result: TargetResult, failures: list[tuple[s
     NOTIFY_MAX_PROBLEMS of them, and only when a call failed. Best effort: a
     failed look-up leaves them named by ID.
     """
-    unnamed = list(dict.fromkeys(i for i, _ in failures if i and i not in result.names))[:NOTIFY_MAX_PROBLEMS]
+    unnamed = [i for i, _ in failures if i and not isinstance(i, GroupName) and i not in result.names]
+    unnamed = list(dict.fromkeys(unnamed))[:NOTIFY_MAX_PROBLEMS]
     if not unnamed:
         return
     try:
@@ -3203,14 +3592,16 @@ _LIST_METRICS = (
     ("Errors", "errors"),
     ("CaughtUp", "caught_up"),
     ("Hibernated", "hibernated"),
+    ("GroupsStarted", "groups_started"),
+    ("GroupsStopped", "groups_stopped"),
 )
 # Metrics of the outlets, present when the outlet is on: (metric, summary key holding the count).
 _OUTLET_METRICS = (("StatusTagErrors", "status_tag_errors"), ("EventErrors", "event_errors"))
 
 
 def failed_targets(summary: Mapping[str, Any]) -> int:
-    """Targets (account and region) that could not be handled: each is one error without an instance."""
-    return sum(1 for entry in summary["errors"] if entry["instance_id"] is None)
+    """Targets (account and region) that could not be handled: each is one error without an instance or group."""
+    return sum(1 for entry in summary["errors"] if entry["instance_id"] is None and entry.get("group") is None)
 
 
 def run_metrics(summary: Mapping[str, Any]) -> dict[str, int | float]:
@@ -3308,9 +3699,16 @@ def notification(
         )
     else:
         done = f"{len(summary['started'])} started, {len(summary['stopped'])} stopped"
+        groups = summary.get("groups", 0)
         scope = (
-            f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances "
-            f"in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
+            f"{done}, {len(summary['skipped'])} skipped of {summary['instances']} instances"
+            + (
+                f"; {len(summary['groups_started'])} started, {len(summary['groups_stopped'])} stopped of "
+                f"{_counted(groups, 'Auto Scaling group')}"
+                if groups
+                else ""
+            )
+            + f" in {_counted(len(summary['accounts']), 'account')} and {_counted(len(summary['regions']), 'region')}"
             + (f", in {summary['run_seconds']:.1f} s." if "run_seconds" in summary else ".")
         )
     tail = f": {counts}; {done}{dry}"
@@ -3320,7 +3718,9 @@ def notification(
     listed = 0
     for entry in errors[:NOTIFY_MAX_PROBLEMS]:
         where = f"{entry['account']}/{entry['region']}"
-        if entry["instance_id"] is None:
+        if entry.get("group") is not None:
+            line = f"- group {entry['group']} in {where}: {entry['error']}"
+        elif entry["instance_id"] is None:
             line = f"- target {where} could not be handled: {entry['error'].removeprefix(where + ': ')}"
         else:
             name = f" ({entry['name']})" if entry.get("name") else ""
@@ -3686,6 +4086,9 @@ def summarise(now: datetime, settings: Settings, results: list[TargetResult]) ->
         "errors": [entry for result in results for entry in result.error_entries()],
         "caught_up": [entry for result in results for entry in result.caught_up_entries()],
         "hibernated": [i for result in results for i in result.hibernated],
+        "groups": sum(result.groups for result in results),
+        "groups_started": [entry for result in results for entry in result.group_entries(result.groups_started)],
+        "groups_stopped": [entry for result in results for entry in result.group_entries(result.groups_stopped)],
         "stopped_instance_hours": stopped_instance_hours(results, settings.window),
         **({"status_tag_errors": sum(r.status_tag_errors for r in results)} if settings.status_tags else {}),
     }
@@ -3701,6 +4104,9 @@ def stopped_instance_hours(results: Iterable[TargetResult], window: timedelta) -
     return {instance_type: round(count * hours, 4) for instance_type, count in sorted(counts.items())}
 
 
+_TARGET_LISTS = ("started", "stopped", "groups_started", "groups_stopped")  # a target's lists: counted when cut
+
+
 def log_summary(summary: dict[str, Any]) -> None:
     """Log the summary as one JSON line, cutting long lists so the line fits in a log event."""
     lists = [key for key in SUMMARY_LISTS if key in summary]
@@ -3714,7 +4120,7 @@ def log_summary(summary: dict[str, Any]) -> None:
             shortened[key] = items[:100]
             shortened[f"{key}_count"] = len(items)
         shortened["targets"] = [
-            {**totals, "started": len(totals["started"]), "stopped": len(totals["stopped"])}
+            {**totals, **{key: len(totals[key]) for key in _TARGET_LISTS if key in totals}}
             for totals in summary.get("targets", ())
         ]
         shortened["truncated"] = True

@@ -44,8 +44,10 @@ from ec2_powercycle import (
     ConfigError,
     Decision,
     DiscoveryError,
+    Kind,
     Outcome,
     Override,
+    Resource,
     RunContext,
     RunError,
     RunMemo,
@@ -61,6 +63,8 @@ from ec2_powercycle import (
     _iso,
     discover_targets,
     each_target,
+    group_schedule_error,
+    instance_resource,
     instance_tags,
     is_url,
     logger,
@@ -105,9 +109,9 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 
 @dataclass(frozen=True)
 class PlanEntry:
-    """One tagged instance as `plan` shows it: what a run at the plan's time makes of it."""
+    """One tagged instance or Auto Scaling group as `plan` shows it: what a run at the plan's time makes of it."""
 
-    instance_id: str
+    instance_id: str  # a group's name for a group
     account: str
     region: str
     name: str
@@ -119,6 +123,8 @@ class PlanEntry:
     next_stop: datetime | None = None
     override: Override | None = None  # its override tag, when well-formed (a bad one is the decision's error)
     override_status: str | None = None  # "active", "ending" (this run's window holds `until`) or "ended"
+    kind: Kind = Kind.INSTANCE
+    size: str = ""  # a group's "min/desired/max" now, and what its size tag saved
     instance_type: str = ""
     last_action: str | None = None  # its status tags (EC2_POWERCYCLE_STATUS_TAGS), when there
     status_error: str | None = None
@@ -231,15 +237,16 @@ def describe_cron(expression: str) -> str | None:
 
 
 def plan_entry(
-    instance: dict[str, Any],
+    instance: dict[str, Any] | Resource,
     verdict: Verdict,
     target: Target,
     tag: str,
     now: datetime,
     window: timedelta = timedelta(minutes=15),
 ) -> PlanEntry:
-    """One instance, its run decision (from `decide_instance`), its schedule's next times and its override."""
-    tags = instance_tags(instance)
+    """One instance or group, its run decision (`decide_resource`), its schedule's next times and its override."""
+    resource = instance if isinstance(instance, Resource) else instance_resource(instance)
+    tags = resource.tags
     schedule = verdict.schedule
     last_action_key, error_key = status_keys(tag)
     override, status = None, None
@@ -251,11 +258,11 @@ def plan_entry(
         else:
             status = "active" if now < override.until else "ending" if now - window < override.until else "ended"
     return PlanEntry(
-        instance_id=instance["InstanceId"],
+        instance_id=str(resource.resource_id),
         account=target.account,
         region=target.region,
         name=tags.get("Name", ""),
-        state=instance["State"]["Name"],
+        state=resource.state,
         source="url" if is_url(tags.get(tag, "")) else "inline",
         schedule=schedule,
         decision=verdict.decision,
@@ -263,10 +270,23 @@ def plan_entry(
         next_stop=None if schedule is None else _next(schedule.stop, schedule, now),
         override=override,
         override_status=status,
-        instance_type=str(instance.get("InstanceType") or "unknown"),
+        kind=resource.kind,
+        size=_group_size_words(resource),
+        instance_type=str(resource.described.get("InstanceType") or "unknown")
+        if resource.kind is Kind.INSTANCE
+        else "",
         last_action=tags.get(last_action_key),
         status_error=tags.get(error_key),
     )
+
+
+def _group_size_words(resource: Resource) -> str:
+    """ "0/0/4 (saved 1/2/4)": a group's min/desired/max, and the sizes a start would restore."""
+    if resource.size is None:
+        return ""
+    now = f"{resource.size.min}/{resource.size.desired}/{resource.size.max}"
+    saved = resource.saved
+    return now if saved is None else f"{now} (saved {saved.min}/{saved.desired}/{saved.max})"
 
 
 def _next(expressions: tuple[str, ...], schedule: Schedule, now: datetime) -> datetime | None:
@@ -286,17 +306,19 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
     Each row: running hours, stopped share, and the days its schedule skips in the span.
     An override holds its state in the hours before its `until`; the schedule's state follows.
     """
-    users: dict[tuple[Schedule, Override | None], list[str]] = {}
+    users: dict[tuple[Schedule, Override | None], list[PlanEntry]] = {}
     for entry in entries:
         if entry.schedule is not None:
             held = entry.override if entry.override is not None and entry.override.until > start else None
-            users.setdefault((entry.schedule, held), []).append(entry.instance_id)
-    types = {entry.instance_id: entry.instance_type for entry in entries}
+            users.setdefault((entry.schedule, held), []).append(entry)
+    types = {entry.instance_id: entry.instance_type for entry in entries if entry.kind is Kind.INSTANCE}
     rows = []
     fleet: dict[str, dict[str, int]] = {}
     ranked = sorted(users.items(), key=lambda item: -len(item[1]))  # stable: ties keep first-seen order
     end = start + timedelta(hours=hours)
-    for number, ((schedule, held), instance_ids) in enumerate(ranked, 1):
+    for number, ((schedule, held), users_of_row) in enumerate(ranked, 1):
+        instance_ids = [entry.instance_id for entry in users_of_row if entry.kind is Kind.INSTANCE]
+        group_names = [entry.instance_id for entry in users_of_row if entry.kind is Kind.GROUP]
         running = running_hours(schedule, start, hours)
         if held is not None:
             running = [
@@ -316,6 +338,8 @@ def plan_timeline(entries: list[PlanEntry], start: datetime, hours: int, tz_name
                 "override": None if held is None else {"state": held.state, "until": _iso(held.until)},
                 "instances": len(instance_ids),
                 "instance_ids": instance_ids,
+                "groups": len(group_names),
+                "group_names": group_names,
                 "running": running,
                 "stopped_hours": stopped,
                 "stopped_share": round(stopped / hours, 4),
@@ -349,29 +373,41 @@ def plan_data(
         "instances": [
             {
                 "instance_id": entry.instance_id,
-                "account": entry.account,
-                "region": entry.region,
-                "name": entry.name,
-                "state": entry.state,
-                "source": entry.source,
-                "schedule": None if entry.schedule is None else schedule_document(entry.schedule),
-                "touched": entry.untouched is None,
-                "reason": entry.untouched,
-                "next_start": _iso(entry.next_start) or None,
-                "next_stop": _iso(entry.next_stop) or None,
-                "override": _override_data(entry),
+                **_plan_entry_data(entry),
                 "instance_type": entry.instance_type,
                 "status": {"last_action": entry.last_action, "error": entry.status_error},
-                "now": {
-                    "outcome": entry.decision.outcome.value,
-                    "action": None if entry.decision.action is None else entry.decision.action.value,
-                    "reason": entry.decision.reason,
-                },
             }
             for entry in entries
+            if entry.kind is Kind.INSTANCE
+        ],
+        "groups": [
+            {"group": entry.instance_id, **_plan_entry_data(entry), "size": entry.size}
+            for entry in entries
+            if entry.kind is Kind.GROUP
         ],
         "timeline": timeline,
         "errors": problems,
+    }
+
+
+def _plan_entry_data(entry: PlanEntry) -> dict[str, Any]:
+    return {
+        "account": entry.account,
+        "region": entry.region,
+        "name": entry.name,
+        "state": entry.state,
+        "source": entry.source,
+        "schedule": None if entry.schedule is None else schedule_document(entry.schedule),
+        "touched": entry.untouched is None,
+        "reason": entry.untouched,
+        "next_start": _iso(entry.next_start) or None,
+        "next_stop": _iso(entry.next_stop) or None,
+        "override": _override_data(entry),
+        "now": {
+            "outcome": entry.decision.outcome.value,
+            "action": None if entry.decision.action is None else entry.decision.action.value,
+            "reason": entry.decision.reason,
+        },
     }
 
 
@@ -457,8 +493,10 @@ def _skipped_lines(days: list[tuple[date, str]]) -> list[tuple[date, str]]:
     ]
 
 
-def format_check(schedule: Schedule, value: str, now: datetime, count: int, style: Style) -> str:
-    """A valid schedule: zone, enforce, each expression in words, the next times in its zone and UTC."""
+def format_check(
+    schedule: Schedule, value: str, now: datetime, count: int, style: Style, tag: str = DEFAULT_TAG
+) -> str:
+    """A valid schedule: zone, enforce, what it does to a group, each expression in words, the next times."""
     source = "a URL" if is_url(value) else "inline JSON"
     lines = [f"{style.good('valid')} schedule ({source})", f"  zone     {schedule.tz}"]
     if schedule.enforce:
@@ -467,6 +505,11 @@ def format_check(schedule: Schedule, value: str, now: datetime, count: int, styl
         lines.append("  enforce  false: each start and stop acts once; manual changes are respected")
     if schedule.hibernate:
         lines.append("  hibernate true: stops hibernate instances configured for it, others stop normally")
+    group_error = group_schedule_error(schedule, tag)
+    if group_error:
+        lines.append("  groups   " + style.warn(f"refused for an Auto Scaling group: {group_error}"))
+    else:
+        lines.append(f"  groups   a tagged Auto Scaling group scales to zero at a stop ({tag}:size saves its sizes)")
     width = max(len(expression) for expression in (*schedule.start, *schedule.stop))
     for key, expressions in (("start", schedule.start), ("stop", schedule.stop)):
         if not expressions:
@@ -510,13 +553,36 @@ def _skip_summary(schedule: Schedule) -> list[str]:
 def format_plan(
     entries: list[PlanEntry], settings: Settings, now: datetime, timeline: dict[str, Any], style: Style
 ) -> str:
-    """The instance table (with why an instance is left alone) followed by the timeline."""
+    """The instance table and the group table (with why each is left alone), then the timeline."""
     regions = ", ".join(settings.regions)
-    lines = [style.bold(f"Plan at {_utc(now)}: {len(entries)} instances tagged {settings.tag} in {regions}")]
-    many_regions = len(settings.regions) > 1
-    many_accounts = len({entry.account for entry in entries}) > 1
-    header = ["NAME", "INSTANCE", *(["ACCOUNT"] if many_accounts else []), *(["REGION"] if many_regions else [])]
-    header += ["STATE", "SCHEDULE", "ZONE", "NEXT START", "NEXT STOP"]
+    instances = [entry for entry in entries if entry.kind is Kind.INSTANCE]
+    groups = [entry for entry in entries if entry.kind is Kind.GROUP]
+    lines = [style.bold(f"Plan at {_utc(now)}: {len(instances)} instances tagged {settings.tag} in {regions}")]
+    many = (len(settings.regions) > 1, len({entry.account for entry in entries}) > 1)
+    lines += _plan_table(instances, ["NAME", "INSTANCE"], now, many, style)
+    if groups:
+        lines += ["", style.bold(f"{len(groups)} Auto Scaling groups tagged {settings.tag}")]
+        lines += _plan_table(groups, ["GROUP"], now, many, style)
+    lines.append("")
+    lines.extend(format_timeline(timeline, style))
+    return "\n".join(lines)
+
+
+def _plan_table(
+    entries: list[PlanEntry], first: list[str], now: datetime, many: tuple[bool, bool], style: Style
+) -> list[str]:
+    """One table of plan entries (instances, or groups with their sizes), each followed by its notes."""
+    many_regions, many_accounts = many
+    is_group = first == ["GROUP"]
+    header = [*first, *(["ACCOUNT"] if many_accounts else []), *(["REGION"] if many_regions else [])]
+    header += [
+        "STATE",
+        *(["SIZE (MIN/DESIRED/MAX)"] if is_group else []),
+        "SCHEDULE",
+        "ZONE",
+        "NEXT START",
+        "NEXT STOP",
+    ]
     rows = [header]
     for entry in entries:
         schedule = entry.schedule
@@ -530,10 +596,11 @@ def format_plan(
         ]
         zone_name = "-" if schedule is None else schedule.tz
         where = [*([entry.account] if many_accounts else []), *([entry.region] if many_regions else [])]
-        rows.append([entry.name or "-", entry.instance_id, *where, entry.state, entry.source, zone_name, *times])
+        names = [entry.instance_id] if is_group else [entry.name or "-", entry.instance_id]
+        sizes = [entry.size] if is_group else []
+        rows.append([*names, *where, entry.state, *sizes, entry.source, zone_name, *times])
     table = _table(rows) if entries else []
-    if table:
-        lines.extend(["", style.bold(table[0])])
+    lines = ["", style.bold(table[0])] if table else []
     for entry, line in zip(entries, table[1:], strict=True):
         lines.append(line)
         if entry.override is not None:
@@ -549,9 +616,7 @@ def format_plan(
                 entry.decision.outcome, style.bad
             )
             lines.append("    " + mark(f"a run now: {entry.decision.reason}"))
-    lines.append("")
-    lines.extend(format_timeline(timeline, style))
-    return "\n".join(lines)
+    return lines
 
 
 def _printable(text: str) -> str:
@@ -585,7 +650,11 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
             f"({style.running} running, {style.stopped} stopped)"
         )
     ]
-    labels = [f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}" for row in rows]
+    labels = [
+        f"{row['id']}  {row['instances']} instance{'s' if row['instances'] != 1 else ''}"
+        + (f", {row['groups']} group{'s' if row['groups'] != 1 else ''}" if row.get("groups") else "")
+        for row in rows
+    ]
     margin = max(len(label) for label in labels) + 2
     ruler = [" "] * hours
     free = 0
@@ -597,9 +666,7 @@ def format_timeline(timeline: dict[str, Any], style: Style) -> list[str]:
             free = index + len(text) + 1
     lines.append(" " * margin + "".join(ruler[:hours]).rstrip())
     for label, row in zip(labels, rows, strict=True):
-        shading = "".join(
-            style.good(style.running) if running else style.stopped for running in row["running"]
-        )
+        shading = "".join(style.good(style.running) if running else style.stopped for running in row["running"])
         share = f"{row['stopped_share']:.0%} stopped ({row['stopped_hours']} of {hours} h)"
         lines.append(f"{label.ljust(margin)}{shading}  {share}")
     lines.append("")
@@ -632,7 +699,9 @@ def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], s
     lines = [
         style.bold(
             f"Run at {_utc(now)}, window {start:%H:%M} to {now:%H:%M} UTC, {', '.join(summary['regions'])}: "
-            f"{summary['instances']} tagged instances{dry}"
+            f"{summary['instances']} tagged instances"
+            + (f", {summary['groups']} tagged groups" if summary.get("groups") else "")
+            + dry
         )
     ]
     many_regions = len(summary["regions"]) > 1
@@ -650,10 +719,16 @@ def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], s
         add("started", style.good, instance_id, "", unchanged)
     for instance_id in summary["stopped"]:
         add("stopped", style.good, instance_id, "", unchanged)
+    for what, key, note in (
+        ("started", "groups_started", "group restored to its saved sizes"),
+        ("stopped", "groups_stopped", "group scaled to zero"),
+    ):
+        for entry in summary.get(key, ()):
+            add(what, style.good, _group_label(entry), entry["region"], unchanged or note)
     for entry in summary["skipped"]:
-        add("skipped", style.warn, entry["instance_id"], entry["region"], entry["reason"])
+        add("skipped", style.warn, _group_label(entry) or entry["instance_id"], entry["region"], entry["reason"])
     for entry in summary["errors"]:
-        add("failed", style.bad, entry["instance_id"], entry["region"], entry["error"])
+        add("failed", style.bad, _group_label(entry) or entry["instance_id"], entry["region"], entry["error"])
     if rows:
         header = ["WHAT", "NAME", "INSTANCE", *(["REGION"] if many_regions else []), "NOTE"]
         table = _table([header, *rows])
@@ -664,7 +739,15 @@ def format_run(summary: dict[str, Any], labels: Mapping[str, tuple[str, str]], s
     counts = [(len(summary["started"]), "started"), (len(summary["stopped"]), "stopped")]
     counts += [(len(summary["skipped"]), "skipped"), (len(summary["errors"]), "failed")]
     lines.append(", ".join(f"{number} {word}" for number, word in counts))
+    if summary.get("groups"):
+        started, stopped = len(summary["groups_started"]), len(summary["groups_stopped"])
+        lines.append(f"groups: {started} started, {stopped} stopped of {summary['groups']} tagged")
     return "\n".join(lines)
+
+
+def _group_label(entry: Mapping[str, Any]) -> str | None:
+    """ "group web" for an entry about an Auto Scaling group, else None."""
+    return f"group {entry['group']}" if entry.get("group") else None
 
 
 # Edges of the command line: settings, AWS set-up, commands.
@@ -767,10 +850,14 @@ def _check_command(args: Any, style: Style) -> int:
                     for day, why in skipped_days(schedule, now, _skip_listing_end(times, now))
                 ],
                 "warnings": warnings,
+                "groups": {
+                    "valid": group_schedule_error(schedule, settings.tag) is None,
+                    "error": group_schedule_error(schedule, settings.tag),
+                },
             }
         )
     elif not args.quiet:
-        print(format_check(schedule, value, now, args.count, style))
+        print(format_check(schedule, value, now, args.count, style, settings.tag))
     for warning in [] if args.json else warnings:
         print(f"{style.warn('warning')}: {warning}", file=sys.stderr)
     return EXIT_OK
@@ -789,14 +876,14 @@ def survey(target: Target, context: RunContext) -> tuple[list[PlanEntry], str | 
     entries: list[PlanEntry] = []
     tag, now, window = context.settings.tag, context.now, context.settings.window
 
-    def visit(instance: dict[str, Any], verdict: Verdict) -> None:
-        entries.append(plan_entry(instance, verdict, target, tag, now, window))
+    def visit(resource: Resource, verdict: Verdict) -> None:
+        entries.append(plan_entry(resource, verdict, target, tag, now, window))
 
     try:
-        read_target(target, context, visit)
+        reading = read_target(target, context, visit)
     except TargetError as err:
         return entries, f"{target}: {err}"
-    return entries, None
+    return entries, f"{target}: {reading.groups_problem}" if reading.groups_problem else None
 
 
 def _plan_command(args: Any, style: Style) -> int:
@@ -1030,9 +1117,10 @@ def _cli_parser() -> Any:
     plan = command(
         "plan",
         [common, at, aws],
-        "show what the schedules will do to the tagged instances, and a week timeline",
-        "Read the tagged instances as a run does and show, per instance, its schedule, the next start "
-        "and stop, and why it will not be touched; then a timeline, one row per distinct schedule, "
+        "show what the schedules will do to the tagged instances and groups, and a week timeline",
+        "Read the tagged instances and Auto Scaling groups as a run does and show, per instance and per "
+        "group (with its sizes), its schedule, the next start and stop, and why it will not be touched; "
+        "then a timeline, one row per distinct schedule, "
         "shaded where the schedule keeps instances running (the state set by the latest start or stop "
         "at or before each hour).",
     )
@@ -1045,7 +1133,8 @@ def _cli_parser() -> Any:
         [common, at, aws],
         "run the scheduler once, as the Lambda function does",
         "One scheduling run at TIME through the handler's code: starts and stops what is due and "
-        "prints what was started, stopped, skipped and failed (--json: the summary the handler returns).",
+        "prints what was started, stopped, skipped and failed, instances and groups (--json: the summary the "
+        "handler returns).",
     )
     run_parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     run_parser.set_defaults(command=_run_command)

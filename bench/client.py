@@ -61,10 +61,12 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def floor_run(tag: str, page_size: int, states: list[str], actions: str, batch_size: int) -> dict[str, Any]:
-    """Only what any scheduler must do: page through the tagged instances once, then make the same
-    StartInstances / StopInstances calls as the scheduler, in batches (the IDs come from the file
-    `actions`, {"start": [...], "stop": [...]}, read before the clock starts)."""
+def floor_run(
+    tag: str, page_size: int, states: list[str], actions: str, batch_size: int, group_page_size: int
+) -> dict[str, Any]:
+    """Only what any scheduler must do: page through the tagged instances and Auto Scaling groups once,
+    then make the same StartInstances / StopInstances calls as the scheduler, in batches (the IDs come
+    from the file `actions`, {"start": [...], "stop": [...]}, read before the clock starts)."""
     import boto3
 
     todo: dict[str, list[str]] = {"start": [], "stop": []}
@@ -82,6 +84,12 @@ def floor_run(tag: str, page_size: int, states: list[str], actions: str, batch_s
     for page in pages:
         for reservation in page["Reservations"]:
             instances += len(reservation["Instances"])
+    groups = 0
+    paginator = boto3.session.Session().client("autoscaling").get_paginator("describe_auto_scaling_groups")
+    for page in paginator.paginate(
+        Filters=[{"Name": "tag-key", "Values": [tag]}], PaginationConfig={"PageSize": group_page_size}
+    ):
+        groups += len(page["AutoScalingGroups"])
     for operation, ids in ((ec2.start_instances, todo["start"]), (ec2.stop_instances, todo["stop"])):
         for first in range(0, len(ids), batch_size):
             operation(InstanceIds=ids[first : first + batch_size])
@@ -91,6 +99,7 @@ def floor_run(tag: str, page_size: int, states: list[str], actions: str, batch_s
         "rss_kib": _rss_kib(),
         "baseline_rss_kib": baseline,
         "instances": instances,
+        "groups": groups,
     }
 
 
@@ -111,6 +120,9 @@ def handler_run(event_time: str) -> dict[str, Any]:
         "skipped": len(summary["skipped"]),
         "errors": len(summary["errors"]),
         "error_samples": [entry["error"] for entry in summary["errors"][:3]],
+        "groups": summary.get("groups", 0),
+        "groups_started": len(summary.get("groups_started", ())),
+        "groups_stopped": len(summary.get("groups_stopped", ())),
     }
     return result
 
@@ -247,11 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--states", default="pending,running,stopping,stopped")
     parser.add_argument("--actions", default="", help="floor: JSON file of the IDs to start and stop")
     parser.add_argument("--batch-size", type=int, default=100, help="floor: instance IDs per start/stop call")
+    parser.add_argument("--group-page-size", type=int, default=100, help="floor: Auto Scaling groups per page")
     parser.add_argument("--out", default="profile.txt")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
     if args.mode == "floor":
-        result = floor_run(args.tag, args.page_size, args.states.split(","), args.actions, args.batch_size)
+        result = floor_run(
+            args.tag, args.page_size, args.states.split(","), args.actions, args.batch_size, args.group_page_size
+        )
     elif args.mode == "handler":
         result = handler_run(args.time)
     elif args.mode == "profile":

@@ -212,3 +212,40 @@ def build(mix: str, size: int, base_url: str = "http://127.0.0.1:1", seed: int =
                 else:
                     add('{"stat": "0 8 * * 1-5"}', None)
     return fleet
+
+
+@dataclass
+class Groups:
+    """Tagged Auto Scaling groups for the endpoint's seed, and how many a run at EVENT_TIME starts and stops."""
+
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    starts: int = 0
+    stops: int = 0
+
+
+def build_groups(size: int) -> Groups:
+    """`size` groups in turn: at zero with saved sizes and a start due; running with a stop due; running with a
+    start due (nothing to do); running with nothing due."""
+    size_tag = TAG + ":size"  # ec2_powercycle.SIZE_SUFFIX: where a stop saves a group's sizes
+    kinds = [
+        (json.dumps(SHARED_SCHEDULE), (0, 4, 0), {size_tag: json.dumps({"min": 1, "max": 4, "desired": 2})}),
+        (json.dumps({"start": "0 9 * * 1-5", "stop": "0 8 * * *", "tz": "Europe/London"}), (1, 4, 2), {}),
+        (json.dumps(SHARED_SCHEDULE), (1, 4, 2), {}),
+        (json.dumps({"stop": "0 20 * * *", "tz": "Asia/Tokyo"}), (1, 4, 2), {}),
+    ]
+    result = Groups()
+    for position in range(size):
+        kind = position % len(kinds)
+        value, (low, high, desired), extra = kinds[kind]
+        result.groups.append(
+            {
+                "name": f"bench-group-{position:05d}",
+                "tags": {TAG: value, "environment": "d", **extra},
+                "min": low,
+                "max": high,
+                "desired": desired,
+            }
+        )
+        result.starts += kind == 0
+        result.stops += kind == 1
+    return result

@@ -4,9 +4,10 @@ For each fleet size, schedule mix (see bench/fleets.py) and XML size it seeds th
 benchmark EC2 endpoint (tests/support/ec2_endpoint.py, in a process of its own), then
 runs, each in a fresh client process (bench/client.py), in interleaved pairs:
 
-* the floor: a bare boto3 loop that pages DescribeInstances with the
-  scheduler's filters and page size and makes the StartInstances /
-  StopInstances calls the fleet needs, in the scheduler's batches;
+* the floor: a bare boto3 loop that pages DescribeInstances (and
+  DescribeAutoScalingGroups) with the scheduler's filters and page sizes and
+  makes the StartInstances / StopInstances calls the fleet needs, in the
+  scheduler's batches;
 * the handler, at the fleet's event time;
 * with --before REF, the handler of ec2_powercycle.py at git REF too (same fleet, same pairs).
 
@@ -171,11 +172,13 @@ def run_client(args: list[str], env: dict[str, str], pin: bool) -> dict[str, Any
 # --- Measurements -----------------------------------------------------------------
 
 
-def minimum_calls(instances: int, starts: int, stops: int) -> dict[str, int]:
+def minimum_calls(instances: int, starts: int, stops: int, groups: int = 0) -> dict[str, int]:
     return {
         "DescribeInstances": max(1, math.ceil(instances / ec2_powercycle.DESCRIBE_PAGE_SIZE)),
         "StartInstances": math.ceil(starts / ec2_powercycle.ACTION_BATCH_SIZE),
         "StopInstances": math.ceil(stops / ec2_powercycle.ACTION_BATCH_SIZE),
+        # Every region is asked for its tagged Auto Scaling groups: one page when none carries the tag.
+        "DescribeAutoScalingGroups": max(1, math.ceil(groups / ec2_powercycle.GROUP_PAGE_SIZE)),
     }
 
 
@@ -185,6 +188,47 @@ def seed(endpoint: str, fleet: fleets.Fleet, xml: str) -> dict[str, list[str]]:
     return {
         action: [instance_id for instance_id, expected in zip(ids, fleet.expected, strict=True) if expected == action]
         for action in ("start", "stop")
+    }
+
+
+def minimum_group_calls(groups: int, starts: int, stops: int) -> dict[str, int]:
+    """A region of `groups` tagged groups and no instances: pages, then each group acted on."""
+    return {
+        **minimum_calls(0, 0, 0, groups),
+        "UpdateAutoScalingGroup": starts + stops,  # one group a call: the API takes one
+        "CreateOrUpdateTags": stops,  # a stop saves the sizes first
+        "DeleteTags": starts,  # a start removes them after
+        "DescribeScalingActivities": 0,  # read only for a group out of step with its schedule: none here
+    }
+
+
+def groups_case(size: int, endpoint: str, schedules: str, pin: bool) -> dict[str, Any]:
+    """`size` tagged Auto Scaling groups in one region, a quarter each due to start and to stop at the event time."""
+    groups = fleets.build_groups(size)
+    _admin(endpoint, "/_bench/seed", {"instances": [], "groups": groups.groups}, timeout=600)
+    _admin(endpoint, "/_bench/reset", {})
+    result = run_client(["handler", "--time", fleets.EVENT_TIME], client_environment(endpoint, schedules), pin)
+    calls = _admin(endpoint, "/_bench/counts")["calls"]
+    minimum = minimum_group_calls(size, groups.starts, groups.stops)
+    problems = []
+    if (result["groups_started"], result["groups_stopped"]) != (groups.starts, groups.stops):
+        problems.append(
+            f"handler started/stopped {result['groups_started']}/{result['groups_stopped']} groups, "
+            f"expected {groups.starts}/{groups.stops}"
+        )
+    if result["errors"]:
+        problems.append(f"{result['errors']} errors: {result['error_samples']}")
+    return {
+        "groups": size,
+        "starts": result["groups_started"],
+        "stops": result["groups_stopped"],
+        "calls": {op: calls.get(op, 0) for op in minimum},
+        "calls_other": {op: n for op, n in calls.items() if op not in minimum},
+        "minimum": minimum,
+        "wall": result["wall"],
+        "cpu": result["cpu"],
+        "rss_mib": result["rss_kib"] / 1024,
+        "problems": problems,
     }
 
 
@@ -223,6 +267,8 @@ def bench_case(
             str(actions_file),
             "--batch-size",
             str(ec2_powercycle.ACTION_BATCH_SIZE),
+            "--group-page-size",
+            str(ec2_powercycle.GROUP_PAGE_SIZE),
         ]
         for _ in range(reps):
             _admin(endpoint, "/_bench/reset", {})
@@ -544,6 +590,7 @@ def report(
     started: datetime,
     elapsed: float,
     warm: dict[str, Any] | None = None,
+    groups: dict[str, Any] | None = None,
 ) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in _versions().items())
     out = [
@@ -579,7 +626,7 @@ def report(
         "The floor pages with botocore's paginator, which keeps the previous page (about 12 MiB at 1,000 "
         "instances) alive while it reads the next; the handler pages by hand and holds one page at a time.",
         "- Minimum API calls: ceil(N / page size) DescribeInstances + ceil(starts / batch) StartInstances + "
-        "ceil(stops / batch) StopInstances.",
+        "ceil(stops / batch) StopInstances + one DescribeAutoScalingGroups (no group carries the tag).",
         "- Mixes (bench/fleets.py), each about half due: `shared` one inline schedule (start due; half stopped); "
         "`distinct` every instance its own schedule and one of 60 zones; `url` ten schedule URLs on a loopback "
         "server; `mixed` 40% four team schedules, 30% distinct, 20% URLs, 10% protected / Auto Scaling / bad tag. "
@@ -629,6 +676,8 @@ def report(
             f"| later (warm, median) | {warm['warm_cpu']:.3f} | {warm['warm_wall']:.3f} |",
             "",
         ]
+    if groups:
+        out += [*groups_section(groups), ""]
     out += ["## Goals", "", *goals(cases, imports, warm), ""]
     for prof in profiles:
         out += [
@@ -651,6 +700,23 @@ def report(
             "",
         ]
     return "\n".join(out)
+
+
+def groups_section(case: dict[str, Any]) -> list[str]:
+    total, minimum = sum(case["calls"].values()) + sum(case["calls_other"].values()), sum(case["minimum"].values())
+    calls = ", ".join(f"{op} {n} ({case['minimum'][op]})" for op, n in case["calls"].items())
+    return [
+        "## Auto Scaling groups",
+        "",
+        f"{case['groups']:,} tagged groups in one region (bench/fleets.py `build_groups`: a quarter at zero with "
+        "saved sizes and due to start, a quarter running and due to stop, the rest already as their schedules "
+        f"want), no instances; one handler run at {fleets.EVENT_TIME}: {case['starts']:,} started, "
+        f"{case['stops']:,} stopped, wall {case['wall']:.2f} s, CPU {case['cpu']:.2f} s, peak RSS "
+        f"{case['rss_mib']:.0f} MiB. Calls (minimum in brackets): {calls}; {total} in all against a minimum of "
+        f"{minimum}. Deciding costs the pages alone (ceil(N / {ec2_powercycle.GROUP_PAGE_SIZE})); acting costs "
+        "one UpdateAutoScalingGroup a group (the API takes one group) and one tag call (a stop saves the sizes, "
+        "a start removes them). The endpoint answers at once: against AWS each call adds its round trip.",
+    ]
 
 
 def _kept_sections(report: Path) -> str:
@@ -699,6 +765,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="report file ('' none)")
     parser.add_argument("--json", default="", help="also write the raw results here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin endpoint and client to separate cores")
+    parser.add_argument("--groups", type=int, default=2000, help="tagged Auto Scaling groups in one region (0: skip)")
+    parser.add_argument(
+        "--groups-only", action="store_true", help="run only the groups case and print it (no report written)"
+    )
     args = parser.parse_args(argv)
     global SNAPSHOT
     SNAPSHOT = Path(tempfile.mkdtemp(prefix="ec2-powercycle-bench-"))
@@ -735,7 +805,17 @@ def _main(args: argparse.Namespace) -> int:
     clock = time.monotonic()
     cases: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
+    if args.groups_only:
+        with endpoint_process(pin) as endpoint, serve_schedules() as (schedules, _):
+            case = groups_case(args.groups, endpoint, schedules, pin)
+        print("\n".join(groups_section(case)))
+        print(json.dumps(case, indent=1))
+        return 1 if case["problems"] else 0
+    groups = None
     with endpoint_process(pin) as endpoint, serve_schedules() as (schedules, urls):
+        if args.groups > 0:
+            print(f"{args.groups:,} Auto Scaling groups ...", flush=True)
+            groups = groups_case(args.groups, endpoint, schedules, pin)
         for size in sizes:
             for xml in xml_sizes:
                 for mix in mixes:
@@ -766,7 +846,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.import_reps > 0:
         print(f"import time: {args.import_reps} fresh processes ...", flush=True)
         imports = measure_imports(args.import_reps)
-    text = report(cases, imports, profiles, started, time.monotonic() - clock, warm)
+    text = report(cases, imports, profiles, started, time.monotonic() - clock, warm, groups)
     print()
     print("\n".join(table(cases)))
     print()
@@ -780,7 +860,7 @@ def _main(args: argparse.Namespace) -> int:
         Path(args.json).write_text(
             json.dumps({"cases": cases, "imports": imports, "profiles": profiles}, indent=1), encoding="utf-8"
         )
-    return 1 if any(case["problems"] for case in cases) else 0
+    return 1 if any(case["problems"] for case in cases) or (groups and groups["problems"]) else 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ from tests.support.fleet import moto_client, role_client
 from tests.support.local_endpoint import dummy_keys, endpoint_environment, moto_server
 
 EC2_ACTIONS = {"ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"}
+# Auto Scaling groups carrying the tag: read, scaled to zero and back, their sizes kept in one tag meanwhile.
+GROUP_WRITES = {"autoscaling:UpdateAutoScalingGroup", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"}
+GROUP_ACTIONS = {"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScalingActivities"} | GROUP_WRITES
+RUN_ACTIONS = EC2_ACTIONS | GROUP_ACTIONS
 START_STOP = {"ec2:StartInstances", "ec2:StopInstances"}
 ASSUME_ROLE = "sts:AssumeRole"
 PUBLISH = "sns:Publish"
@@ -249,6 +253,44 @@ def test_lambda_policy_names_the_codes_tag_key_and_protected_values():
 SPOKE_ROLE = "arn:aws:iam::111111111111:role/ec2-powercycle-spoke"
 
 
+def _launch_due_groups(ec2: Any, autoscaling: Any) -> None:
+    """A group due to stop and one at zero due to start at 18:00, and one that missed a stop at 17:30 (its
+    scaling activities are read): every Auto Scaling call a run makes."""
+    ec2.create_launch_template(LaunchTemplateName="due", LaunchTemplateData={"ImageId": "ami-12c6146b"})
+    size_tag = ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)
+    for name, schedule, sizes, extra in (
+        ("stopping", '{"stop": "0 18 * * *"}', (1, 3, 1), {}),
+        ("starting", '{"start": "0 18 * * *"}', (0, 3, 0), {size_tag: '{"min": 1, "max": 3, "desired": 1}'}),
+        ("behind", '{"stop": "30 17 * * *"}', (0, 3, 1), {}),
+    ):
+        tags = {ec2_powercycle.DEFAULT_TAG: schedule, **extra}
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateName": "due"},
+            MinSize=sizes[0],
+            MaxSize=sizes[1],
+            DesiredCapacity=sizes[2],
+            AvailabilityZones=["eu-west-1a"],
+            Tags=[
+                {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
+                 "PropagateAtLaunch": False}
+                for k, v in tags.items()
+            ],
+        )  # fmt: skip
+
+
+def _group_calls_allowed(calls: list[tuple[str, dict[str, Any]]], policy: dict[str, Any]) -> list[str]:
+    """The Auto Scaling writes among `calls` (action, params) that `policy` would refuse, on groups that carry
+    only the schedule tag (and the size tag: it is ours)."""
+    refused = []
+    for action, params in calls:
+        if action in GROUP_WRITES:
+            keys = [tag["Key"] for tag in params.get("Tags", ())] if "Tags" in params else None
+            if not _allowed(policy, action, {ec2_powercycle.DEFAULT_TAG: "{}"}, keys):
+                refused.append(f"{action} {params}")
+    return refused
+
+
 def _launch_due_pair(ec2: Any) -> None:
     """One running instance due to stop and one stopped instance due to start at 18:00."""
     for schedule, state in (('{"stop": "0 18 * * *"}', "running"), ('{"start": "0 18 * * *"}', "stopped")):
@@ -276,11 +318,14 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     role's credentials need the EC2 calls only.
     """
     calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
+    made: dict[str, list[tuple[str, dict[str, Any]]]] = {"own": [], "spoke": []}  # (action, params)
     real_call = botocore.client.BaseClient._make_api_call
 
     def recording_call(client, operation_name, api_params):
         assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
-        calls["spoke" if assumed else "own"].add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
+        action = f"{client.meta.service_model.endpoint_prefix}:{operation_name}"
+        calls["spoke" if assumed else "own"].add(action)
+        made["spoke" if assumed else "own"].append((action, api_params))
         return real_call(client, operation_name, api_params)
 
     for name in ("AWS_ENDPOINT_URL", "EC2_POWERCYCLE_REGIONS"):
@@ -290,6 +335,7 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
     with mock_aws():
         own_ec2 = moto_client("ec2")
         _launch_due_pair(own_ec2)
+        _launch_due_groups(own_ec2, moto_client("autoscaling"))
         own_ec2.run_instances(
             ImageId="ami-12c6146b",
             MinCount=1,
@@ -302,29 +348,34 @@ def test_policies_allow_the_codes_aws_calls_and_no_others(monkeypatch, role_arns
         monkeypatch.setenv(ec2_powercycle.NOTIFY_TOPIC_SETTING, topic)
         for role_arn in role_arns:
             _launch_due_pair(role_client("ec2", role_arn))
+            _launch_due_groups(role_client("ec2", role_arn), role_client("autoscaling", role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     accounts = 1 + len(role_arns)
     assert (len(summary["started"]), len(summary["stopped"]), len(summary["errors"])) == (accounts, accounts, 1)
-    assert calls["own"] == EC2_ACTIONS | {PUBLISH} | ({ASSUME_ROLE} if role_arns else set())
-    assert calls["spoke"] == (EC2_ACTIONS if role_arns else set())
+    assert (len(summary["groups_started"]), len(summary["groups_stopped"])) == (accounts, accounts)
+    assert calls["own"] == RUN_ACTIONS | {PUBLISH} | ({ASSUME_ROLE} if role_arns else set())
+    assert calls["spoke"] == (RUN_ACTIONS if role_arns else set())
+    # Each group write passes its statement's conditions: a group carrying the tag, the size tag's key only.
+    assert _group_calls_allowed(made["own"], _policy("lambda-policy.json")) == []
+    assert _group_calls_allowed(made["spoke"], _spoke_policy()) == []
 
     # The hub: lambda-policy.json allows these calls and nothing else; AssumeRole in a statement of its own,
     # marked as needed only with roles, on the spoke role's name; template.yaml adds it only with RoleArns.
     # (The organization's calls: test_policies_allow_an_organizations_calls_and_no_others.)
     policy = _policy("lambda-policy.json")["Statement"]
-    assert _allowed_actions(policy) == EC2_ACTIONS | OCCASIONAL | {PUBLISH}
+    assert _allowed_actions(policy) == RUN_ACTIONS | OCCASIONAL | {PUBLISH}
     (publish,) = [s for s in policy if PUBLISH in _as_list(s["Action"])]
     assert _as_list(publish["Action"]) == [PUBLISH] and fnmatch.fnmatchcase(topic, publish["Resource"])
     (assume,) = [s for s in policy if ASSUME_ROLE in _as_list(s["Action"])]
     assert assume["Sid"].startswith("OnlyWithRoleArns") and _as_list(assume["Action"]) == [ASSUME_ROLE]
     assert all(any(fnmatch.fnmatchcase(arn, r) for r in _as_list(assume["Resource"])) for arn in role_arns)
     template_statements = _template_role_statements()
-    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == EC2_ACTIONS | {PUBLISH}
+    assert _allowed_actions([s for s in template_statements if "Fn::If" not in s]) == RUN_ACTIONS | {PUBLISH}
     assert _allowed_actions([s["Fn::If"][1] for s in template_statements if "Fn::If" in s]) == OCCASIONAL
     # A spoke: its role allows exactly what is called with its credentials (DescribeRegions with all regions,
     # the status tags with them on: test_policies_allow_the_status_tags_and_events_calls).
-    assert _allowed_actions(_spoke_policy()["Statement"]) == EC2_ACTIONS | {DESCRIBE_REGIONS} | STATUS_TAGS
+    assert _allowed_actions(_spoke_policy()["Statement"]) == RUN_ACTIONS | {DESCRIBE_REGIONS} | STATUS_TAGS
 
 
 @pytest.mark.parametrize("units", [False, True], ids=["whole-organization", "units"])
@@ -376,10 +427,11 @@ def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units)
     assert (dispatched["chunks"], dispatched["errors"]) == (2, [])
     assert sum(len(summary["started"]) + len(summary["stopped"]) for summary in summaries) == 4
     listing = {"organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent"}
-    assert calls["own"] == EC2_ACTIONS | {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | (
+    group_reads = {"autoscaling:DescribeAutoScalingGroups"}  # no group in this organization: read, never written
+    assert calls["own"] == EC2_ACTIONS | group_reads | {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF} | (
         listing if units else {"organizations:ListAccounts"}
     )
-    assert calls["spoke"] == EC2_ACTIONS | {DESCRIBE_REGIONS}
+    assert calls["spoke"] == EC2_ACTIONS | group_reads | {DESCRIBE_REGIONS}
     template = {s["Fn::If"][1]["Sid"]: s["Fn::If"][0] for s in _template_role_statements() if "Fn::If" in s}
     conditional = {
         action: template[s["Sid"]]
@@ -387,7 +439,7 @@ def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units)
         for action in _as_list(s["Action"])
         if s["Sid"] in template
     }
-    assert {action: conditional[action] for action in calls["own"] - EC2_ACTIONS} == {
+    assert {action: conditional[action] for action in calls["own"] - RUN_ACTIONS} == {
         ASSUME_ROLE: "HasRolesToAssume",
         DESCRIBE_REGIONS: "AllRegions",
         INVOKE_ITSELF: "MayFanOut",
@@ -408,7 +460,7 @@ def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns)
     def recording_call(client, operation_name, api_params):
         assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
         calls["spoke" if assumed else "own"].add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
-        if operation_name in ("CreateTags", "DeleteTags"):
+        if client.meta.service_model.endpoint_prefix == "ec2" and operation_name in ("CreateTags", "DeleteTags"):
             tag_keys.update(tag["Key"] for tag in api_params["Tags"])
         return real_call(client, operation_name, api_params)
 
@@ -432,8 +484,11 @@ def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns)
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     assert (summary["status_tag_errors"], summary["event_errors"], summary["errors"]) == (0, 0, [])
-    assert calls["own"] == EC2_ACTIONS | STATUS_TAGS | {PUT_EVENTS} | ({ASSUME_ROLE} if role_arns else set())
-    assert calls["spoke"] == (EC2_ACTIONS | STATUS_TAGS if role_arns else set())
+    group_reads = {"autoscaling:DescribeAutoScalingGroups"}  # no group here: read, never written
+    assert calls["own"] == EC2_ACTIONS | group_reads | STATUS_TAGS | {PUT_EVENTS} | (
+        {ASSUME_ROLE} if role_arns else set()
+    )
+    assert calls["spoke"] == (EC2_ACTIONS | group_reads | STATUS_TAGS if role_arns else set())
     assert tag_keys == {"ec2Powercycle:last-action", "ec2Powercycle:error"}
     statements = _policy("lambda-policy.json")["Statement"]
     assert calls["own"] <= _allowed_actions(statements)
@@ -441,10 +496,14 @@ def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns)
     # The tag writes: the status keys only, on instances with the schedule tag only, in both policies.
     (tags,) = [s for s in statements if set(_as_list(s["Action"])) == STATUS_TAGS]
     (spoke_tags,) = [s for s in _spoke_policy()["Statement"] if set(_as_list(s["Action"])) == STATUS_TAGS]
-    assert tags["Condition"] == spoke_tags["Condition"] == {
-        "Null": {f"aws:ResourceTag/{ec2_powercycle.DEFAULT_TAG}": "false", "aws:TagKeys": "false"},
-        "ForAllValues:StringEquals": {"aws:TagKeys": sorted(tag_keys, reverse=True)},
-    }
+    assert (
+        tags["Condition"]
+        == spoke_tags["Condition"]
+        == {
+            "Null": {f"aws:ResourceTag/{ec2_powercycle.DEFAULT_TAG}": "false", "aws:TagKeys": "false"},
+            "ForAllValues:StringEquals": {"aws:TagKeys": sorted(tag_keys, reverse=True)},
+        }
+    )
     assert tags["Resource"] == spoke_tags["Resource"] == "arn:aws:ec2:*:*:instance/*"
     (put,) = [s for s in statements if PUT_EVENTS in _as_list(s["Action"])]
     assert _as_list(put["Action"]) == [PUT_EVENTS]
@@ -492,7 +551,7 @@ def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     policy = _policy("lambda-policy.json")
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
     log_actions = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-    assert actions == EC2_ACTIONS | OCCASIONAL | {PUBLISH} | log_actions
+    assert actions == RUN_ACTIONS | OCCASIONAL | {PUBLISH} | log_actions
     assert not [a for a in actions if "*" in a]
     (logs,) = [s for s in policy["Statement"] if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     assert all(":log-group:/aws/lambda/ec2-powercycle" in r for r in _as_list(logs["Resource"]))
@@ -510,10 +569,11 @@ def test_lambda_policy_has_no_wildcard_actions_and_only_its_log_group():
     assert invoke["Resource"] == [function, f"{function}:*"]
 
 
-def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
-    """IAM's decision for `action` on an instance with `tags`, for the operators this policy uses.
+def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str], tag_keys: list[str] | None = None) -> bool:
+    """IAM's decision for `action` on an instance or group with `tags`, for the operators this policy uses.
 
     Tag keys in aws:ResourceTag/ are matched ignoring case, as IAM does; values as the operator says.
+    `tag_keys` are the request's aws:TagKeys (the keys a tagging call writes or deletes), None when it has none.
     """
     lowered = {key.lower(): value for key, value in tags.items()}
 
@@ -522,6 +582,16 @@ def _allowed(policy: dict[str, Any], action: str, tags: dict[str, str]) -> bool:
             return False
         for operator, conditions in statement.get("Condition", {}).items():
             for key, expected in conditions.items():
+                if key == "aws:TagKeys":
+                    if operator == "Null":
+                        ok = (tag_keys is None) == (expected == "true")
+                    elif operator == "ForAllValues:StringEquals":
+                        ok = set(tag_keys or ()) <= set(_as_list(expected))
+                    else:
+                        raise AssertionError(f"no model of {operator} on aws:TagKeys")
+                    if not ok:
+                        return False
+                    continue
                 tag = key.removeprefix("aws:ResourceTag/").lower()
                 present = tag in lowered
                 if operator == "Null":
@@ -561,6 +631,29 @@ def test_lambda_and_spoke_policies_and_the_codes_guard_agree(tags, policy_name):
     code_would_act = ec2_powercycle.DEFAULT_TAG in tags and ec2_powercycle.guard_reason(tags, protected) is None
     for action in sorted(START_STOP):
         assert _allowed(policy, action, tags) == code_would_act, (action, tags)
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"ec2Powercycle": "{}"},
+        {"ec2Powercycle": "{}", "environment": "dev"},
+        {"ec2Powercycle": "{}", "Environment": "P"},
+        {"ec2Powercycle": "{}", "eks:nodegroup-name": "workers"},
+        {"environment": "dev"},
+    ],
+)
+@pytest.mark.parametrize("policy_name", ["lambda-policy.json", "spoke-role.yaml"])
+def test_policies_scale_exactly_the_groups_the_codes_guard_lets_through_and_write_only_the_size_tag(tags, policy_name):
+    policy = _policy(policy_name) if policy_name.endswith(".json") else _spoke_policy()
+    protected = frozenset(v.strip().lower() for v in ec2_powercycle.DEFAULT_PROTECTED_ENVIRONMENTS.split(","))
+    code_would_act = ec2_powercycle.DEFAULT_TAG in tags and ec2_powercycle.guard_reason(tags, protected) is None
+    size_tag = ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)
+    assert _allowed(policy, "autoscaling:UpdateAutoScalingGroup", tags) == code_would_act
+    for action in ("autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"):
+        assert _allowed(policy, action, tags, [size_tag]) == code_would_act, (action, tags)
+        assert not _allowed(policy, action, tags, [size_tag, "Name"])  # any other key: never
+        assert not _allowed(policy, action, tags, [ec2_powercycle.DEFAULT_TAG])  # the schedule itself: never
 
 
 # --- template.yaml --------------------------------------------------------------------
@@ -777,7 +870,7 @@ def test_template_notifies_one_topic_alarms_on_our_metrics_and_the_functions_and
     }
     summary = {"instances": 0, "errors": [], "caught_up": [], "hibernated": [], "stopped_instance_hours": {}}
     summary |= {"status_tag_errors": 0, "event_errors": 0}
-    summary |= {key: [] for key in ("started", "stopped", "skipped")}
+    summary |= {key: [] for key in ("started", "stopped", "skipped", "groups_started", "groups_stopped")}
     assert graphed == set(ec2_powercycle.run_metrics(summary))
     (duration,) = [w["properties"] for w in dashboard["widgets"] if "RunSeconds" in json.dumps(w)]
     assert duration["annotations"]["horizontal"][0]["value"] == 300
@@ -856,6 +949,18 @@ def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
         statements["NeverTouchAutoScalingGroupInstances"]["Condition"]
         == files["NeverTouchAutoScalingGroupInstances"]["Condition"]
     )
+    # Groups: read in the regions as instances are; written only where they carry the tag, the size tag only.
+    assert statements["FindScheduledGroups"]["Condition"] == statements["FindScheduledInstances"]["Condition"]
+    for sid in ("ScaleOnlyTaggedGroups", "WriteOnlyTheSizeTagOfTaggedGroups"):
+        ours, theirs = statements[sid]["Condition"], files[sid]["Condition"]
+        assert ours["StringEquals"] == only_listed
+        assert {key: value for key, value in ours.items() if key != "StringEquals"} == theirs
+    assert files["WriteOnlyTheSizeTagOfTaggedGroups"]["Condition"]["ForAllValues:StringEquals"] == {
+        "aws:TagKeys": [ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)]
+    }
+    assert statements["NeverScaleEksNodeGroups"]["Condition"] == files["NeverScaleEksNodeGroups"]["Condition"]
+    protected = statements["NeverTouchProtectedEnvironments"]["Condition"]
+    assert statements["NeverScaleProtectedGroups"]["Condition"] == protected
     assert statements["NeverTouchProtectedEnvironments"]["Condition"] == {
         "StringEqualsIgnoreCase": {
             f"aws:ResourceTag/{ec2_powercycle.ENVIRONMENT_TAG}": {"Fn::Split": [",", {"Ref": "ProtectedEnvironments"}]}
@@ -976,8 +1081,12 @@ def test_spoke_role_has_the_ec2_statements_of_the_lambda_policy():
         }
     }
     ours = _spoke_policy()["Statement"]
-    files = [s for s in _policy("lambda-policy.json")["Statement"] if _as_list(s["Action"])[0].startswith("ec2:")]
-    assert len(files) == 6
+    files = [
+        s
+        for s in _policy("lambda-policy.json")["Statement"]
+        if _as_list(s["Action"])[0].startswith(("ec2:", "autoscaling:"))
+    ]
+    assert len(files) == 11
 
     def normal(statement: dict[str, Any]) -> dict[str, Any]:
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}
@@ -990,8 +1099,27 @@ def test_the_tag_writers_scp_guards_exactly_the_keys_that_decide_what_the_functi
     statements = _policy("tag-writers-scp.json")["Statement"]
     decisive = {ec2_powercycle.DEFAULT_TAG, ec2_powercycle.override_key(ec2_powercycle.DEFAULT_TAG)}
     decisive.add(ec2_powercycle.ENVIRONMENT_TAG)
-    for statement in statements:
-        assert statement["Effect"] == "Deny"
-        assert set(statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]) == decisive
+    size = {ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)}  # a group's: what a start restores
+
+    def keys(statement: dict[str, Any]) -> set[str]:
+        return set(statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"])
+
+    assert all(statement["Effect"] == "Deny" for statement in statements)
+    guarded = {(statement["Resource"].split(":")[2], frozenset(keys(statement))) for statement in statements}
+    assert guarded == {
+        ("ec2", frozenset(decisive)),
+        ("autoscaling", frozenset(decisive)),
+        ("autoscaling", frozenset(size)),
+    }
     actions = {a for s in statements for a in _as_list(s["Action"])}
-    assert actions == {"ec2:CreateTags", "ec2:DeleteTags", "ec2:RunInstances"}
+    assert actions == {"ec2:CreateTags", "ec2:DeleteTags", "ec2:RunInstances"} | {
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+        "autoscaling:CreateAutoScalingGroup",
+    }
+    # The size tag: only the function writes it, with the hub's role or a spoke role (named ec2-powercycle-...).
+    (size_writers,) = [statement for statement in statements if keys(statement) == size]
+    exempt = size_writers["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    spoke_role = _spoke()["Parameters"]["RoleName"]["Default"]
+    assert any(fnmatch.fnmatchcase(f"arn:aws:iam::111111111111:role/{spoke_role}", arn) for arn in exempt)
+    assert any(fnmatch.fnmatchcase("arn:aws:iam::111111111111:role/ec2-powercycle-Role-1ABC", arn) for arn in exempt)

@@ -93,7 +93,8 @@ def counts_of(summary: dict[str, Any]) -> dict[str, float]:
         "TargetsFailed": len([entry for entry in summary["errors"] if entry["instance_id"] is None]),
         "RunSeconds": summary["run_seconds"],
     }
-    for metric, key in (("CaughtUp", "caught_up"), ("Hibernated", "hibernated")):
+    optional = (("CaughtUp", "caught_up"), ("Hibernated", "hibernated"))
+    for metric, key in (*optional, ("GroupsStarted", "groups_started"), ("GroupsStopped", "groups_stopped")):
         if key in summary:
             counts[metric] = len(summary[key])
     if "stopped_instance_hours" in summary:

@@ -688,7 +688,7 @@ def test_a_url_past_the_runs_budget_is_its_instances_error_only(
     released = threading.Event()
 
     def held(request: Request) -> Response:
-        released.wait(5)
+        released.wait(10)
         return Response(json.dumps(STOP_AT_EIGHT), mimetype="application/json")
 
     threaded_server.expect_request("/schedules/held.json").respond_with_handler(held)
@@ -698,10 +698,11 @@ def test_a_url_past_the_runs_budget_is_its_instances_error_only(
     inline = fleet.launch(json.dumps(STOP_AT_EIGHT))
     started = time.monotonic()
     try:
-        summary = handler(MONDAY_0807, LambdaContext(remaining_ms=1000))  # 0.5 s for URLs: half of what is left
+        # 1.5 s for URLs (half of what is left): room for the quick one on a loaded machine.
+        summary = handler(MONDAY_0807, LambdaContext(remaining_ms=3000))
     finally:
         released.set()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.8
     assert sorted(summary["stopped"]) == sorted(quick + inline)
     assert sorted(error["instance_id"] for error in summary["errors"]) == sorted(held_ids)
     held_url = threaded_server.url_for("/schedules/held.json")

@@ -29,6 +29,13 @@ speaks only what ec2-powercycle uses, the way EC2 does:
   DescribeInstances.
 * EventBridge ``PutEvents`` (JSON, ``X-Amz-Target: AWSEvents.PutEvents``): at most 10 entries
   and 256 KB a call, each entry accepted and counted, nothing delivered.
+* Auto Scaling groups (the same endpoint, told apart by the API ``Version`` 2011-01-01):
+  ``DescribeAutoScalingGroups`` (filters ``tag-key``, ``tag:KEY`` and
+  ``tag-value``; ``MaxRecords`` 1..100, default 50; an opaque ``NextToken``),
+  ``UpdateAutoScalingGroup`` (sizes checked as Auto Scaling does:
+  min <= desired <= max), ``CreateOrUpdateTags``, ``DeleteTags`` and
+  ``DescribeScalingActivities`` (one activity per group, at its seeded
+  ``activity`` time, if it has one). An unknown group is ``ValidationError``.
 * Errors are EC2's error XML (``<Response><Errors><Error>...``) with HTTP 400.
   Requests are not signature-checked.
 
@@ -45,14 +52,16 @@ Lambda ``Invoke`` (recorded, answered 202, not run).
 It counts the calls it serves. Its own admin paths (JSON):
 
 * ``POST /_bench/seed`` ``{"instances": [{"name", "tags": {}, "state",
-  "instance_type", "disable_api_stop", "reservation"}], "xml": "full"}``:
-  replace the fleet (instances with the same ``reservation`` label in a row
-  share a reservation); answers ``{"ids": [...]}`` in the same order. IDs are
-  derived from the position, so the same fleet always gets the same IDs.
-  ``"xml": "lean"`` answers DescribeInstances with only the fields the
-  scheduler reads (ID, state, type, launch time, state reason, tags) instead of
-  a real response's (about 4 KB an instance), so that a benchmark sees the
-  scheduler's own work rather than botocore's parsing.
+  "instance_type", "disable_api_stop", "reservation"}], "groups": [{"name",
+  "tags": {}, "min", "max", "desired", "activity"}], "xml": "full"}``: replace
+  the fleet (instances with the same ``reservation`` label in a row share a
+  reservation; ``groups`` is optional); answers ``{"ids": [...]}`` in the
+  same order. IDs are derived from the position, so the same fleet always
+  gets the same IDs. ``"xml": "lean"`` answers DescribeInstances with only the
+  fields the scheduler reads (ID, state, type, launch time, state reason,
+  tags) instead of a real response's (about 4 KB an instance), so that a
+  benchmark sees the scheduler's own work rather than botocore's parsing.
+* ``GET /_bench/groups``: ``{name: {"min", "max", "desired", "tags"}}``.
 * ``POST /_bench/reset``: put every instance back in its seeded state and zero
   the counts.
 * ``GET /_bench/counts``: ``{"calls": {"DescribeInstances": n, ...},
@@ -149,6 +158,31 @@ def _tag_items(tags: dict[str, str]) -> bytes:
     ).encode()
 
 
+@dataclass
+class Group:
+    """An Auto Scaling group: its sizes and tags now, and as seeded."""
+
+    name: str
+    tags: dict[str, str]
+    sizes: tuple[int, int, int]  # (min, max, desired)
+    seeded_tags: dict[str, str]
+    seeded_sizes: tuple[int, int, int]
+    activity: str | None = None  # when its latest scaling activity started (ISO 8601), if any
+
+
+AUTOSCALING_VERSION = "2011-01-01"
+AUTOSCALING_NAMESPACE = f"http://autoscaling.amazonaws.com/doc/{AUTOSCALING_VERSION}/"
+GROUP_OPERATIONS = (
+    "DescribeAutoScalingGroups",
+    "UpdateAutoScalingGroup",
+    "CreateOrUpdateTags",
+    "DeleteTags",
+    "DescribeScalingActivities",
+)
+GROUP_FILTERS = ("tag-key", "tag-value")
+MAX_GROUP_RECORDS = 100
+
+
 def _hex(text: str, length: int) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:length]
 
@@ -187,9 +221,7 @@ def _render(position: int, instance_id: str, spec: dict[str, Any], instance_type
     tags = "".join(
         f"<item><key>{escape(key)}</key><value>{escape(value)}</value></item>" for key, value in spec["tags"].items()
     )
-    head = (
-        f"<item><instanceId>{instance_id}</instanceId><imageId>ami-{_hex('image', 17)}</imageId>"
-    )
+    head = f"<item><instanceId>{instance_id}</instanceId><imageId>ami-{_hex('image', 17)}</imageId>"
     tail = (
         f"<privateDnsName>{private_dns}</privateDnsName><dnsName/><reason/><keyName>bench</keyName>"
         f"<amiLaunchIndex>0</amiLaunchIndex><productCodes/><instanceType>{escape(instance_type)}</instanceType>"
@@ -249,12 +281,22 @@ class Fleet:
         self.instance_ids: Counter[str] = Counter()
         self._filter_cache: dict[tuple[Any, ...], list[Instance]] = {}
         self._tokens: dict[str, tuple[list[Instance], int]] = {}
+        self.groups: dict[str, Group] = {}
+        self._group_tokens: dict[str, tuple[list[Group], int]] = {}
 
     # --- admin ---
 
-    def seed(self, specs: list[dict[str, Any]], xml: str = "full") -> list[str]:
+    def seed(
+        self, specs: list[dict[str, Any]], group_specs: list[dict[str, Any]] | None = None, xml: str = "full"
+    ) -> list[str]:
         if xml not in XML_SIZES:
             raise ValueError(f"unknown xml {xml!r}; expected one of {', '.join(XML_SIZES)}")
+        groups = {}
+        for spec in group_specs or ():
+            sizes = (int(spec.get("min", 1)), int(spec.get("max", 4)), int(spec.get("desired", 2)))
+            tags = {str(k): str(v) for k, v in spec.get("tags", {}).items()}
+            name = str(spec["name"])
+            groups[name] = Group(name, dict(tags), sizes, tags, sizes, spec.get("activity"))
         instances: list[Instance] = []
         reservation_id = ""
         previous_label: object = object()
@@ -292,6 +334,7 @@ class Fleet:
         with self._lock:
             self.instances = instances
             self.by_id = {instance.instance_id: instance for instance in instances}
+            self.groups = groups
             self._changed()
             self.calls.clear()
             self.instance_ids.clear()
@@ -304,6 +347,8 @@ class Fleet:
                 if instance.tail != instance.seeded_tail:
                     instance.tail = instance.seeded_tail
                     instance.tags = _tags_of(instance.seeded_tail)
+            for group in self.groups.values():
+                group.tags, group.sizes = dict(group.seeded_tags), group.seeded_sizes
             self._changed()
             self.calls.clear()
             self.instance_ids.clear()
@@ -316,21 +361,43 @@ class Fleet:
         with self._lock:
             return {instance.instance_id: instance.state for instance in self.instances}
 
+    def group_sizes(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                group.name: dict(zip(("min", "max", "desired"), group.sizes, strict=True), tags=dict(group.tags))
+                for group in self.groups.values()
+            }
+
     def _changed(self) -> None:
         self._filter_cache.clear()
         self._tokens.clear()
+        self._group_tokens.clear()
 
     def clone(self) -> Fleet:
         """The same instances (their XML shared), in their seeded states, with their own counts."""
         copy = Fleet()
         copy.instances = [replace(instance, state=instance.seeded_state) for instance in self.instances]
         copy.by_id = {instance.instance_id: instance for instance in copy.instances}
+        copy.groups = {
+            name: replace(group, tags=dict(group.seeded_tags), sizes=group.seeded_sizes)
+            for name, group in self.groups.items()
+        }
         return copy
 
     # --- EC2 operations ---
 
     def call(self, action: str, params: dict[str, list[str]]) -> bytes:
-        operation = {
+        # Auto Scaling's calls come to the same endpoint: its API version tells them apart (both have DeleteTags).
+        group_operations = {
+            "DescribeAutoScalingGroups": self.describe_groups,
+            "UpdateAutoScalingGroup": self.update_group,
+            "CreateOrUpdateTags": self.tag_groups,
+            "DeleteTags": self.tag_groups,
+            "DescribeScalingActivities": self.describe_activities,
+        }
+        for_groups = _first(params, "Version") == AUTOSCALING_VERSION
+        operation = group_operations.get(action) if for_groups else None
+        operation = operation or {
             "DescribeInstances": self.describe_instances,
             "StartInstances": self.start_instances,
             "StopInstances": self.stop_instances,
@@ -341,9 +408,11 @@ class Fleet:
             raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
         with self._lock:
             self.calls[action] += 1
-            if action in ("CreateTags", "DeleteTags"):
+            if for_groups:
+                pass  # instance_ids counts instances only
+            elif action in ("CreateTags", "DeleteTags"):
                 self.instance_ids[action] += len(_numbered(params, "ResourceId"))
-            elif action != "DescribeInstances":
+            elif action in ("StartInstances", "StopInstances"):
                 self.instance_ids[action] += len(_numbered(params, "InstanceId"))
             if _first(params, "DryRun") == "true":
                 raise EC2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
@@ -458,6 +527,74 @@ class Fleet:
             "StopInstances", instances, {"running": ("stopping", "stopped"), "pending": ("stopping", "stopped")}
         )
 
+    # --- Auto Scaling operations ---
+
+    def describe_groups(self, params: dict[str, list[str]]) -> bytes:
+        token = _first(params, "NextToken")
+        if token is not None:
+            try:
+                matching, offset = self._group_tokens.pop(token)
+            except KeyError:
+                raise EC2Error("InvalidNextToken", "The token is invalid.") from None
+        else:
+            tests = [_filter_test(name, values) for name, values in _group_filters(params)]
+            matching, offset = [group for group in self.groups.values() if all(test(group) for test in tests)], 0
+        raw_max = _first(params, "MaxRecords") or "50"
+        if not raw_max.isdigit() or not 1 <= int(raw_max) <= MAX_GROUP_RECORDS:
+            raise EC2Error("ValidationError", f"MaxRecords must be from 1 to {MAX_GROUP_RECORDS}, got {raw_max}")
+        page_size = int(raw_max)
+        members = "".join(_group_xml(group) for group in matching[offset : offset + page_size])
+        next_token = ""
+        if offset + page_size < len(matching):
+            token = uuid.uuid4().hex
+            self._group_tokens[token] = (matching, offset + page_size)
+            next_token = f"<NextToken>{token}</NextToken>"
+        return _autoscaling_xml(
+            "DescribeAutoScalingGroups", f"<AutoScalingGroups>{members}</AutoScalingGroups>{next_token}"
+        )
+
+    def update_group(self, params: dict[str, list[str]]) -> bytes:
+        group = self._group(_first(params, "AutoScalingGroupName"))
+        low, high, desired = group.sizes
+        low = int(_first(params, "MinSize") or low)
+        high = int(_first(params, "MaxSize") or high)
+        desired = int(_first(params, "DesiredCapacity") or desired)
+        if not low <= desired <= high:
+            raise EC2Error("ValidationError", f"Desired capacity:{desired} must be between {low} and {high}")
+        group.sizes = (low, high, desired)
+        self._changed()
+        return _autoscaling_xml("UpdateAutoScalingGroup", None)
+
+    def tag_groups(self, params: dict[str, list[str]]) -> bytes:
+        deleting = _first(params, "Action") == "DeleteTags"
+        tags = _members(params, "Tags")
+        groups = [self._group(tag.get("ResourceId")) for tag in tags]
+        for group, tag in zip(groups, tags, strict=True):
+            if deleting:
+                group.tags.pop(tag.get("Key", ""), None)
+            else:
+                group.tags[tag.get("Key", "")] = tag.get("Value", "")
+        self._changed()
+        return _autoscaling_xml("DeleteTags" if deleting else "CreateOrUpdateTags", None)
+
+    def describe_activities(self, params: dict[str, list[str]]) -> bytes:
+        group = self._group(_first(params, "AutoScalingGroupName"))
+        activity = (
+            f"<member><ActivityId>{_hex(group.name, 32)}</ActivityId><AutoScalingGroupName>{escape(group.name)}"
+            f"</AutoScalingGroupName><Cause>At {group.activity} a user request update of AutoScalingGroup "
+            f"constraints changed the desired capacity.</Cause><StartTime>{group.activity}</StartTime>"
+            f"<EndTime>{group.activity}</EndTime><StatusCode>Successful</StatusCode><Progress>100</Progress></member>"
+            if group.activity
+            else ""
+        )
+        return _autoscaling_xml("DescribeScalingActivities", f"<Activities>{activity}</Activities>")
+
+    def _group(self, name: str | None) -> Group:
+        group = self.groups.get(name or "")
+        if group is None:
+            raise EC2Error("ValidationError", f"AutoScalingGroup name not found - {name}")
+        return group
+
     def create_tags(self, params: dict[str, list[str]]) -> bytes:
         instances, tags = self._tagging(params)
         for instance in instances:
@@ -509,9 +646,7 @@ class Fleet:
             raise EC2Error("MissingParameter", "The request must contain the parameter InstanceId")
         return self._find(ids)
 
-    def _transition(
-        self, action: str, instances: list[Instance], moves: dict[str, tuple[str, str]]
-    ) -> bytes:
+    def _transition(self, action: str, instances: list[Instance], moves: dict[str, tuple[str, str]]) -> bytes:
         """Move each instance (reported state, settled state); unmoved ones report their state."""
         items = []
         changed = False
@@ -567,6 +702,65 @@ def _filters(params: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
         filters.append((name, _numbered(params, f"Filter.{n}.Value")))
         n += 1
     return filters
+
+
+def _members(params: dict[str, list[str]], prefix: str) -> list[dict[str, str]]:
+    """The structures of a Query-API list (`Tags.member.N.Key`, ...), in order."""
+    found: dict[int, dict[str, str]] = {}
+    for key, values in params.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[0] == prefix and parts[1] == "member" and parts[2].isdigit():
+            found.setdefault(int(parts[2]), {})[parts[3]] = values[0]
+    return [found[n] for n in sorted(found)]
+
+
+def _group_filters(params: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    filters = []
+    n = 1
+    while f"Filters.member.{n}.Name" in params:
+        name = params[f"Filters.member.{n}.Name"][0]
+        if name not in GROUP_FILTERS and not name.startswith("tag:"):
+            raise EC2Error("ValidationError", f"Filter name {name} is not valid")
+        filters.append((name, _numbered(params, f"Filters.member.{n}.Values.member")))
+        n += 1
+    return filters
+
+
+def _group_xml(group: Group) -> str:
+    name = escape(group.name)
+    low, high, desired = group.sizes
+    tags = "".join(
+        f"<member><ResourceId>{name}</ResourceId><ResourceType>auto-scaling-group</ResourceType>"
+        f"<Key>{escape(key)}</Key><Value>{escape(value)}</Value><PropagateAtLaunch>false</PropagateAtLaunch></member>"
+        for key, value in group.tags.items()
+    )
+    return (
+        f"<member><AutoScalingGroupName>{name}</AutoScalingGroupName>"
+        f"<AutoScalingGroupARN>arn:aws:autoscaling:{REGION}:{OWNER_ID}:autoScalingGroup:"
+        f"{_hex(group.name, 8)}-{_hex(group.name + '1', 4)}-{_hex(group.name + '2', 4)}-{_hex(group.name + '3', 4)}-"
+        f"{_hex(group.name + '4', 12)}:autoScalingGroupName/{name}</AutoScalingGroupARN>"
+        f"<LaunchTemplate><LaunchTemplateId>lt-{_hex(group.name, 17)}</LaunchTemplateId>"
+        f"<LaunchTemplateName>{name}</LaunchTemplateName><Version>$Default</Version></LaunchTemplate>"
+        f"<MinSize>{low}</MinSize><MaxSize>{high}</MaxSize><DesiredCapacity>{desired}</DesiredCapacity>"
+        f"<DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>{REGION}a</member>"
+        f"<member>{REGION}b</member></AvailabilityZones><LoadBalancerNames/><TargetGroupARNs/>"
+        f"<HealthCheckType>EC2</HealthCheckType><HealthCheckGracePeriod>300</HealthCheckGracePeriod><Instances/>"
+        f"<CreatedTime>{LAUNCH_TIME}</CreatedTime><SuspendedProcesses/>"
+        f"<VPCZoneIdentifier>subnet-{_hex('a', 17)},subnet-{_hex('b', 17)}</VPCZoneIdentifier><EnabledMetrics/>"
+        f"<Tags>{tags}</Tags><TerminationPolicies><member>Default</member></TerminationPolicies>"
+        f"<NewInstancesProtectedFromScaleIn>false</NewInstancesProtectedFromScaleIn>"
+        f"<ServiceLinkedRoleARN>arn:aws:iam::{OWNER_ID}:role/aws-service-role/autoscaling.amazonaws.com/"
+        f"AWSServiceRoleForAutoScaling</ServiceLinkedRoleARN><CapacityRebalance>false</CapacityRebalance></member>"
+    )
+
+
+def _autoscaling_xml(action: str, result: str | None) -> bytes:
+    """An Auto Scaling Query-API answer: its result element (none for calls that return nothing)."""
+    body = "" if result is None else f"<{action}Result>{result}</{action}Result>"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{AUTOSCALING_NAMESPACE}">{body}'
+        f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata></{action}Response>"
+    ).encode()
 
 
 def _filter_test(name: str, values: list[str]) -> Any:
@@ -735,6 +929,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, organization.take_invocations())
         elif self.path == "/_bench/states":
             self._json(200, self.fleet.states())
+        elif self.path == "/_bench/groups":
+            self._json(200, self.fleet.group_sizes())
         elif self.path == "/_bench/ping":
             self._json(200, {"instances": len(self.fleet.instances)})
         else:
@@ -744,8 +940,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == "/_bench/seed":
             try:
-                request = json.loads(body)
-                ids = self.fleet.seed(request["instances"], request.get("xml", "full"))
+                seed = json.loads(body)
+                ids = self.fleet.seed(seed["instances"], seed.get("groups"), seed.get("xml", "full"))
             except (ValueError, KeyError, TypeError) as err:
                 self._json(400, {"error": str(err)})
                 return
@@ -758,7 +954,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 config = json.loads(body)
                 template = Fleet()
-                template.seed(config["instances"])
+                template.seed(config["instances"], config.get("groups"))
                 organization = Organization(
                     int(config["accounts"]), list(config["regions"]), float(config.get("latency", 0)), template
                 )
@@ -807,7 +1003,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if service == "sts":
                 answer = organization.sts(account, params)
-            else:
+            else:  # EC2, and Auto Scaling: the fleet tells them apart by Action
                 answer = organization.ec2(account, region, params)
         except EC2Error as err:
             self._send(err.status, error_xml(err.code, err.message), "text/xml;charset=UTF-8")
@@ -851,7 +1047,8 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet()
     if args.fleet:
         with open(args.fleet, encoding="utf-8") as file:
-            fleet.seed(json.load(file)["instances"])
+            seed = json.load(file)
+            fleet.seed(seed["instances"], seed.get("groups"))
     server = make_server(args.port, fleet, args.host)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)

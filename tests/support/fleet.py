@@ -1,4 +1,4 @@
-"""Tagged instances in moto's EC2, in process: launched, and their states read back.
+"""Tagged instances and Auto Scaling groups in moto, in process: launched, and their states read back.
 
 The clients come from one boto3 session per test process: a session loads and parses the EC2
 service model once (a new one, such as boto3's default session, which moto resets in every
@@ -55,14 +55,54 @@ class Fleet:
 
     def __init__(self, role_arn: str | None = None) -> None:
         self._role_arn = role_arn
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._templates: set[str] = set()
 
-    def client(self, region: str = REGION) -> Any:
-        if region not in self._clients:
-            self._clients[region] = (
-                role_client("ec2", self._role_arn, region) if self._role_arn else moto_client("ec2", region)
+    def client(self, region: str = REGION, service: str = "ec2") -> Any:
+        if (service, region) not in self._clients:
+            self._clients[service, region] = (
+                role_client(service, self._role_arn, region) if self._role_arn else moto_client(service, region)
             )
-        return self._clients[region]
+        return self._clients[service, region]
+
+    def launch_group(
+        self,
+        name: str,
+        schedule: str | None = OFFICE_HOURS,
+        sizes: tuple[int, int, int] = (1, 4, 2),
+        tags: dict[str, str] | None = None,
+        propagate: bool = False,
+        region: str = REGION,
+    ) -> str:
+        """An Auto Scaling group (min, max, desired) with the tag set to `schedule`; moto launches its instances."""
+        if region not in self._templates:
+            self.client(region).create_launch_template(
+                LaunchTemplateName="groups", LaunchTemplateData={"ImageId": IMAGE_ID, "InstanceType": "t3.micro"}
+            )
+            self._templates.add(region)
+        all_tags = {**({TAG: schedule} if schedule is not None else {}), **(tags or {})}
+        low, high, desired = sizes
+        self.client(region, "autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateName": "groups"},
+            MinSize=low,
+            MaxSize=high,
+            DesiredCapacity=desired,
+            AvailabilityZones=[f"{region}a"],
+            Tags=[
+                {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
+                 "PropagateAtLaunch": propagate}
+                for k, v in all_tags.items()
+            ],
+        )  # fmt: skip
+        return name
+
+    def group(self, name: str, region: str = REGION) -> tuple[tuple[int, int, int], dict[str, str]]:
+        """A group's (min, max, desired) and its tags, as Auto Scaling reports them."""
+        reply = self.client(region, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        [group] = reply["AutoScalingGroups"]
+        tags = {tag["Key"]: tag.get("Value", "") for tag in group.get("Tags", ())}
+        return (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]), tags
 
     def launch(
         self,
