@@ -2379,20 +2379,19 @@ def autoscaling_client(region: str, session: Any, credentials: Mapping[str, str]
 
 
 def sns_client(session: Any, region: str) -> Any:
-    """The SNS client the run's notification is published with; few retries, short timeouts."""
-    return session.client(
-        "sns",
-        region_name=region,
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10
-        ),
-    )
+    """The SNS client the run's notification is published with."""
+    return _outlet_client("sns", session, region)
 
 
 def events_client(session: Any, region: str) -> Any:
-    """The EventBridge client a run's events are put with; few retries, short timeouts, as the notification's."""
+    """The EventBridge client a run's events are put with."""
+    return _outlet_client("events", session, region)
+
+
+def _outlet_client(service: str, session: Any, region: str) -> Any:
+    """A client for what a run reports after its actions: few retries, short timeouts (it must not hold the run)."""
     return session.client(
-        "events",
+        service,
         region_name=region,
         config=Config(
             retries={"mode": "standard", "total_max_attempts": NOTIFY_MAX_ATTEMPTS}, connect_timeout=5, read_timeout=10

@@ -51,6 +51,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from bench.report import replace_section  # noqa: E402 - after the path is set
+
 EVENT_TIME = "2026-11-23T08:07:00Z"
 REGIONS = ["eu-west-1", "us-east-1", "eu-central-1", "ap-southeast-2"]
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:ec2-powercycle:live"
@@ -325,18 +327,6 @@ def code_state() -> str:
     return f"ec2_powercycle.py at commit {commit or 'unknown'}{' with uncommitted changes' if dirty else ''}"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of the file (or append it), leaving the rest as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION in text and MARK_END in text:
-        start = text.index(SECTION)
-        end = text.index(MARK_END, start) + len(MARK_END)
-        text = text[:start].rstrip("\n") + "\n\n" + section.rstrip("\n") + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def _counts(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
@@ -375,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(args, rows, small, large, time.perf_counter() - started)
     print(section)
     if args.out:
-        write_section(Path(args.out), section)
+        replace_section(Path(args.out), section, SECTION, MARK_END)
     expected = small["dispatch"]["targets"] * INSTANCES_PER_TARGET // 2
     if small["stopped"] != expected or any(chunk["errors"] for chunk in small["chunks"]):
         print(f"the chunks stopped {small['stopped']} instances, expected {expected}", file=sys.stderr)

@@ -33,6 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import replace_section  # noqa: E402 - after the path is set
+
 SECTION = "## Slow schedule URLs"
 MARK_START = "<!-- bench/slow_urls.py: generated, replaced on each run -->"
 MARK_END = "<!-- bench/slow_urls.py: end -->"
@@ -136,18 +138,6 @@ def report(rows: list[dict[str, Any]], took: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of the file (or append it), leaving the rest as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION in text and MARK_END in text:
-        start = text.index(SECTION)
-        end = text.index(MARK_END, start) + len(MARK_END)
-        text = text[:start].rstrip("\n") + "\n\n" + section.rstrip("\n") + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="16,48,64:60", help="URLS[:SECONDS LEFT] cases, comma-separated")
@@ -178,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(rows, time.monotonic() - started)
     print(section)
     if args.out:
-        write_section(Path(args.out), section)
+        replace_section(Path(args.out), section, SECTION, MARK_END)
     return 0 if all(row["errors"] == row["urls"] and not row["alive"] for row in rows) else 1
 
 
