@@ -63,7 +63,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -160,12 +160,19 @@ SUMMARY_LISTS = (
 # A chunk event of this many targets is about 110 KB, well within an asynchronous invocation's 256 KB payload.
 MAX_TARGETS_PER_INVOCATION = 1000
 MEMO_LIMIT = 4096  # entries a run remembers per memo before starting afresh (flat memory, see Memo)
+ZONES_KEPT = 1024  # time zones an execution environment keeps loaded (more than the IANA database names)
 RUN_TIME_WARNING_SHARE = 0.8  # of the invocation's time: past it the run names the targets still running
 NOTIFY_MAX_PROBLEMS = 50  # problems listed in the notification; the rest are counted
 NOTIFY_MAX_ATTEMPTS = 3  # publishing the notification, first try included: it must not hold the run
 SNS_SUBJECT_MAX_CHARS = 99  # SNS refuses subjects of 100 characters or more
 METRICS_NAMESPACE = "ec2-powercycle"
 STATUS_TAG_IDS_PER_CALL = 1000  # CreateTags and DeleteTags take at most 1,000 resources a call
+# Auto Scaling's CreateOrUpdateTags and DeleteTags take one entry per group and tag; their reference states no
+# limit on entries a call, so a call carries at most 50, the most tags the service lets one group have.
+GROUP_STATUS_TAGS_PER_CALL = 50
+# StoppedInstanceHours' InstanceType for a group whose description names no single instance type (a launch
+# template or configuration, whose type DescribeAutoScalingGroups does not carry, or several types).
+GROUP_INSTANCE_TYPE = "auto-scaling-group"
 EVENT_SOURCE = "ec2-powercycle"
 EVENTS_PER_CALL = 10  # PutEvents takes at most 10 entries a call
 EVENTS_CALL_MAX_BYTES = 256 * 1024  # and at most 256 KB of entries (sized as EventBridge sizes them)
@@ -396,11 +403,13 @@ class Schedule:
     skip: SkipDays | None = None
     maintenance_windows: tuple[str, ...] = ()  # names or IDs of SSM maintenance windows that keep it running
 
+    def __post_init__(self) -> None:
+        # Schedules key the run's memos, several look-ups each: hashed once, not at every look-up.
+        fields = (self.start, self.stop, self.tz, self.enforce, self.hibernate, self.skip)
+        object.__setattr__(self, "_hash", hash(fields))
 
-# Each minute of a window, latest first, with the wall times (minute, hour, day, month, weekday) firing at it.
-WallTime = tuple[int, int, int, int, int]
-WindowMinutes = tuple[tuple[datetime, tuple[WallTime, ...]], ...]
-MinutesOf = Callable[[str, datetime, timedelta], WindowMinutes]
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
 
 
 @dataclass(frozen=True)
@@ -507,13 +516,7 @@ class Resource:
     saved: GroupSize | None = None  # a group's saved sizes: what a start restores
 
 
-class _Slot:
-    __slots__ = ("lock", "ready", "value")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ready = False
-        self.value: Any = None
+_MISSING = object()
 
 
 class Memo:
@@ -528,32 +531,36 @@ class Memo:
     def __init__(self, limit: int | None = None) -> None:
         self._limit = limit
         self._lock = threading.Lock()
-        self._slots: dict[Any, _Slot] = {}
+        self._values: dict[Any, Any] = {}
+        # A lock only for a key being computed: a remembered value costs one dictionary entry, nothing the
+        # garbage collector must walk (a fleet of distinct schedules fills the memos with values used once).
+        self._computing: dict[Any, threading.Lock] = {}
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        slot = self._slots.get(key)
-        if slot is None:
-            with self._lock:
-                slot = self._slots.get(key)
-                if slot is None:
-                    if self._limit is not None and len(self._slots) >= self._limit:
-                        self._slots.clear()
-                    slot = self._slots[key] = _Slot()
-        if not slot.ready:
-            with slot.lock:
-                if not slot.ready:
-                    slot.value = compute()
-                    slot.ready = True
-        return slot.value
+        value = self._values.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        with self._lock:
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        try:
+            with key_lock:
+                value = self._values.get(key, _MISSING)
+                if value is _MISSING:
+                    value = compute()
+                    if self._limit is not None and len(self._values) >= self._limit:
+                        self._values.clear()  # two threads may both clear: it is a cache
+                    self._values[key] = value
+        finally:
+            self._computing.pop(key, None)
+        return value
 
     def has(self, key: Any) -> bool:
         """Whether key's value is computed (and not forgotten)."""
-        slot = self._slots.get(key)
-        return slot is not None and slot.ready
+        return key in self._values
 
     def clear(self) -> None:
         with self._lock:
-            self._slots.clear()
+            self._values.clear()
 
 
 class RunMemo:
@@ -568,20 +575,15 @@ class RunMemo:
         self.schedules = Memo(MEMO_LIMIT)  # inline tag value -> Schedule | ScheduleError
         self.urls = Memo()  # URL -> Schedule | ScheduleError; never forgotten: one fetch per URL per run
         self.skips = Memo()  # "skip" URL -> SkipDays | ScheduleError; never forgotten, as urls
+        self.dues = Memo(MEMO_LIMIT)  # Schedule -> (Due over the window, Due over the catch-up horizon)
         self.due = Memo(MEMO_LIMIT)  # Schedule -> Due over the window; (Schedule, until) -> its state then
-        self.recent = Memo(MEMO_LIMIT)  # Schedule -> Due over the catch-up horizon
         self.decisions = Memo(MEMO_LIMIT)  # (tag value, state) -> Verdict
-        self.windows = Memo(MEMO_LIMIT)  # (zone, t, W) -> the window's minutes in that zone
         self.roles = Memo()  # role ARN -> credentials, or why there are none: each role assumed once per run
         self.regions = Memo()  # account -> its enabled regions, or why they cannot be read: once per run
         self.identity = Memo()  # "own" -> the function's own account ID, when the run must ask STS
         self.maintenance = Memo()  # target -> its maintenance windows' records, or why not: read once per run
         self.named_windows = Memo(MEMO_LIMIT)  # (target, names) -> the windows named, or ScheduleError
         self.patching = Memo(MEMO_LIMIT)  # (windows, t) -> Patching, or ScheduleError
-
-    def window_minutes(self, tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
-        """`window_minutes`, computed once per zone in a run: every schedule in a zone shares it."""
-        return self.windows.get((tz_name, now, window), lambda: window_minutes(tz_name, now, window))
 
 
 @dataclass(frozen=True)
@@ -858,11 +860,18 @@ def _parse_allow_prefix(prefix: str) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
-    """The ZoneInfo for an IANA name (ZoneInfo keeps its own cache), or ScheduleError."""
+    """The ZoneInfo for an IANA name, or ScheduleError."""
     try:
-        return ZoneInfo(name)
+        return _zone_info(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as err:
         raise ScheduleError(f"unknown time zone {quoted(name)}; expected an IANA name such as 'Europe/London'") from err
+
+
+# Zones held for the execution environment: ZoneInfo's own cache keeps only the last 8 alive, so a
+# fleet in 60 zones would read the zone files again for about every schedule. There are ~600 zones.
+@functools.lru_cache(maxsize=ZONES_KEPT)
+def _zone_info(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def is_url(value: str) -> bool:
@@ -1160,19 +1169,56 @@ class CronFields:
     months: frozenset[int]
     weekdays: frozenset[int]
 
+    def __post_init__(self) -> None:
+        # Derived once, for the walks below: (hours, minutes) in order and reversed, and whether any date exists.
+        hours, minutes = tuple(sorted(self.hours)), tuple(sorted(self.minutes))
+        object.__setattr__(self, "_ascending", (hours, minutes))
+        object.__setattr__(self, "_descending", (hours[::-1], minutes[::-1]))
+        fires = any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
+        object.__setattr__(self, "_fires", fires)
+
     def can_fire(self) -> bool:
         """False for a date that never exists, such as 30 February."""
-        return any(day <= _DAYS_IN_MONTH[month] for month in self.months for day in self.days)
+        return self._fires  # type: ignore[attr-defined,no-any-return]
 
-    def matches(self, wall: tuple[int, int, int, int, int]) -> bool:
-        minute, hour, day, month, weekday = wall
-        return (
-            minute in self.minutes
-            and hour in self.hours
-            and day in self.days
-            and month in self.months
-            and weekday in self.weekdays
-        )
+    def fires_on(self, day: date) -> bool:
+        return day.day in self.days and day.month in self.months and day.isoweekday() % 7 in self.weekdays
+
+    def fires_at(self, wall: datetime) -> bool:
+        return wall.minute in self.minutes and wall.hour in self.hours and self.fires_on(wall.date())
+
+    def walls_back(self, start: datetime, first_day: date | None = None) -> Iterator[datetime]:
+        """The wall times it fires at, from `start` (naive, whole minutes; included) back, latest first.
+
+        By field arithmetic: a day that matches, then its hours and minutes
+        from the latest, so a walk costs a few steps per day, not one per minute.
+        It ends before `first_day`; without one the caller ends it.
+        """
+        hours, minutes = self._descending  # type: ignore[attr-defined]
+        day, cap = start.date(), (start.hour, start.minute)
+        while first_day is None or day >= first_day:
+            if self.fires_on(day):
+                for hour in hours:
+                    if hour <= cap[0]:
+                        for minute in minutes:
+                            if hour < cap[0] or minute <= cap[1]:
+                                yield datetime(day.year, day.month, day.day, hour, minute)
+            day -= _ONE_DAY
+            cap = (23, 59)
+
+    def walls_on(self, start: datetime) -> Iterator[datetime]:
+        """The wall times it fires at strictly after `start` (naive, whole minutes), earliest first: the mirror."""
+        hours, minutes = self._ascending  # type: ignore[attr-defined]
+        day, floor = start.date(), (start.hour, start.minute)
+        while True:
+            if self.fires_on(day):
+                for hour in hours:
+                    if hour >= floor[0]:
+                        for minute in minutes:
+                            if hour > floor[0] or minute > floor[1]:
+                                yield datetime(day.year, day.month, day.day, hour, minute)
+            day += _ONE_DAY
+            floor = (0, -1)
 
 
 _CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
@@ -1185,6 +1231,8 @@ _CRON_NAMES: tuple[dict[str, int], ...] = (
     {name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
 )
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ONE_DAY = timedelta(days=1)
+_ONE_MINUTE = timedelta(minutes=1)
 _PLAIN_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$", re.ASCII)
 
 
@@ -1313,83 +1361,112 @@ def _croniter(expression: str, start: datetime) -> Any:
     return croniter(expression, start)
 
 
-def latest_fire(expression: str, tz_name: str, before: datetime, skip: SkipDays | None = None) -> datetime | None:
+def latest_fire(
+    expression: str, tz_name: str, before: datetime, skip: SkipDays | None = None, after: datetime | None = None
+) -> datetime | None:
     """The latest instant at or before `before` at which the expression fires in zone tz_name.
 
-    Cron times are wall-clock times. croniter walks wall-clock times (naive, so
-    it never sees daylight saving); each is then mapped to an instant with
-    `wall_to_instant`, which is monotonic, so the first one at or before
-    `before` is the latest. Times on days `skip` skips do not exist: the walk
-    jumps back over them (a range in one step), but not to more than
+    With `after`, only an instant later than it counts (else None), and the
+    search goes no further back. Cron times are wall-clock times: the walk goes
+    over them, latest first (`_walls_back`: naive, so it never sees daylight
+    saving), and each is mapped to an instant with `wall_to_instant`, which is
+    monotonic, so the first one at or before `before` is the latest, and once a
+    wall time is no later than the wall clock at `after`, every one before it
+    fired at or before `after`. Times on days `skip` skips do not exist: the
+    walk jumps back over them (a range in one step), but not to more than
     SKIP_HORIZON_DAYS before `before`: then there is no such time (None).
     """
+    return _latest_in(expression, _span(tz_name, before, after), skip)
+
+
+class _Span(NamedTuple):
+    """The instants (after, before] in zone tz, and the wall times that bound a search for what fires in them."""
+
+    tz: ZoneInfo
+    before: datetime
+    after: datetime | None  # None: no lower bound
+    highest: datetime  # the latest wall time that can fire at or before `before`
+    lowest: datetime | None  # this wall time and every earlier one fired at or before `after`
+
+
+def _span(tz_name: str, before: datetime, after: datetime | None) -> _Span:
     tz = zone(tz_name)
     local = before.astimezone(tz)
-    wall = local.replace(tzinfo=None, second=0, microsecond=0)
+    highest = local.replace(tzinfo=None, second=0, microsecond=0)
     if local.fold:
         # In the repeated hour's second pass, later wall times of the first pass are earlier instants.
-        wall += local.replace(fold=0).utcoffset() - local.utcoffset()
-    # get_prev never returns its base itself: start one minute on to include `wall`.
-    walker = _croniter(expression, wall + timedelta(minutes=1))
+        highest += local.replace(fold=0).utcoffset() - local.utcoffset()
+    lowest = None if after is None else after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    return _Span(tz, before, after, highest, lowest)
+
+
+def _latest_in(expression: str, span: _Span, skip: SkipDays | None) -> datetime | None:
+    """`latest_fire` over a span: the walk back over wall times, jumping skipped days."""
+    walls = _walls_back(expression, span.highest, span.lowest)
     while True:
-        fire = walker.get_prev(datetime)
+        fire = next(walls, None)
+        if fire is None or (span.lowest is not None and fire <= span.lowest):
+            return None
         if skip and skip.skips(fire.date()):
             first, _ = skip.span(fire.date())
-            if (wall.date() - first).days > SKIP_HORIZON_DAYS:
+            if (span.highest.date() - first).days > SKIP_HORIZON_DAYS:
                 return None
-            walker = _croniter(expression, datetime(first.year, first.month, first.day))  # the day before, or earlier
+            walls = _walls_back(expression, datetime(first.year, first.month, first.day) - _ONE_MINUTE, span.lowest)
             continue
-        instant = wall_to_instant(fire, tz)
-        if instant <= before:
-            return instant
+        instant = wall_to_instant(fire, span.tz)
+        if instant <= span.before:
+            return instant if span.after is None or instant > span.after else None
 
 
 def next_fire(expression: str, tz_name: str, after: datetime, skip: SkipDays | None = None) -> datetime | None:
     """The earliest instant strictly after `after` at which the expression fires in zone tz_name.
 
     The mirror of `latest_fire` (so latest_fire(e, z, t) <= t < next_fire(e, z, t)):
-    croniter walks wall-clock times forward and each is mapped to an instant with
-    `wall_to_instant`, the same daylight-saving rule, so the first one after
-    `after` is the next. In the second pass of a repeated hour the walk skips the
-    wall times whose first occurrence has already gone by. Days `skip` skips are
-    jumped over, but not to more than SKIP_HORIZON_DAYS after `after` (then None).
+    the walk goes over wall-clock times forward (`_walls_on`) and each is mapped
+    to an instant with `wall_to_instant`, the same daylight-saving rule, so the
+    first one after `after` is the next. In the second pass of a repeated hour
+    the walk skips the wall times whose first occurrence has already gone by.
+    Days `skip` skips are jumped over, but not to more than SKIP_HORIZON_DAYS
+    after `after` (then None).
     """
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
     tz = zone(tz_name)
     wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
-    walker = _croniter(expression, wall)
+    walls = _walls_on(expression, wall)
     while True:
-        fire = walker.get_next(datetime)
+        fire = next(walls)
         if skip and skip.skips(fire.date()):
             _, last = skip.span(fire.date())
             if (last - wall.date()).days > SKIP_HORIZON_DAYS:
                 return None
-            walker = _croniter(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
+            walls = _walls_on(expression, datetime(last.year, last.month, last.day, 23, 59))  # the next day, or later
             continue
         instant = wall_to_instant(fire, tz)
         if instant > after:
             return instant
 
 
-def window_minutes(tz_name: str, now: datetime, window: timedelta) -> WindowMinutes:
-    """Each whole minute of (now - window, now], latest first, with the wall times that fire at it.
+def _walls_back(expression: str, start: datetime, lowest: datetime | None) -> Iterator[datetime]:
+    """The wall times the expression fires at, from `start` (included) back: by field arithmetic if plain.
 
-    A minute's wall time is (minute, hour, day, month, weekday with 0 Sunday).
-    It has none in the second pass of a repeated hour (a time fires at its
-    first occurrence), and at the moment clocks go forward it also carries the
-    skipped wall times (they fire then). A run computes it once per zone
-    (`RunMemo.window_minutes`).
+    A plain walk ends with the day of `lowest` (nothing before it can count); croniter's goes on, and
+    the caller stops at its first wall time at or before `lowest`.
     """
-    tz = zone(tz_name)
-    minute = timedelta(minutes=1)
-    instant = now.replace(second=0, microsecond=0)
-    result = []
-    while instant > now - window:
-        walls = walls_at(instant, tz)
-        result.append((instant, tuple((w.minute, w.hour, w.day, w.month, (w.weekday() + 1) % 7) for w in walls)))
-        instant -= minute
-    return tuple(result)
+    fields = cron_fields(expression)
+    if fields is not None and fields.can_fire():
+        return fields.walls_back(start, lowest and lowest.date())
+    walker = _croniter(expression, start + _ONE_MINUTE)  # get_prev never returns its base itself
+    return iter(lambda: walker.get_prev(datetime), None)
+
+
+def _walls_on(expression: str, start: datetime) -> Iterator[datetime]:
+    """The wall times the expression fires at strictly after `start`, earliest first: by field arithmetic if plain."""
+    fields = cron_fields(expression)
+    if fields is not None and fields.can_fire():
+        return fields.walls_on(start)
+    walker = _croniter(expression, start)
+    return iter(lambda: walker.get_next(datetime), None)
 
 
 def walls_at(instant: datetime, tz: ZoneInfo) -> list[datetime]:
@@ -1408,36 +1485,14 @@ def walls_at(instant: datetime, tz: ZoneInfo) -> list[datetime]:
 
 
 def latest_in_window(
-    expression: str,
-    tz_name: str,
-    now: datetime,
-    window: timedelta,
-    minutes_of: MinutesOf = window_minutes,
-    skip: SkipDays | None = None,
+    expression: str, tz_name: str, now: datetime, window: timedelta, skip: SkipDays | None = None
 ) -> datetime | None:
     """The latest instant in (now - window, now] at which the expression fires, or None.
 
-    Plain expressions are matched against the window's minutes in the zone (a
-    few set look-ups each); others take croniter's walk. Both follow the same
-    daylight-saving rule, and the tests hold them to a brute-force oracle. A
-    time on a day `skip` skips does not exist.
+    `latest_fire` searching no further back than the window; the tests hold
+    both to a brute-force oracle. A time on a day `skip` skips does not exist.
     """
-    fields = cron_fields(expression)
-    if fields is None:
-        moment = latest_fire(expression, tz_name, now, skip)
-        return moment if moment is not None and moment > now - window else None
-    for instant, walls in minutes_of(tz_name, now, window):
-        for wall in walls:
-            if fields.matches(wall) and not (skip and skip.skips(_wall_day(wall, instant, tz_name))):
-                return instant
-    return None
-
-
-def _wall_day(wall: WallTime, instant: datetime, tz_name: str) -> date:
-    """The calendar day of a wall time that fires at `instant` (a WallTime carries no year)."""
-    local = instant.astimezone(zone(tz_name))
-    _, _, day, month, _ = wall
-    return date(local.year - (month == 12 and local.month == 1), month, day)
+    return latest_fire(expression, tz_name, now, skip, after=now - window)
 
 
 def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -1465,26 +1520,37 @@ def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     return high
 
 
-def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of: MinutesOf = window_minutes) -> Due:
+def due_action(schedule: Schedule, now: datetime, window: timedelta) -> Due:
     """What the schedule asks for at `now`: the later of its latest start and stop.
 
     Without enforce only times inside (now - window, now] count; with enforce,
     any time at or before now. Times on the schedule's skip days do not exist.
-    `minutes_of` is `window_minutes` or a run's memo of it.
     """
+    return due_of(schedule, *latest_start_and_stop(schedule, now, window), since=now - window)
+
+
+def latest_start_and_stop(
+    schedule: Schedule, now: datetime, window: timedelta
+) -> tuple[datetime | None, datetime | None]:
+    """The schedule's latest start and latest stop in (now - window, now] (with enforce, at or before now)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    latest: dict[Action, datetime | None] = {}
-    for action, expressions in ((Action.START, schedule.start), (Action.STOP, schedule.stop)):
-        if schedule.enforce:
-            times = [latest_fire(expression, schedule.tz, now, schedule.skip) for expression in expressions]
-        else:
-            times = [
-                latest_in_window(expression, schedule.tz, now, window, minutes_of, schedule.skip)
-                for expression in expressions
-            ]
-        latest[action] = max((moment for moment in times if moment is not None), default=None)
-    start, stop = latest[Action.START], latest[Action.STOP]
+    span = _span(schedule.tz, now, None if schedule.enforce else now - window)
+
+    def latest(expressions: tuple[str, ...]) -> datetime | None:
+        moments = [moment for expression in expressions if (moment := _latest_in(expression, span, schedule.skip))]
+        return max(moments) if moments else None
+
+    return latest(schedule.start), latest(schedule.stop)
+
+
+def due_of(schedule: Schedule, start: datetime | None, stop: datetime | None, *, since: datetime) -> Due:
+    """What the schedule asks for, given its latest start and stop: the later one; both at once is a conflict.
+
+    Unless they meet only because clocks going forward moved one of them (`_later_by_wall_clock`).
+    `since` is where the window (or the span searched) begins: an enforced time at or before it
+    fell before the window.
+    """
     enforced = schedule.enforce
     if start is None and stop is None:
         return Due(None, enforced=enforced)
@@ -1492,10 +1558,10 @@ def due_action(schedule: Schedule, now: datetime, window: timedelta, minutes_of:
         later = _later_by_wall_clock(schedule, start)
         if later is None:
             return Due(None, start, conflict=True, enforced=enforced)
-        return Due(later, start, enforced=enforced, before_window=enforced and start <= now - window)
+        return Due(later, start, enforced=enforced, before_window=enforced and start <= since)
     action, at = (Action.START, start) if stop is None or (start is not None and start > stop) else (Action.STOP, stop)
     assert at is not None
-    return Due(action, at, enforced=enforced, before_window=enforced and at <= now - window)
+    return Due(action, at, enforced=enforced, before_window=enforced and at <= since)
 
 
 def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
@@ -1519,7 +1585,7 @@ def _later_by_wall_clock(schedule: Schedule, at: datetime) -> Action | None:
 def _fires_at_wall(expression: str, wall: datetime) -> bool:
     fields = cron_fields(expression)
     if fields is not None:
-        return fields.matches((wall.minute, wall.hour, wall.day, wall.month, (wall.weekday() + 1) % 7))
+        return fields.fires_at(wall)
     from croniter import croniter
 
     return bool(croniter.match(expression, wall))
@@ -2656,6 +2722,7 @@ class TargetResult:
     group_decisions: dict[str, Decision] = field(default_factory=dict)  # each acting group's, for the events
     stopped_types: dict[str, int] = field(default_factory=dict)
     status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # (last action, error)
+    group_status_seen: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # the groups'
     status_tag_errors: int = 0
 
     def skip(self, instance_id: str, reason: str) -> None:
@@ -2712,8 +2779,15 @@ class TargetResult:
             "groups_stopped": self.groups_stopped,
         }
 
-    def actions_made(self) -> Iterator[tuple[str, str, Decision]]:
-        """(instance ID, "started", "stopped" or "hibernated", its decision) for each instance acted on."""
+    def actions_made(self, kind: Kind = Kind.INSTANCE) -> Iterator[tuple[str, str, Decision]]:
+        """(instance ID, "started", "stopped" or "hibernated", its decision) for each instance acted on;
+        (group name, "started" or "stopped", its decision) for each group, with `kind` GROUP."""
+        if kind is Kind.GROUP:
+            for name in self.groups_started:
+                yield name, "started", self.group_decisions[name]
+            for name in self.groups_stopped:
+                yield name, "stopped", self.group_decisions[name]
+            return
         hibernated = frozenset(self.hibernated)
         for instance_id in self.started:
             yield instance_id, "started", self.acting[instance_id][0]
@@ -3184,9 +3258,10 @@ def shared_aws() -> Aws:
 # --- Where people look: status tags, hours stopped, events (after the actions) -------------
 #
 # Three outlets read what a target's run decided and did, after its actions, the way the metrics and the
-# notification read the summary: `note_instance` keeps, while the instances are read, only what they need
-# (a dictionary slot per acting instance, a count per instance type, the status tags of instances whose
-# tags may change); the rest is derived from the TargetResult. None of them can fail an instance or the run.
+# notification read the summary: `note_instance` and `note_group` keep, while the resources are read, only
+# what they need (a dictionary slot per acting instance, a count per instance type, the status tags of
+# instances and groups whose tags may change); the rest is derived from the TargetResult. None of them can
+# fail an instance, a group or the run.
 
 
 def status_keys(tag: str) -> tuple[str, str]:
@@ -3218,9 +3293,7 @@ def note_instance(
     """Keep what the outlets will need of one instance just decided.
 
     `types` and `pairs` make one string per instance type and one (decision, type) pair per distinct
-    pair, shared by the target's instances; `status` is given when status tags are written. Of those,
-    an instance's error tag is kept (few instances carry one), and its last-action tag only when it
-    names this run's time (a run made again): any other cannot equal what this run would write.
+    pair, shared by the target's instances; `status` is given when status tags are written (`note_status`).
     """
     decision = verdict.decision
     instance_type = str(instance.get("InstanceType") or "unknown")
@@ -3232,22 +3305,62 @@ def note_instance(
         result.acting[instance_id] = pairs.setdefault(pair, pair)
     elif verdict.schedule is not None and instance["State"]["Name"] in SETTLED_STOPPED:
         result.stopped_types[instance_type] = result.stopped_types.get(instance_type, 0) + 1
-    if status is None or (verdict.schedule is None and decision.outcome is not Outcome.ERROR):
-        return  # guarded instances are never touched, not even their tags
+    if status is not None:
+        note_status(result.status_seen, instance_id, instance, verdict, status)
+
+
+def note_group(result: TargetResult, group: Resource, verdict: Verdict, status: StatusTags | None) -> None:
+    """Keep what the outlets will need of one group just decided: its saved desired capacity among the hours
+    stopped while it stays at zero (an acting group's is counted once the actions are made: `count_stopped`),
+    and its status tags (`note_status`)."""
+    acting = verdict.decision.outcome is Outcome.ACT
+    if not acting and verdict.schedule is not None and group.state == "stopped" and group.saved is not None:
+        group_type = group_instance_type(group.described)
+        result.stopped_types[group_type] = result.stopped_types.get(group_type, 0) + group.saved.desired
+    if status is not None:
+        note_status(result.group_status_seen, group.resource_id, group.described, verdict, status)
+
+
+def note_status(
+    seen: dict[str, tuple[str | None, str | None]],
+    resource_id: str,
+    described: Mapping[str, Any],
+    verdict: Verdict,
+    status: StatusTags,
+) -> None:
+    """Keep in `seen` the status tags of an instance or group (as described) whose tags this run may change.
+
+    Guarded resources are never touched, not even their tags. Of the others, the error tag is kept
+    (few resources carry one), and the last-action tag only when the resource acts and the tag names
+    this run's time (a run made again): any other cannot equal what this run would write.
+    """
+    decision = verdict.decision
+    if verdict.schedule is None and decision.outcome is not Outcome.ERROR:
+        return
     last_action = error = None
-    for tag in instance.get("Tags", ()):
+    for tag in described.get("Tags", ()):
         if tag["Key"] == status.last_action_key:
             last_action = str(tag.get("Value", ""))
         elif tag["Key"] == status.error_key:
             error = str(tag.get("Value", ""))
+    acting = decision.outcome is Outcome.ACT
     if not acting or (last_action is not None and not last_action.partition(" ")[2].startswith(status.stamp)):
         last_action = None
     if last_action is not None or error is not None:
-        result.status_seen[instance_id] = (last_action, error)
+        seen[resource_id] = (last_action, error)
 
 
-def count_stopped(result: TargetResult, starts: list[str]) -> None:
-    """Add the instances stopped by the actions, and those whose start failed, to result.stopped_types."""
+def group_instance_type(group: Mapping[str, Any]) -> str:
+    """A group's instance type for StoppedInstanceHours: the one type its mixed instances policy's overrides
+    name, when DescribeAutoScalingGroups carries exactly one; else GROUP_INSTANCE_TYPE (no call to find it)."""
+    overrides = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", ())
+    types = {str(override["InstanceType"]) for override in overrides if override.get("InstanceType")}
+    return types.pop() if len(types) == 1 else GROUP_INSTANCE_TYPE
+
+
+def count_stopped(result: TargetResult, starts: list[str], groups: Mapping[Action, list[Resource]]) -> None:
+    """Add to result.stopped_types what the actions left stopped: the instances and groups stopped, and those
+    whose start failed (a group counts its saved desired capacity)."""
     counts = result.stopped_types
     for instance_id in result.stopped:
         instance_type = result.acting[instance_id][1]
@@ -3258,6 +3371,15 @@ def count_stopped(result: TargetResult, starts: list[str]) -> None:
             if instance_id not in started:
                 instance_type = result.acting[instance_id][1]
                 counts[instance_type] = counts.get(instance_type, 0) + 1
+    stopped, started = set(result.groups_stopped), set(result.groups_started)
+    for group in groups.get(Action.STOP, ()):
+        if group.resource_id in stopped and group.size is not None:
+            group_type = group_instance_type(group.described)
+            counts[group_type] = counts.get(group_type, 0) + group.size.desired
+    for group in groups.get(Action.START, ()):
+        if group.resource_id not in started and group.saved is not None:
+            group_type = group_instance_type(group.described)
+            counts[group_type] = counts.get(group_type, 0) + group.saved.desired
 
 
 def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
@@ -3270,54 +3392,90 @@ def error_tag_value(now: datetime, reason: str, current: str | None) -> str:
 
 
 def status_tag_changes(
-    result: TargetResult, now: datetime, status: StatusTags
+    result: TargetResult, now: datetime, status: StatusTags, kind: Kind = Kind.INSTANCE
 ) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
-    """The status tags to write, {(key, value): instance IDs}, and the instances whose error tag goes.
+    """The status tags to write on the instances (or the groups), {(key, value): their IDs (names)}, and those
+    whose error tag goes.
 
-    Only values that differ from what the run read: an unchanged instance costs nothing.
+    Only values that differ from what the run read: an unchanged instance or group costs nothing.
     """
+    seen = result.status_seen if kind is Kind.INSTANCE else result.group_status_seen
     writes: dict[tuple[str, str], list[str]] = {}
-    for instance_id, done, decision in result.actions_made():
+    for resource_id, done, decision in result.actions_made(kind):
         value = f"{done} {status.stamp} {decision.cause.value}"
-        if result.status_seen.get(instance_id, (None, None))[0] != value:
-            writes.setdefault((status.last_action_key, value), []).append(instance_id)
+        if seen.get(resource_id, (None, None))[0] != value:
+            writes.setdefault((status.last_action_key, value), []).append(resource_id)
     reasons: dict[str, list[str]] = {}
-    for instance_id, error in result.errors:
-        if instance_id is not None and not isinstance(instance_id, GroupName):  # status tags are instances'
-            reasons.setdefault(instance_id, []).append(error)
-    for instance_id, errors in reasons.items():
-        current = result.status_seen.get(instance_id, (None, None))[1]
+    for resource_id, error in result.errors:  # a group's errors name it by GroupName, an instance's by its ID
+        if resource_id is not None and isinstance(resource_id, GroupName) is (kind is Kind.GROUP):
+            reasons.setdefault(resource_id, []).append(error)
+    for resource_id, errors in reasons.items():
+        current = seen.get(resource_id, (None, None))[1]
         value = error_tag_value(now, "; ".join(dict.fromkeys(errors)), current)
         if value != current:
-            writes.setdefault((status.error_key, value), []).append(instance_id)
-    cleared = [i for i, (_, error) in result.status_seen.items() if error is not None and i not in reasons]
+            writes.setdefault((status.error_key, value), []).append(resource_id)
+    cleared = [i for i, (_, error) in seen.items() if error is not None and i not in reasons]
     return writes, cleared
 
 
-def write_status_tags(ec2: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
-    """Write the target's changed status tags: one call per value and 1,000 instances; failures counted, not raised."""
-    writes, cleared = status_tag_changes(result, now, status)
-    calls: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
+def write_status_tags(ec2: Any, autoscaling: Any, result: TargetResult, now: datetime, status: StatusTags) -> None:
+    """Write the target's changed status tags, on its instances and its groups; failures counted, not raised.
+
+    Instances given the same value share a CreateTags call (1,000 a call); the groups' entries share
+    CreateOrUpdateTags calls whatever their values (GROUP_STATUS_TAGS_PER_CALL a call). Each entry a failed
+    call carried counts one StatusTagErrors.
+    """
+    calls = [
+        *_instance_tag_calls(ec2, *status_tag_changes(result, now, status), status),
+        *_group_tag_calls(autoscaling, *status_tag_changes(result, now, status, Kind.GROUP), status),
+    ]
+    for call, params, count, what, keys in calls:
+        try:
+            call(**params)
+        except (ClientError, BotoCoreError) as err:
+            result.status_tag_errors += count
+            logger.warning(
+                "%s: could not write the status tag %s on %s: %s", result.target, keys, what, _describe_error(err)
+            )
+    result.status_seen, result.group_status_seen = {}, {}
+
+
+# One tagging call: (the client's method, its parameters, the tags it writes (one a resource and key), what it
+# writes them on for a log line, the keys).
+_TagCall = tuple[Callable[..., Any], dict[str, Any], int, str, str]
+
+
+def _instance_tag_calls(
+    ec2: Any, writes: dict[tuple[str, str], list[str]], cleared: list[str], status: StatusTags
+) -> Iterator[_TagCall]:
+    batches: list[tuple[Callable[..., Any], list[dict[str, str]], list[str]]] = [
         (ec2.create_tags, [{"Key": key, "Value": value}], ids) for (key, value), ids in writes.items()
     ]
     if cleared:
-        calls.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
-    for call, tags, ids in calls:
+        batches.append((ec2.delete_tags, [{"Key": status.error_key}], cleared))
+    for call, tags, ids in batches:
         for offset in range(0, len(ids), STATUS_TAG_IDS_PER_CALL):
             chunk = ids[offset : offset + STATUS_TAG_IDS_PER_CALL]
-            try:
-                call(Resources=chunk, Tags=tags)
-            except (ClientError, BotoCoreError) as err:
-                result.status_tag_errors += len(chunk)
-                logger.warning(
-                    "%s: could not write the status tag %s on %d instances (%s...): %s",
-                    result.target,
-                    tags[0]["Key"],
-                    len(chunk),
-                    chunk[0],
-                    _describe_error(err),
-                )
-    result.status_seen = {}
+            what = f"{_counted(len(chunk), 'instance')} ({chunk[0]}...)"
+            yield call, {"Resources": chunk, "Tags": tags}, len(chunk), what, tags[0]["Key"]
+
+
+def _group_tag_calls(
+    autoscaling: Any, writes: dict[tuple[str, str], list[str]], cleared: list[str], status: StatusTags
+) -> Iterator[_TagCall]:
+    group = {"ResourceType": "auto-scaling-group"}
+    entries = [
+        {"ResourceId": str(name), **group, "Key": key, "Value": value, "PropagateAtLaunch": False}
+        for (key, value), names in writes.items()
+        for name in names
+    ]
+    deletions = [{"ResourceId": str(name), **group, "Key": status.error_key} for name in cleared]
+    for call, tags in ((autoscaling.create_or_update_tags, entries), (autoscaling.delete_tags, deletions)):
+        for offset in range(0, len(tags), GROUP_STATUS_TAGS_PER_CALL):
+            chunk = tags[offset : offset + GROUP_STATUS_TAGS_PER_CALL]
+            names = list(dict.fromkeys(tag["ResourceId"] for tag in chunk))
+            what = f"{_counted(len(names), 'group')} ({names[0]}...)"
+            yield call, {"Tags": chunk}, len(chunk), what, ", ".join(dict.fromkeys(tag["Key"] for tag in chunk))
 
 
 def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[dict[str, str]]:
@@ -3332,20 +3490,15 @@ def instance_events(result: TargetResult, now: datetime, bus: str) -> Iterator[d
             "reason": decision.cause.value,
         }
         yield _event_entry("Instance Started" if done == "started" else "Instance Stopped", detail, bus)
-    for names, action, detail_type in (
-        (result.groups_started, Action.START, "Group Started"),
-        (result.groups_stopped, Action.STOP, "Group Stopped"),
-    ):
-        for name in names:
-            decision = result.group_decisions[name]
-            detail = {
-                "group": str(name),
-                **where,
-                "action": action.value,
-                "due": _iso(decision.due) or None,
-                "reason": decision.cause.value,
-            }
-            yield _event_entry(detail_type, detail, bus)
+    for name, done, decision in result.actions_made(Kind.GROUP):
+        detail = {
+            "group": str(name),
+            **where,
+            "action": decision.action.value,  # type: ignore[union-attr]
+            "due": _iso(decision.due) or None,
+            "reason": decision.cause.value,
+        }
+        yield _event_entry("Group Started" if done == "started" else "Group Stopped", detail, bus)
     for instance_id, error in result.errors:
         if instance_id is not None:  # a group's error names the group: {"instance_id": null, "group": name}
             detail = {**_which(instance_id), **where, "error": error[:EVENT_ERROR_MAX_CHARS]}
@@ -3617,7 +3770,7 @@ def _scheduled_verdict(resource: Resource, context: RunContext, target: Target |
             return patched
     if schedule is None or not settings.catch_up or verdict.decision.outcome is Outcome.ERROR:
         return verdict
-    recent: Due | None = context.memo.recent.get(schedule, lambda: _recent(schedule, context))
+    recent = _recent(schedule, context)
     if recent is None or recent.action is None:
         return verdict
     if state not in (STARTABLE_STATES if recent.action is Action.START else STOPPABLE_STATES):
@@ -3710,7 +3863,33 @@ def _decide_value(value: str, state: str, context: RunContext) -> Verdict:
 
 
 def _due(schedule: Schedule, context: RunContext, window: timedelta) -> Due:
-    return due_action(schedule, context.now, window, context.memo.window_minutes)
+    """`due_action` over the run's window or over its catch-up horizon: both from one evaluation (`_dues`)."""
+    settings = context.settings
+    horizon = max(settings.window, settings.catch_up)
+    if window not in (settings.window, horizon):
+        return due_action(schedule, context.now, window)
+    try:
+        in_window, in_horizon = context.memo.dues.get(schedule, lambda: _dues(schedule, context.now, settings))
+    except (ValueError, OverflowError):
+        if window == horizon:
+            raise
+        return due_action(schedule, context.now, window)  # the horizon alone cannot be searched (before year 1)
+    return in_window if window == settings.window else in_horizon
+
+
+def _dues(schedule: Schedule, now: datetime, settings: Settings) -> tuple[Due, Due]:
+    """What the schedule asks for over the window and over the catch-up horizon, from one search.
+
+    The horizon holds the window (both end at `now`), so the latest start and
+    stop over the horizon say what the window holds too.
+    """
+    horizon = max(settings.window, settings.catch_up)
+    start, stop = latest_start_and_stop(schedule, now, horizon)
+    since = now - settings.window
+    in_window = (start, stop)
+    if not schedule.enforce:  # with enforce both take the latest times, however long ago
+        in_window = tuple(None if moment is None or moment <= since else moment for moment in in_window)
+    return due_of(schedule, *in_window, since=since), due_of(schedule, start, stop, since=now - horizon)
 
 
 def _recent(schedule: Schedule, context: RunContext) -> Due | None:
@@ -3874,6 +4053,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
         if resource.kind is Kind.GROUP:
             result.groups += 1
             group_notes[resource_id] = []
+            note_group(result, resource, verdict, status)
         else:
             result.instances += 1
             note_instance(result, resource.described, verdict, types, pairs, status)
@@ -3932,19 +4112,19 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
             result.hibernated, stopped_instead = hibernate(reading.ec2, stops[True], result)
             result.stopped += result.hibernated + stopped_instead
         name_failed_instances(reading.ec2, result, result.errors[decided_errors:])
-        if status is not None:
-            try:
-                write_status_tags(reading.ec2, result, context.now, status)
-            except Exception:  # a bug in an outlet must not cost the target its result
-                logger.exception("%s: could not write the status tags", target)
-                result.status_tag_errors += 1
         result.groups_stopped = scale_groups(
             reading.autoscaling, context.size_key, Action.STOP, groups[Action.STOP], result
         )
         result.groups_started = scale_groups(
             reading.autoscaling, context.size_key, Action.START, groups[Action.START], result
         )
-    count_stopped(result, starts)
+        if status is not None:
+            try:
+                write_status_tags(reading.ec2, reading.autoscaling, result, context.now, status)
+            except Exception:  # a bug in an outlet must not cost the target its result
+                logger.exception("%s: could not write the status tags", target)
+                result.status_tag_errors += 1
+    count_stopped(result, starts, groups)
     if not settings.event_bus:
         result.acting, result.group_decisions = {}, {}  # only the events still need them
     result.caught_up = [

@@ -437,7 +437,12 @@ def plan_data(
             if entry.kind is Kind.INSTANCE
         ],
         "groups": [
-            {"group": entry.instance_id, **_plan_entry_data(entry), "size": entry.size}
+            {
+                "group": entry.instance_id,
+                **_plan_entry_data(entry),
+                "size": entry.size,
+                "status": {"last_action": entry.last_action, "error": entry.status_error},
+            }
             for entry in entries
             if entry.kind is Kind.GROUP
         ],

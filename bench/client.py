@@ -1,6 +1,6 @@
 """One measured client run, in a fresh process started by bench/run.py.
 
-    python bench/client.py floor    # the floor: a bare boto3 loop paging DescribeInstances
+    python bench/client.py floor --actions actions.json  # the floor: a bare boto3 loop (see floor_run)
     python bench/client.py handler --time 2026-11-23T08:07:00Z
     python bench/client.py profile --time ... --out profile.txt
     python bench/client.py imports  # import times of boto3 and of ec2_powercycle after it
@@ -61,9 +61,17 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def floor_run(tag: str, page_size: int, states: list[str]) -> dict[str, Any]:
-    """Only what any scheduler must do: page through the tagged instances once."""
+def floor_run(
+    tag: str, page_size: int, states: list[str], actions: str, batch_size: int, group_page_size: int
+) -> dict[str, Any]:
+    """Only what any scheduler must do: page through the tagged instances and Auto Scaling groups once,
+    then make the same StartInstances / StopInstances calls as the scheduler, in batches (the IDs come
+    from the file `actions`, {"start": [...], "stop": [...]}, read before the clock starts)."""
     import boto3
+
+    todo: dict[str, list[str]] = {"start": [], "stop": []}
+    if actions:
+        todo.update(json.loads(Path(actions).read_text(encoding="utf-8")))
 
     baseline = _rss_kib()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -76,12 +84,22 @@ def floor_run(tag: str, page_size: int, states: list[str]) -> dict[str, Any]:
     for page in pages:
         for reservation in page["Reservations"]:
             instances += len(reservation["Instances"])
+    groups = 0
+    paginator = boto3.session.Session().client("autoscaling").get_paginator("describe_auto_scaling_groups")
+    for page in paginator.paginate(
+        Filters=[{"Name": "tag-key", "Values": [tag]}], PaginationConfig={"PageSize": group_page_size}
+    ):
+        groups += len(page["AutoScalingGroups"])
+    for operation, ids in ((ec2.start_instances, todo["start"]), (ec2.stop_instances, todo["stop"])):
+        for first in range(0, len(ids), batch_size):
+            operation(InstanceIds=ids[first : first + batch_size])
     return {
         "wall": time.perf_counter() - wall,
         "cpu": time.process_time() - cpu,
         "rss_kib": _rss_kib(),
         "baseline_rss_kib": baseline,
         "instances": instances,
+        "groups": groups,
     }
 
 
@@ -239,11 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default=os.environ.get("EC2_POWERCYCLE_TAG", "ec2Powercycle"))
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--states", default="pending,running,stopping,stopped")
+    parser.add_argument("--actions", default="", help="floor: JSON file of the IDs to start and stop")
+    parser.add_argument("--batch-size", type=int, default=100, help="floor: instance IDs per start/stop call")
+    parser.add_argument("--group-page-size", type=int, default=100, help="floor: Auto Scaling groups per page")
     parser.add_argument("--out", default="profile.txt")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
     if args.mode == "floor":
-        result = floor_run(args.tag, args.page_size, args.states.split(","))
+        result = floor_run(
+            args.tag, args.page_size, args.states.split(","), args.actions, args.batch_size, args.group_page_size
+        )
     elif args.mode == "handler":
         result = handler_run(args.time)
     elif args.mode == "profile":

@@ -62,6 +62,7 @@ class Fleet:
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # URL path -> schedule
     starts: int = 0
     stops: int = 0
+    expected: list[str | None] = field(default_factory=list)  # each instance's action, in seeding order
 
     def add(self, tags: dict[str, str], state: str, expected: str | None) -> None:
         position = len(self.instances)
@@ -80,6 +81,7 @@ class Fleet:
                 "reservation": position // 2,
             }
         )
+        self.expected.append(expected)
         self.starts += expected == "start"
         self.stops += expected == "stop"
 

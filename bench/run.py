@@ -1,20 +1,27 @@
 """Benchmarks of ec2-powercycle against a fast local EC2 endpoint: `make bench`.
 
-For each fleet size and schedule mix (see bench/fleets.py) it seeds the
+For each fleet size, schedule mix (see bench/fleets.py) and XML size it seeds the
 benchmark EC2 endpoint (tests/support/ec2_endpoint.py, in a process of its own), then
-runs, each in a fresh client process (bench/client.py):
+runs, each in a fresh client process (bench/client.py), in interleaved pairs:
 
-* the floor: a bare boto3 loop that only pages DescribeInstances with the
-  scheduler's filters and page size;
-* the handler, at the fleet's event time.
+* the floor: a bare boto3 loop that pages DescribeInstances (and
+  DescribeAutoScalingGroups) with the scheduler's filters and page sizes and
+  makes the StartInstances / StopInstances calls the fleet needs, in the
+  scheduler's batches;
+* the handler, at the fleet's event time;
+* with --before REF, the handler of ec2_powercycle.py at git REF too (same fleet, same pairs).
+
+XML sizes: ``full`` answers DescribeInstances as AWS does (about 4 KB an
+instance); ``lean`` with only the fields the scheduler reads, so that the
+scheduler's own work is not hidden behind botocore's parsing.
 
 It reads the API calls the endpoint served and the requests the loopback
 schedule server answered, compares them with the minimum, and measures the
 client's wall time, CPU time and peak RSS, plus the module's import time next
 to a bare `import boto3`. It prints a table and writes docs/benchmarks.md.
 
-    python bench/run.py                                   # the full run (~10-20 min on 2 cores)
-    python bench/run.py --sizes 1000 --mixes shared,url   # a quick subset
+    python bench/run.py                                   # the full run (~30 min on 2 cores)
+    python bench/run.py --sizes 1000 --mixes shared,url --xml lean   # a quick subset
 
 Only 127.0.0.1 is ever contacted; everything started is stopped on exit.
 """
@@ -30,6 +37,7 @@ import os
 import platform
 import py_compile
 import queue
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -56,14 +64,19 @@ import ec2_powercycle  # noqa: E402
 from tests.support.local_endpoint import DUMMY_CREDENTIALS, stop_process  # noqa: E402
 from tests.support.sample_fleet import ScheduleHandler, serve_schedules  # noqa: E402
 
-SIZES = (1_000, 10_000, 100_000)
-WARM_SIZE = 100  # instances of the warm-invocation figure: a small fleet shows what a call costs beyond its work
+SIZES = (10_000, 100_000)
+WARM_SIZE = 1  # instances of the warm-invocation figure: what a call costs beyond its work
+WARM_BUDGET_MS = 50.0  # CPU of a warm one-instance run
 LOAD = [0.0]  # the 1-minute load average when the run started
 SNAPSHOT = ROOT  # main() points this at a copy of ec2_powercycle.py taken when the run starts
+COMMAND = ["python", "bench/run.py"]  # main() adds its arguments: the report says how it was made
+BEFORE: list[tuple[str, Path]] = []  # with --before REF: (REF, a directory holding ec2_powercycle.py at REF)
 CLIENT_TIMEOUT = 900.0
 LAMBDA_MIN_MIB = 128
 IMPORT_BUDGET_MS = 30.0
-CPU_GOALS = {"shared": 1.25, "distinct": 2.0}
+XML_SIZES = ("lean", "full")
+# Client CPU over the floor's, by (XML size, mix): issue 21's on lean XML, where the scheduler's own work shows.
+CPU_GOALS = {("lean", "shared"): 1.10, ("lean", "distinct"): 1.3, ("full", "shared"): 1.25, ("full", "distinct"): 2.0}
 GOAL_SIZES = (10_000, 100_000)
 
 
@@ -111,15 +124,15 @@ def _admin(url: str, path: str, payload: Any = None, timeout: float = 120.0) -> 
         return json.loads(response.read() or b"{}")
 
 
-def _clean_environment() -> dict[str, str]:
+def _clean_environment(module_dir: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EC2_POWERCYCLE_"))}
-    env["BENCH_MODULE_DIR"] = str(SNAPSHOT)
+    env["BENCH_MODULE_DIR"] = str(module_dir or SNAPSHOT)
     return env
 
 
-def client_environment(endpoint: str, schedules: str) -> dict[str, str]:
+def client_environment(endpoint: str, schedules: str, module_dir: Path | None = None) -> dict[str, str]:
     """A clean environment: dummy credentials, the local endpoint, no instance metadata lookups."""
-    env = _clean_environment()
+    env = _clean_environment(module_dir)
     env.update(DUMMY_CREDENTIALS)
     env.update(
         {
@@ -171,6 +184,15 @@ def minimum_calls(instances: int, starts: int, stops: int, groups: int = 0) -> d
     }
 
 
+def seed(endpoint: str, fleet: fleets.Fleet, xml: str) -> dict[str, list[str]]:
+    """Seed the endpoint with the fleet; the IDs the floor starts and stops (what the handler should)."""
+    ids = _admin(endpoint, "/_bench/seed", {"instances": fleet.instances, "xml": xml}, timeout=600)["ids"]
+    return {
+        action: [instance_id for instance_id, expected in zip(ids, fleet.expected, strict=True) if expected == action]
+        for action in ("start", "stop")
+    }
+
+
 def minimum_group_calls(groups: int, starts: int, stops: int) -> dict[str, int]:
     """A region of `groups` tagged groups and no instances: pages, then each group acted on."""
     return {
@@ -212,37 +234,56 @@ def groups_case(size: int, endpoint: str, schedules: str, pin: bool) -> dict[str
     }
 
 
-
-
 def bench_case(
-    mix: str, size: int, reps: int, endpoint: str, schedules: str, urls: type[ScheduleHandler], pin: bool
+    mix: str,
+    size: int,
+    reps: int,
+    endpoint: str,
+    schedules: str,
+    urls: type[ScheduleHandler],
+    pin: bool,
+    xml: str = "full",
+    before: bool = False,
 ) -> dict[str, Any]:
     fleet = fleets.build(mix, size, schedules)
     urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
-    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    actions = seed(endpoint, fleet, xml)
     env = client_environment(endpoint, schedules)
-    floor_args = [
-        "floor",
-        "--tag",
-        fleets.TAG,
-        "--page-size",
-        str(ec2_powercycle.DESCRIBE_PAGE_SIZE),
-        "--states",
-        ",".join(ec2_powercycle.READ_STATES),
-    ]
-    floors, handlers = [], []
+    before_env = client_environment(endpoint, schedules, BEFORE[0][1]) if before and BEFORE else None
+    floors, handlers, befores = [], [], []
     floor_calls: dict[str, int] = {}
     handler_calls: dict[str, int] = {}
     url_requests: Counter[str] = Counter()
-    for _ in range(reps):
-        _admin(endpoint, "/_bench/reset", {})
-        floors.append(run_client(floor_args, env, pin))
-        floor_calls = _admin(endpoint, "/_bench/counts")["calls"]
-        _admin(endpoint, "/_bench/reset", {})
-        urls.requests.clear()
-        handlers.append(run_client(["handler", "--time", fleets.EVENT_TIME], env, pin))
-        handler_calls = _admin(endpoint, "/_bench/counts")["calls"]
-        url_requests = Counter(urls.requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        actions_file = Path(tmp) / "actions.json"
+        actions_file.write_text(json.dumps(actions), encoding="utf-8")
+        floor_args = [
+            "floor",
+            "--tag",
+            fleets.TAG,
+            "--page-size",
+            str(ec2_powercycle.DESCRIBE_PAGE_SIZE),
+            "--states",
+            ",".join(ec2_powercycle.READ_STATES),
+            "--actions",
+            str(actions_file),
+            "--batch-size",
+            str(ec2_powercycle.ACTION_BATCH_SIZE),
+            "--group-page-size",
+            str(ec2_powercycle.GROUP_PAGE_SIZE),
+        ]
+        for _ in range(reps):
+            _admin(endpoint, "/_bench/reset", {})
+            floors.append(run_client(floor_args, env, pin))
+            floor_calls = _admin(endpoint, "/_bench/counts")["calls"]
+            _admin(endpoint, "/_bench/reset", {})
+            urls.requests.clear()
+            handlers.append(run_client(["handler", "--time", fleets.EVENT_TIME], env, pin))
+            handler_calls = _admin(endpoint, "/_bench/counts")["calls"]
+            url_requests = Counter(urls.requests)
+            if before_env is not None:
+                _admin(endpoint, "/_bench/reset", {})
+                befores.append(run_client(["handler", "--time", fleets.EVENT_TIME], before_env, pin))
     last = handlers[-1]
     expected_instances = size
     problems = []
@@ -257,9 +298,13 @@ def bench_case(
     minimum = minimum_calls(size, fleet.starts, fleet.stops)
     floor_cpu = statistics.median(r["cpu"] for r in floors)
     handler_cpu = statistics.median(r["cpu"] for r in handlers)
+    # Medians of the pairs' ratios: a floor and a handler run side by side see the same load on the host.
+    ratios = [h["cpu"] / f["cpu"] for f, h in zip(floors, handlers, strict=True) if f["cpu"]]
+    before_ratios = [b["cpu"] / f["cpu"] for f, b in zip(floors, befores, strict=False) if f["cpu"]]
     return {
         "mix": mix,
         "size": size,
+        "xml": xml,
         "reps": reps,
         "instances": last["instances"],
         "starts": last["started"],
@@ -278,7 +323,10 @@ def bench_case(
         "handler_wall": statistics.median(r["wall"] for r in handlers),
         "floor_cpu": floor_cpu,
         "handler_cpu": handler_cpu,
-        "cpu_ratio": handler_cpu / floor_cpu if floor_cpu else float("nan"),
+        "cpu_ratio": statistics.median(ratios) if ratios else float("nan"),
+        "before_cpu_ratio": statistics.median(before_ratios) if before_ratios else None,
+        "before_cpu_all": [r["cpu"] for r in befores],
+        "before_rss_mib": max((r["rss_kib"] for r in befores), default=0) / 1024,
         "floor_cpu_all": [r["cpu"] for r in floors],
         "handler_cpu_all": [r["cpu"] for r in handlers],
         "handler_rss_mib": max(r["rss_kib"] for r in handlers) / 1024,
@@ -294,7 +342,7 @@ def measure_warm(
     """Handler calls in one process on a small fleet: the first (a cold start's) against the later (warm) ones."""
     fleet = fleets.build("shared", size, schedules)
     urls.documents = {}
-    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    seed(endpoint, fleet, "full")
     arguments = ["warm", "--calls", str(calls), "--time", fleets.EVENT_TIME]
     result = run_client(arguments, client_environment(endpoint, schedules), pin)
     later_cpu, later_wall = result["cpus"][1:], result["walls"][1:]
@@ -358,15 +406,23 @@ def _import_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
     return [(f"{name} (its own code)", ms) for name, ms in own] + others
 
 
-def profile_case(mix: str, size: int, endpoint: str, schedules: str, urls: type[ScheduleHandler]) -> dict[str, Any]:
+def profile_case(
+    mix: str,
+    size: int,
+    endpoint: str,
+    schedules: str,
+    urls: type[ScheduleHandler],
+    xml: str = "full",
+    before: tuple[str, Path] | None = None,
+) -> dict[str, Any]:
+    """cProfile of one handler run; with `before` (REF, directory) of ec2_powercycle.py at REF instead."""
     fleet = fleets.build(mix, size, schedules)
     urls.documents = {path: json.dumps(doc).encode() for path, doc in fleet.documents.items()}
-    _admin(endpoint, "/_bench/seed", {"instances": fleet.instances}, timeout=600)
+    seed(endpoint, fleet, xml)
+    env = client_environment(endpoint, schedules, before[1] if before else None)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profile.txt"
-        result = run_client(
-            ["profile", "--time", fleets.EVENT_TIME, "--out", str(out)], client_environment(endpoint, schedules), True
-        )
+        result = run_client(["profile", "--time", fleets.EVENT_TIME, "--out", str(out)], env, True)
     rows = result["functions"]
     total = sum(row["tottime"] for row in rows) or 1.0
     groups = result["groups"]
@@ -377,6 +433,8 @@ def profile_case(mix: str, size: int, endpoint: str, schedules: str, urls: type[
     return {
         "mix": mix,
         "size": size,
+        "xml": xml,
+        "code": f"before: ec2_powercycle.py at {before[0]}" if before else "this code",
         "total": total,
         "groups": sorted(((name, t / total) for name, t in groups.items()), key=lambda g: -g[1]),
         "cpu": result["cpu_profiled"],
@@ -437,28 +495,29 @@ def _calls_cell(case: dict[str, Any], op: str) -> str:
 
 def table(cases: list[dict[str, Any]]) -> list[str]:
     head = (
-        "| N | mix | starts / stops | Describe (min) | Start (min) | Stop (min) | calls / min | URL requests / "
-        "distinct URLs | wall s: floor / handler | CPU s: floor / handler | CPU ratio | CPU µs per instance: "
-        "floor / handler | peak RSS MiB (after imports) |"
+        "| N | mix | XML | starts / stops | Describe (min) | Start (min) | Stop (min) | calls / min | URL requests / "
+        "distinct URLs | wall s: floor / handler | CPU s: floor / handler | CPU ratio (before) | CPU µs per "
+        "instance: floor / handler | peak RSS MiB (after imports) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for case in cases:
         total = sum(case["calls"].values()) + sum(case["calls_other"].values())
         minimum = sum(case["minimum"].values())
         urls = f"{case['url_requests']} / {case['distinct_urls']}" if case["distinct_urls"] else "-"
+        before = f" ({case['before_cpu_ratio']:.2f}x)" if case.get("before_cpu_ratio") else ""
         lines.append(
-            f"| {case['size']:,} | {case['mix']} | {case['starts']:,} / {case['stops']:,} "
+            f"| {case['size']:,} | {case['mix']} | {case['xml']} | {case['starts']:,} / {case['stops']:,} "
             f"| {_calls_cell(case, 'DescribeInstances')} | {_calls_cell(case, 'StartInstances')} "
             f"| {_calls_cell(case, 'StopInstances')} | {total / minimum:.2f} | {urls} "
             f"| {case['floor_wall']:.2f} / {case['handler_wall']:.2f} "
-            f"| {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} | {case['cpu_ratio']:.2f}x "
+            f"| {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} | {case['cpu_ratio']:.2f}x{before} "
             f"| {case['floor_cpu'] / case['size'] * 1e6:.0f} / {case['handler_cpu'] / case['size'] * 1e6:.0f} "
             f"| {case['handler_rss_mib']:.0f} ({case['handler_baseline_rss_mib']:.0f}) |"
         )
     return lines
 
 
-def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[str]:
+def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None, warm: dict[str, Any] | None = None) -> list[str]:
     lines = []
 
     def verdict(ok: bool) -> str:
@@ -471,32 +530,34 @@ def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[s
         extra = {op: n for op, n in extra.items() if n}
         why = f" (extra: {extra})" if extra else ""
         lines.append(
-            f"- API calls = minimum, N={case['size']:,} {case['mix']}: {verdict(total == minimum)}, "
+            f"- API calls = minimum, N={case['size']:,} {case['mix']} {case['xml']}: {verdict(total == minimum)}, "
             f"{total} / {minimum} = {total / minimum:.2f}x{why}"
         )
     for case in cases:
         if case["distinct_urls"]:
             ok = case["url_requests"] == case["distinct_urls"]
             lines.append(
-                f"- one request per distinct URL, N={case['size']:,} {case['mix']}: {verdict(ok)}, "
+                f"- one request per distinct URL, N={case['size']:,} {case['mix']} {case['xml']}: {verdict(ok)}, "
                 f"{case['url_requests']} requests / {case['distinct_urls']} URLs"
             )
     for case in cases:
-        goal = CPU_GOALS.get(case["mix"])
+        goal = CPU_GOALS.get((case["xml"], case["mix"]))
         if goal is None or case["size"] not in GOAL_SIZES:
             continue
         ok = case["cpu_ratio"] <= goal
         by = "" if ok else f"; over by {case['cpu_ratio'] / goal:.2f}x the goal"
+        before = f"; before: {case['before_cpu_ratio']:.2f}x" if case.get("before_cpu_ratio") else ""
         lines.append(
-            f"- client CPU <= {goal}x floor, N={case['size']:,} {case['mix']}: {verdict(ok)}, "
-            f"{case['handler_cpu']:.2f} s / {case['floor_cpu']:.2f} s = {case['cpu_ratio']:.2f}x{by}"
+            f"- client CPU <= {goal}x floor, N={case['size']:,} {case['mix']} {case['xml']}: {verdict(ok)}, "
+            f"{case['cpu_ratio']:.2f}x (median of {case['reps']} pairs' ratios; medians {case['handler_cpu']:.2f} s / "
+            f"{case['floor_cpu']:.2f} s){by}{before}"
         )
     for case in cases:
         if case["size"] != 100_000:
             continue
         ok = case["handler_rss_mib"] <= LAMBDA_MIN_MIB
         lines.append(
-            f"- peak memory <= {LAMBDA_MIN_MIB} MiB at N=100,000 {case['mix']}: {verdict(ok)}, "
+            f"- peak memory <= {LAMBDA_MIN_MIB} MiB at N=100,000 {case['mix']} {case['xml']}: {verdict(ok)}, "
             f"{case['handler_rss_mib']:.0f} MiB ({case['handler_rss_mib'] / LAMBDA_MIN_MIB:.2f}x; "
             f"{case['handler_baseline_rss_mib']:.0f} MiB after imports, the floor peaks at "
             f"{case['floor_rss_mib']:.0f} MiB)"
@@ -514,6 +575,12 @@ def goals(cases: list[dict[str, Any]], imports: dict[str, Any] | None) -> list[s
             f"- for comparison, not a goal: compiled from source (no .pyc in the deployment), "
             f"+{imports['ours_source_ms']:.1f} ms ({imports['ours_source_ms'] / IMPORT_BUDGET_MS:.2f}x the budget): "
             + ("byte code in the zip no longer pays for itself" if fits else "why `package.sh` ships byte code")
+        )
+    if warm:
+        ok = warm["warm_cpu"] * 1000 < WARM_BUDGET_MS
+        lines.append(
+            f"- a warm run on {warm['instances']:,} instance(s) takes < {WARM_BUDGET_MS:g} ms of CPU: {verdict(ok)}, "
+            f"{warm['warm_cpu'] * 1000:.1f} ms (median of {warm['calls'] - 1} warm calls)"
         )
     return lines
 
@@ -533,27 +600,31 @@ def report(
         "",
         "Generated by `make bench` (`python bench/run.py`); do not edit by hand.",
         "",
-        f"- Date: {started:%Y-%m-%d %H:%M} UTC (run took {elapsed / 60:.1f} min)",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC (run took {elapsed / 60:.1f} min): `{shlex.join(COMMAND)}`",
         f"- Machine: {_machine()}",
         f"- Versions: {versions}",
         f"- Code: {_code_state()}",
         f"- Load average (1 min) at start / end: {LOAD[0]:.2f} / {os.getloadavg()[0]:.2f} (other work on the "
         "machine inflates times; the ratios compare runs made side by side)",
-        f"- Event time {fleets.EVENT_TIME}, window 15 min, page size {ec2_powercycle.DESCRIBE_PAGE_SIZE}, "
-        f"batch size {ec2_powercycle.ACTION_BATCH_SIZE}.",
+        f"- Event time {fleets.EVENT_TIME}, window 15 min, catch-up 60 min (the defaults), page size "
+        f"{ec2_powercycle.DESCRIBE_PAGE_SIZE}, batch size {ec2_powercycle.ACTION_BATCH_SIZE}.",
         "",
         "## Method",
         "",
         "- The EC2 endpoint is `tests/support/ec2_endpoint.py`, in a process of its own (pinned to one core, the "
-        "client to the other), answering real EC2 XML (about 4 KB per instance, as AWS's); "
+        "client to the other), answering EC2 XML of two sizes: `full`, real EC2 XML (about 4 KB per instance, as "
+        "AWS's), and `lean`, only the fields the scheduler reads (ID, state, type, launch time, state reason, tags: "
+        "about 0.4 KB), so that the scheduler's own work is not hidden behind botocore's parsing; "
         "`tests/test_bench_endpoint.py` checks that the handler gets the same results from it as from moto.",
         "- Every client run is a fresh process (`bench/client.py`). Timed: from creating the EC2 client to the end "
         "of the run; imports are timed apart. CPU is the client process's `time.process_time()` (all threads); "
         "peak memory is its peak RSS, `VmHWM` (imports included; the figure in brackets is after imports, "
         "before the run).",
         "- The floor is a bare boto3 loop paging DescribeInstances with the scheduler's filters (`tag-key`, "
-        "`instance-state-name`) and page size against the same endpoint and fleet. It is plain boto3, which "
-        "parses every timestamp in the responses with dateutil; the handler's session leaves them as text "
+        "`instance-state-name`) and page size against the same endpoint and fleet, and DescribeAutoScalingGroups "
+        "(`tag-key`), then making the same StartInstances / StopInstances calls in the scheduler's batches (the IDs "
+        "given to it): the minimum calls below. It is plain "
+        "boto3, which parses every timestamp in the responses with dateutil; the handler's session leaves them as text "
         "(`ec2_powercycle.aws_session`: it reads none), which is why the handler can cost less than the floor. "
         "The floor pages with botocore's paginator, which keeps the previous page (about 12 MiB at 1,000 "
         "instances) alive while it reads the next; the handler pages by hand and holds one page at a time.",
@@ -563,16 +634,19 @@ def report(
         "`distinct` every instance its own schedule and one of 60 zones; `url` ten schedule URLs on a loopback "
         "server; `mixed` 40% four team schedules, 30% distinct, 20% URLs, 10% protected / Auto Scaling / bad tag. "
         "Each fleet also holds untagged (1 in 20) and terminated (1 in 100) instances the filters drop.",
-        "- Times are medians over the repetitions shown; calls and memory are from the handler runs.",
+        "- Each repetition runs the floor and the handler one after the other (and, where a before column shows, the "
+        "handler of the earlier code third) on the same fleet: the host is shared, so CPU time, not wall time, "
+        "is compared, within a pair. The CPU ratio is the median of the pairs' ratios; times are medians over the "
+        "repetitions shown; calls and memory are from the handler runs.",
         "",
         "## Results",
         "",
         *table(cases),
         "",
-        "Repetitions: " + ", ".join(f"{c['size']:,} {c['mix']}: {c['reps']}" for c in cases) + ".",
+        "Repetitions: " + ", ".join(f"{c['size']:,} {c['mix']} {c['xml']}: {c['reps']}" for c in cases) + ".",
         "",
     ]
-    problems = [f"- N={c['size']:,} {c['mix']}: {p}" for c in cases for p in c["problems"]]
+    problems = [f"- N={c['size']:,} {c['mix']} {c['xml']}: {p}" for c in cases for p in c["problems"]]
     if problems:
         out += ["Problems seen:", "", *problems, ""]
     if imports:
@@ -607,10 +681,11 @@ def report(
         ]
     if groups:
         out += [*groups_section(groups), ""]
-    out += ["## Goals", "", *goals(cases, imports), ""]
+    out += ["## Goals", "", *goals(cases, imports, warm), ""]
     for prof in profiles:
         out += [
-            f"## Where the handler's CPU goes: N={prof['size']:,} {prof['mix']} (cProfile)",
+            f"## Where the handler's CPU goes: N={prof['size']:,} {prof['mix']}, {prof['xml']} XML, {prof['code']} "
+            "(cProfile)",
             "",
             f"Profiled total {prof['total']:.2f} s (cProfile slows Python code down, so shares matter, not times).",
             "",
@@ -647,6 +722,18 @@ def groups_section(case: dict[str, Any]) -> list[str]:
     ]
 
 
+# The sections bench/org.py and bench/slow_urls.py write in the same report (their SECTION headings).
+LATER_SECTIONS = ("## An organization at scale", "## Slow schedule URLs")
+
+
+def _kept_sections(report: Path) -> str:
+    """What follows this script's part of the report being replaced, kept as it is: the sections
+    bench/org.py and bench/slow_urls.py write, and any written by hand after them."""
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    starts = [text.index(heading) for heading in LATER_SECTIONS if heading in text]
+    return "\n" + text[min(starts) :].rstrip("\n") + "\n" if starts else ""
+
+
 # --- Main -------------------------------------------------------------------------
 
 
@@ -662,11 +749,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated fleet sizes")
     parser.add_argument("--mixes", default=",".join(fleets.MIXES), help="comma-separated mixes")
+    parser.add_argument("--xml", default=",".join(XML_SIZES), help="comma-separated XML sizes: lean, full")
+    parser.add_argument("--before", default="", help="a git ref: also run its ec2_powercycle.py (see --before-cases)")
+    parser.add_argument(
+        "--before-cases", default="distinct:lean", help="MIX:XML cases in which --before's handler runs too"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions per case below 100,000 instances")
-    parser.add_argument("--reps-large", type=int, default=1, help="repetitions per case at 100,000+ instances")
+    parser.add_argument("--reps-large", type=int, default=3, help="repetitions per lean case at 100,000+ instances")
+    parser.add_argument(
+        "--reps-large-full", type=int, default=1, help="repetitions per full-XML case at 100,000+ instances"
+    )
     parser.add_argument("--import-reps", type=int, default=15, help="fresh processes for import time (0: skip)")
     parser.add_argument(
-        "--profile", default="10000:shared,10000:distinct", help="SIZE:MIX cases to profile with cProfile ('' none)"
+        "--profile",
+        default="10000:distinct:lean",
+        help="SIZE:MIX[:XML] cases to profile with cProfile ('' none); with --before, its code's too",
     )
     parser.add_argument("--warm-calls", type=int, default=6, help="handler calls in one warm process (0: skip)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="report file ('' none)")
@@ -677,9 +774,21 @@ def main(argv: list[str] | None = None) -> int:
         "--groups-only", action="store_true", help="run only the groups case and print it (no report written)"
     )
     args = parser.parse_args(argv)
+    COMMAND[2:] = sys.argv[1:] if argv is None else argv
     global SNAPSHOT
     SNAPSHOT = Path(tempfile.mkdtemp(prefix="ec2-powercycle-bench-"))
     shutil.copy2(ROOT / "ec2_powercycle.py", SNAPSHOT / "ec2_powercycle.py")
+    if args.before:
+        before = SNAPSHOT / "before"
+        before.mkdir()
+        source = subprocess.run(
+            ["git", "show", f"{args.before}:ec2_powercycle.py"], capture_output=True, cwd=ROOT, check=True
+        ).stdout
+        (before / "ec2_powercycle.py").write_bytes(source)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", args.before], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+        BEFORE[:] = [(f"commit {commit}", before)]
     try:
         return _main(args)
     finally:
@@ -690,7 +799,12 @@ def _main(args: argparse.Namespace) -> int:
     LOAD[0] = os.getloadavg()[0]
     sizes = _list(args.sizes, (), int)
     mixes = _list(args.mixes, fleets.MIXES, str)
-    profile_cases = [(int(s), m) for s, m in (item.split(":") for item in args.profile.split(",") if item.strip())]
+    xml_sizes = _list(args.xml, XML_SIZES, str)
+    before_cases = {tuple(item.strip().split(":")) for item in args.before_cases.split(",") if item.strip()}
+    profile_cases = [
+        (int(fields[0]), fields[1], fields[2] if len(fields) > 2 else "full")
+        for fields in (item.strip().split(":") for item in args.profile.split(",") if item.strip())
+    ]
     pin = not args.no_pin
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -708,22 +822,27 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{args.groups:,} Auto Scaling groups ...", flush=True)
             groups = groups_case(args.groups, endpoint, schedules, pin)
         for size in sizes:
-            for mix in mixes:
-                reps = args.reps if size < 100_000 else args.reps_large
-                print(f"N={size:,} {mix}: {reps} x (floor, handler) ...", end=" ", flush=True)
-                case = bench_case(mix, size, reps, endpoint, schedules, urls, pin)
-                cases.append(case)
-                print(
-                    f"CPU {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} s ({case['cpu_ratio']:.2f}x), "
-                    f"calls {sum(case['calls'].values())} (min {sum(case['minimum'].values())}), "
-                    f"RSS {case['handler_rss_mib']:.0f} MiB",
-                    flush=True,
-                )
-                for problem in case["problems"]:
-                    print(f"  problem: {problem}", flush=True)
-        for size, mix in profile_cases:
-            print(f"profiling N={size:,} {mix} ...", flush=True)
-            profiles.append(profile_case(mix, size, endpoint, schedules, urls))
+            for xml in xml_sizes:
+                for mix in mixes:
+                    reps = args.reps if size < 100_000 else args.reps_large if xml == "lean" else args.reps_large_full
+                    before = (mix, xml) in before_cases and bool(BEFORE)
+                    runs = "floor, handler, before" if before else "floor, handler"
+                    print(f"N={size:,} {mix} {xml}: {reps} x ({runs}) ...", end=" ", flush=True)
+                    case = bench_case(mix, size, reps, endpoint, schedules, urls, pin, xml, before)
+                    cases.append(case)
+                    then = f", before {case['before_cpu_ratio']:.2f}x" if case["before_cpu_ratio"] else ""
+                    print(
+                        f"CPU {case['floor_cpu']:.2f} / {case['handler_cpu']:.2f} s ({case['cpu_ratio']:.2f}x{then}), "
+                        f"calls {sum(case['calls'].values())} (min {sum(case['minimum'].values())}), "
+                        f"RSS {case['handler_rss_mib']:.0f} MiB",
+                        flush=True,
+                    )
+                    for problem in case["problems"]:
+                        print(f"  problem: {problem}", flush=True)
+        for size, mix, xml in profile_cases:
+            for code in [*BEFORE, None]:
+                print(f"profiling N={size:,} {mix} {xml} {code[0] if code else 'this code'} ...", flush=True)
+                profiles.append(profile_case(mix, size, endpoint, schedules, urls, xml, code))
         warm = None
         if args.warm_calls > 1:
             print(f"warm invocations: {args.warm_calls} handler calls in one process, N={WARM_SIZE} ...", flush=True)
@@ -736,10 +855,11 @@ def _main(args: argparse.Namespace) -> int:
     print()
     print("\n".join(table(cases)))
     print()
-    print("\n".join(goals(cases, imports)))
+    print("\n".join(goals(cases, imports, warm)))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n" + _kept_sections(out), encoding="utf-8")
         print(f"\nwrote {args.out}")
     if args.json:
         Path(args.json).write_text(

@@ -118,7 +118,7 @@ def seed_moto(ec2: Any, specs: list[dict[str, Any]]) -> dict[str, str]:
     return names
 
 
-def seed_bench(fleet: Fleet, specs: list[dict[str, Any]]) -> dict[str, str]:
+def seed_bench(fleet: Fleet, specs: list[dict[str, Any]], xml: str = "full") -> dict[str, str]:
     ids = fleet.seed(
         [
             {
@@ -128,7 +128,8 @@ def seed_bench(fleet: Fleet, specs: list[dict[str, Any]]) -> dict[str, str]:
                 "reservation": spec["reservation"],
             }
             for spec in specs
-        ]
+        ],
+        xml=xml,
     )
     return {instance_id: spec["name"] for instance_id, spec in zip(ids, specs, strict=True)}
 
@@ -215,6 +216,21 @@ def test_handler_gives_the_same_summaries_and_states_as_on_moto(
     final = states_by_name(bench_ec2, bench_names)
     assert final["stop-protected-0"] == "running"
     assert final["prod-0"] == "stopped" and final["asg-0"] == "stopped" and final["terminated-0"] == "terminated"
+
+
+def test_lean_xml_gives_the_handler_what_full_xml_does(
+    monkeypatch: pytest.MonkeyPatch, bench: tuple[str, Fleet], schedules: str
+) -> None:
+    bench_url, fleet = bench
+    specs = fleet_specs(schedules + URL_PATH)
+    summaries = {}
+    for xml in ("full", "lean"):
+        names = seed_bench(fleet, specs, xml)
+        summaries[xml] = normalised(_run(monkeypatch, bench_url, schedules, "2026-11-23T08:07:00Z"), names)
+    assert summaries["lean"] == summaries["full"]
+    assert summaries["lean"]["started"] and summaries["lean"]["skipped"]
+    with pytest.raises(ValueError, match="unknown xml 'small'"):
+        fleet.seed([], xml="small")
 
 
 def test_refused_stop_is_bisected_to_the_protected_instance(

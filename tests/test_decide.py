@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,15 +14,21 @@ from hypothesis import strategies as st
 
 from ec2_powercycle import (
     Action,
+    Cause,
     Decision,
     Due,
     Outcome,
+    RunContext,
     Schedule,
     ScheduleError,
+    Settings,
     cron_fields,
     decide,
+    decide_instance,
     due_action,
+    follow_up,
     guard_reason,
+    instance_record,
     latest_fire,
     latest_in_window,
     next_fire,
@@ -194,6 +201,24 @@ def test_a_time_in_the_repeated_hour_fires_once_at_its_first_occurrence() -> Non
 )
 def test_next_fire_is_the_first_time_strictly_after(expression: str, tz: str, after: str, expected: str) -> None:
     assert next_fire(expression, tz, utc(after)) == utc(expected)
+
+
+@pytest.mark.parametrize(
+    ("expression", "before", "latest", "after", "following"),
+    [
+        ("59 23 * * *", "2026-11-23T08:00", "2026-11-22T23:59", "2026-11-22T23:59", "2026-11-23T23:59"),
+        ("0 0 * * *", "2026-11-23T08:00", "2026-11-23T00:00", "2026-11-23T08:00", "2026-11-24T00:00"),
+        ("*/20 9-17 * * 1-5", "2026-11-23T08:59", "2026-11-20T17:40", "2026-11-20T17:40", "2026-11-23T09:00"),
+        ("30 23 31 12 *", "2026-06-01T00:00", "2025-12-31T23:30", "2026-06-01T00:00", "2026-12-31T23:30"),
+        ("0 8 29 2 *", "2026-11-23T08:00", "2024-02-29T08:00", "2026-11-23T08:00", "2028-02-29T08:00"),
+    ],
+)
+def test_the_walk_over_wall_times_crosses_days_months_and_years(
+    expression: str, before: str, latest: str, after: str, following: str
+) -> None:
+    """Plain expressions are walked field by field, not minute by minute: the jumps across the calendar."""
+    assert latest_fire(expression, "UTC", utc(before)) == utc(latest)
+    assert next_fire(expression, "UTC", utc(after)) == utc(following)
 
 
 def test_next_fire_refuses_a_naive_time() -> None:
@@ -436,3 +461,85 @@ def test_a_schedule_that_can_never_fire_is_refused_with_croniters_words() -> Non
     with pytest.raises(ScheduleError, match="invalid cron '0 8 31 4,6 \\*' in 'start': failed to find"):
         parse_schedule_json('{"start": "0 8 31 4,6 *"}', "UTC")
     assert parse_schedule_json('{"start": "0 8 29 2 *"}', "UTC").start == ("0 8 29 2 *",)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    expression=st.one_of(plain_cron(), cron()),
+    tz=ZONES,
+    offset_seconds=st.integers(0, 6 * 3600 - 1),
+    autumn=st.booleans(),
+)
+def test_the_next_time_agrees_with_the_brute_force_oracle(
+    expression: str, tz: str, offset_seconds: int, autumn: bool
+) -> None:
+    fields = cron_fields(expression)
+    assume(fields is None or fields.can_fire())
+    ticks = _ticks_across_a_clock_change(tz, autumn, offset_seconds, WINDOW)
+    fired = sorted(_fire_times_by_brute_force(expression, tz, ticks[0], ticks[-1]))
+    for tick in ticks[:-1]:
+        later = fired[bisect.bisect_right(fired, tick) :]
+        moment = next_fire(expression, tz, tick)
+        assert moment == later[0] if later else moment > ticks[-1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.one_of(plain_cron(), cron()),
+    stop=st.one_of(plain_cron(), cron()),
+    tz=ZONES,
+    offset_seconds=st.integers(0, 6 * 3600 - 1),
+    autumn=st.booleans(),
+    state=st.sampled_from(["running", "stopped"]),
+    changed_minutes_ago=st.integers(0, 180),
+    enforce=st.booleans(),
+)
+def test_a_run_decides_as_the_window_and_the_catch_up_horizon_each_say(
+    start: str,
+    stop: str,
+    tz: str,
+    offset_seconds: int,
+    autumn: bool,
+    state: str,
+    changed_minutes_ago: int,
+    enforce: bool,
+) -> None:
+    """A run reads both from one search over the horizon; each must be what its own span says."""
+    for expression in (start, stop):
+        fields = cron_fields(expression)
+        assume(fields is None or fields.can_fire())
+    schedule = Schedule(start=(start,), stop=(stop,), tz=tz, enforce=enforce)
+    tag = json.dumps({"start": start, "stop": stop, "tz": tz, "enforce": enforce})
+    run_settings = Settings()  # window 15 minutes, catch-up 60
+    for now in _ticks_across_a_clock_change(tz, autumn, offset_seconds, timedelta(minutes=40)):
+        changed = now - timedelta(minutes=changed_minutes_ago)
+        instance = {
+            "InstanceId": "i-0123456789abcdef0",
+            "State": {"Name": state},
+            "LaunchTime": changed.isoformat(),
+            "StateTransitionReason": f"User initiated ({changed:%Y-%m-%d %H:%M:%S} GMT)",
+            "Tags": [{"Key": run_settings.tag, "Value": tag}],
+        }
+        context = RunContext(run_settings, now, aws=None)  # type: ignore[arg-type]
+        in_window = decide(due_action(schedule, now, run_settings.window), state)
+        recent = due_action(schedule, now, run_settings.catch_up)
+        expected = in_window
+        if recent.action is not None:
+            record = instance_record(instance)
+            expected = follow_up(in_window, schedule, recent, record, now, run_settings.catch_up)
+        decision = decide_instance(instance, context).decision
+        assert (decision, decision.due, decision.cause) == (expected, expected.due, expected.cause)
+
+
+@pytest.mark.parametrize(
+    ("start", "cause"),
+    [("0 8 * * *", Cause.SCHEDULE), ("30 7 * * *", Cause.ENFORCE), ("0 1 * * *", Cause.ENFORCE)],
+)
+def test_an_enforced_start_before_the_window_is_enforce_even_within_the_catch_up_horizon(
+    start: str, cause: Cause
+) -> None:
+    tag = json.dumps({"start": start, "stop": "0 20 * * *", "enforce": True})
+    instance = {"InstanceId": "i-0", "State": {"Name": "stopped"}, "Tags": [{"Key": "ec2Powercycle", "Value": tag}]}
+    now = utc("2026-11-23T08:07:00")  # the window begins at 07:52, the catch-up horizon at 07:07
+    decision = decide_instance(instance, RunContext(Settings(), now, aws=None)).decision  # type: ignore[arg-type]
+    assert (decision.action, decision.cause) == (Action.START, cause)

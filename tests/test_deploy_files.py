@@ -58,8 +58,12 @@ INVOKE_ITSELF = "lambda:InvokeFunction"
 DESCRIBE_WINDOWS = "ssm:DescribeMaintenanceWindows"
 # Only with EC2_POWERCYCLE_STATUS_TAGS, and only with EC2_POWERCYCLE_EVENT_BUS (template.yaml's conditions).
 STATUS_TAGS = {"ec2:CreateTags", "ec2:DeleteTags"}
+# A group's status tags: the calls that write its size tag, in a statement of their own for the status keys.
+GROUP_STATUS_TAGS = {"autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"}
 PUT_EVENTS = "events:PutEvents"
-OCCASIONAL = {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF, PUT_EVENTS} | LIST_ACCOUNTS | STATUS_TAGS
+OCCASIONAL = (
+    {ASSUME_ROLE, DESCRIBE_REGIONS, INVOKE_ITSELF, PUT_EVENTS} | LIST_ACCOUNTS | STATUS_TAGS | GROUP_STATUS_TAGS
+)
 # The Lambda runtime: template.yaml's Runtime, the Dockerfile's Python, package.sh's default.
 LAMBDA_RUNTIME = "python3.13"
 RUNTIME_VERSION = LAMBDA_RUNTIME.removeprefix("python")
@@ -470,26 +474,39 @@ def test_policies_allow_an_organizations_calls_and_no_others(monkeypatch, units)
 @pytest.mark.parametrize("role_arns", [(), (SPOKE_ROLE,)], ids=["own-account", "with-a-spoke-role"])
 def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns):
     """Status tags and events on: every call the run makes, by whose credentials, is allowed: the tag writes
-    for the two status keys on scheduled instances only, PutEvents on the bus only, each in the template
-    under its own setting's condition; a spoke's role allows its tag writes."""
+    for the two status keys on scheduled instances and groups only, PutEvents on the bus only, each in the
+    template under its own setting's condition; a spoke's role allows its tag writes."""
     calls: dict[str, set[str]] = {"own": set(), "spoke": set()}
     tag_keys: set[str] = set()
+    group_writes: dict[str, list[tuple[str, dict[str, Any]]]] = {"own": [], "spoke": []}  # (action, params)
     real_call = botocore.client.BaseClient._make_api_call
 
     def recording_call(client, operation_name, api_params):
         assumed = client._request_signer._credentials.get_frozen_credentials().token is not None
-        calls["spoke" if assumed else "own"].add(f"{client.meta.service_model.endpoint_prefix}:{operation_name}")
-        if client.meta.service_model.endpoint_prefix == "ec2" and operation_name in ("CreateTags", "DeleteTags"):
+        action = f"{client.meta.service_model.endpoint_prefix}:{operation_name}"
+        calls["spoke" if assumed else "own"].add(action)
+        if action in STATUS_TAGS:
             tag_keys.update(tag["Key"] for tag in api_params["Tags"])
+        if action in GROUP_STATUS_TAGS:
+            group_writes["spoke" if assumed else "own"].append((action, api_params))
         return real_call(client, operation_name, api_params)
 
-    def launch(ec2: Any) -> None:
+    idle = '{"start": "0 3 * * 6"}'
+    stale = {ec2_powercycle.DEFAULT_TAG: idle, "ec2Powercycle:error": "old"}  # an error that has cleared: deleted
+
+    def launch(ec2: Any, autoscaling: Any) -> None:
         _launch_due_pair(ec2)  # starts and stops: last-action tags
-        idle = '{"start": "0 3 * * 6"}'
-        stale = [{"Key": ec2_powercycle.DEFAULT_TAG, "Value": idle}, {"Key": "ec2Powercycle:error", "Value": "old"}]
-        ec2.run_instances(  # an error that has cleared: its tag is deleted
+        instance_tags = [{"Key": key, "Value": value} for key, value in stale.items()]
+        ec2.run_instances(
             ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-            TagSpecifications=[{"ResourceType": "instance", "Tags": stale}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": instance_tags}],
+        )  # fmt: skip
+        _launch_due_groups(ec2, autoscaling)  # scaled: the groups' last-action tags
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName="cleared", LaunchTemplate={"LaunchTemplateName": "due"},
+            MinSize=1, MaxSize=2, DesiredCapacity=1, AvailabilityZones=["eu-west-1a"],
+            Tags=[{"ResourceId": "cleared", "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
+                   "PropagateAtLaunch": False} for k, v in stale.items()],
         )  # fmt: skip
 
     monkeypatch.delenv("EC2_POWERCYCLE_REGIONS", raising=False)
@@ -497,21 +514,34 @@ def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns)
     monkeypatch.setenv(ec2_powercycle.STATUS_TAGS_SETTING, "true")
     monkeypatch.setenv(ec2_powercycle.EVENT_BUS_SETTING, "default")
     with mock_aws():
-        launch(moto_client("ec2"))
+        launch(moto_client("ec2"), moto_client("autoscaling"))
         for role_arn in role_arns:
-            launch(role_client("ec2", role_arn))
+            launch(role_client("ec2", role_arn), role_client("autoscaling", role_arn))
         monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording_call)
         summary = ec2_powercycle.handler({"time": "2026-11-23T18:00:00Z"}, None)
     assert (summary["status_tag_errors"], summary["event_errors"], summary["errors"]) == (0, 0, [])
-    group_reads = {"autoscaling:DescribeAutoScalingGroups"}  # no group here: read, never written
-    assert calls["own"] == EC2_ACTIONS | group_reads | STATUS_TAGS | {PUT_EVENTS} | (
+    assert calls["own"] == EC2_ACTIONS | GROUP_ACTIONS | STATUS_TAGS | {PUT_EVENTS} | (
         {ASSUME_ROLE} if role_arns else set()
     )
-    assert calls["spoke"] == (EC2_ACTIONS | group_reads | STATUS_TAGS if role_arns else set())
+    assert calls["spoke"] == (EC2_ACTIONS | GROUP_ACTIONS | STATUS_TAGS if role_arns else set())
     assert tag_keys == {"ec2Powercycle:last-action", "ec2Powercycle:error"}
     statements = _policy("lambda-policy.json")["Statement"]
     assert calls["own"] <= _allowed_actions(statements)
     assert calls["spoke"] <= _allowed_actions(_spoke_policy()["Statement"])
+    # The groups' tag writes (their sizes, and their status tags written and deleted): each allowed by its
+    # statement's conditions, in both policies.
+    written = {
+        (action, tag["Key"]) for who in group_writes.values() for action, params in who for tag in params["Tags"]
+    }
+    assert written >= {("autoscaling:CreateOrUpdateTags", "ec2Powercycle:last-action")} | {
+        ("autoscaling:DeleteTags", "ec2Powercycle:error")
+    }
+    assert len(group_writes["spoke"]) == (len(group_writes["own"]) if role_arns else 0)
+    assert _group_calls_allowed(group_writes["own"], _policy("lambda-policy.json")) == []
+    assert _group_calls_allowed(group_writes["spoke"], _spoke_policy()) == []
+    (group_tags,) = [s for s in statements if s["Sid"] == "OnlyWithStatusTagsWriteThemOnGroups"]
+    (spoke_group_tags,) = [s for s in _spoke_policy()["Statement"] if s["Sid"] == group_tags["Sid"]]
+    assert group_tags == spoke_group_tags and set(_as_list(group_tags["Action"])) == GROUP_STATUS_TAGS
     # The tag writes: the status keys only, on instances with the schedule tag only, in both policies.
     (tags,) = [s for s in statements if set(_as_list(s["Action"])) == STATUS_TAGS]
     (spoke_tags,) = [s for s in _spoke_policy()["Statement"] if set(_as_list(s["Action"])) == STATUS_TAGS]
@@ -531,6 +561,7 @@ def test_policies_allow_the_status_tags_and_events_calls(monkeypatch, role_arns)
     template = {s["Fn::If"][1]["Sid"]: s["Fn::If"] for s in _template_role_statements() if "Fn::If" in s}
     assert template[tags["Sid"]][0] == "HasStatusTags" and template[put["Sid"]][0] == "HasEventBus"
     assert template[tags["Sid"]][1]["Condition"] == tags["Condition"]
+    assert template[group_tags["Sid"]][0] == "HasStatusTags"  # its condition: with the regions' (test below)
     assert template[put["Sid"]][1]["Resource"] == {
         "Fn::If": [
             "EventBusIsArn",
@@ -978,13 +1009,19 @@ def test_template_role_has_the_policy_of_iam_json_limited_to_the_regions():
     )
     # Groups: read in the regions as instances are; written only where they carry the tag, the size tag only.
     assert statements["FindScheduledGroups"]["Condition"] == statements["FindScheduledInstances"]["Condition"]
-    for sid in ("ScaleOnlyTaggedGroups", "WriteOnlyTheSizeTagOfTaggedGroups"):
+    for sid in ("ScaleOnlyTaggedGroups", "WriteOnlyTheSizeTagOfTaggedGroups", "OnlyWithStatusTagsWriteThemOnGroups"):
         ours, theirs = statements[sid]["Condition"], files[sid]["Condition"]
         assert ours["StringEquals"] == only_listed
         assert {key: value for key, value in ours.items() if key != "StringEquals"} == theirs
     assert files["WriteOnlyTheSizeTagOfTaggedGroups"]["Condition"]["ForAllValues:StringEquals"] == {
         "aws:TagKeys": [ec2_powercycle.size_key(ec2_powercycle.DEFAULT_TAG)]
     }
+    # A group's status tags: the keys, and the groups, of the instances' status tags.
+    group_status = files["OnlyWithStatusTagsWriteThemOnGroups"]["Condition"]
+    assert group_status == files["OnlyWithStatusTagsWriteThem"]["Condition"]
+    assert group_status["ForAllValues:StringEquals"]["aws:TagKeys"] == list(
+        ec2_powercycle.status_keys(ec2_powercycle.DEFAULT_TAG)
+    )
     assert statements["NeverScaleEksNodeGroups"]["Condition"] == files["NeverScaleEksNodeGroups"]["Condition"]
     protected = statements["NeverTouchProtectedEnvironments"]["Condition"]
     assert statements["NeverScaleProtectedGroups"]["Condition"] == protected
@@ -1017,6 +1054,7 @@ def test_template_grants_the_organizations_permissions_only_when_used():
         "OnlyWithAllRegionsListTheEnabledRegions": "AllRegions",
         "OnlyForFanOutInvokeItself": "MayFanOut",
         "OnlyWithStatusTagsWriteThem": "HasStatusTags",
+        "OnlyWithStatusTagsWriteThemOnGroups": "HasStatusTags",
         "OnlyWithEventBusPutEvents": "HasEventBus",
     }
     function = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${FunctionName}"

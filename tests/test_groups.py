@@ -51,7 +51,8 @@ def test_a_stop_saves_the_sizes_then_scales_the_group_to_zero(
 ) -> None:
     fleet.launch_group("web", STOP_AT_EIGHT, sizes=(1, 4, 2))
     summary = handler(MONDAY_0807)
-    metrics = json.loads(capsys.readouterr().out.splitlines()[-1])  # the run's EMF line
+    # The run's EMF line, the first (then one per instance type: the group's hours stopped).
+    metrics = json.loads(capsys.readouterr().out.splitlines()[0])
     assert (metrics["GroupsStopped"], metrics["GroupsStarted"], metrics["Stopped"]) == (1, 0, 0)
     sizes, tags = fleet.group("web")
     assert sizes == (0, 4, 0)  # MaxSize kept

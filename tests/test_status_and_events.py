@@ -161,6 +161,116 @@ def test_a_status_tag_that_cannot_be_written_is_counted_and_harms_nothing(
     assert set(fleet.states().values()) == {"running"}
 
 
+# --- Status tags on Auto Scaling groups ----------------------------------------------------
+
+SIZE_TAG = f"{TAG}:size"
+
+
+@pytest.fixture
+def group_api(monkeypatch: pytest.MonkeyPatch, aws: None) -> ApiRecorder:
+    """The Auto Scaling calls the scheduler makes, and errors to inject."""
+    recorder = ApiRecorder()
+    on_every_client(monkeypatch, "autoscaling_client", lambda client, *_: recorder.attach(client, "autoscaling"))
+    return recorder
+
+
+def group_tag_calls(api: ApiRecorder) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The status-tag calls among the Auto Scaling calls (the size tag's are the scaling's own)."""
+    return [
+        (op, params["Tags"])
+        for op, params in api.calls
+        if op in ("CreateOrUpdateTags", "DeleteTags") and all(t["Key"] in (LAST_ACTION, ERROR) for t in params["Tags"])
+    ]
+
+
+def group_status(group: str, key: str, value: str) -> dict[str, Any]:
+    return {"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": key, "Value": value,
+            "PropagateAtLaunch": False}  # fmt: skip
+
+
+def test_groups_scaled_carry_their_last_action_written_in_one_call_and_not_again(
+    fleet: Fleet, group_api: ApiRecorder, status_tags: None
+) -> None:
+    fleet.launch_group("web", '{"stop": "0 8 * * *"}', sizes=(1, 4, 2))
+    saved = {SIZE_TAG: '{"min": 1, "max": 4, "desired": 2}'}
+    fleet.launch_group("api", '{"start": "0 8 * * *"}', sizes=(0, 4, 0), tags=saved)
+    summary = handler(at("08:07"), LambdaContext())
+    assert (len(summary["groups_stopped"]), len(summary["groups_started"]), summary["status_tag_errors"]) == (1, 1, 0)
+    [(operation, tags)] = group_tag_calls(group_api)  # two values, one call
+    assert operation == "CreateOrUpdateTags"
+    assert sorted(tags, key=lambda tag: tag["ResourceId"]) == [
+        group_status("api", LAST_ACTION, "started 2026-11-23T08:07:00Z schedule"),
+        group_status("web", LAST_ACTION, "stopped 2026-11-23T08:07:00Z schedule"),
+    ]
+    assert fleet.group("web")[1][LAST_ACTION] == "stopped 2026-11-23T08:07:00Z schedule"
+    group_api.calls.clear()
+    handler(at("08:22"), LambdaContext())
+    assert group_api.operations() == ["DescribeAutoScalingGroups"]
+
+
+def test_a_groups_error_tag_is_set_kept_changed_and_deleted(
+    fleet: Fleet, group_api: ApiRecorder, status_tags: None
+) -> None:
+    fleet.launch_group("web", BAD_TAG)
+    handler(at("08:07"), LambdaContext())
+    first = fleet.group("web")[1][ERROR]
+    assert first.startswith("2026-11-23T08:07:00Z bad schedule in tag 'ec2Powercycle': unknown key")
+    group_api.calls.clear()
+    handler(at("08:22"), LambdaContext())  # the same reason: the tag keeps the time that first found it
+    assert (group_tag_calls(group_api), fleet.group("web")[1][ERROR]) == ([], first)
+    autoscaling = fleet.client(service="autoscaling")
+    autoscaling.create_or_update_tags(Tags=[group_status("web", TAG, '{"start": "61 8 * * *"}')])
+    handler(at("08:37"), LambdaContext())
+    assert fleet.group("web")[1][ERROR].startswith("2026-11-23T08:37:00Z bad schedule in tag 'ec2Powercycle': invalid")
+    autoscaling.create_or_update_tags(Tags=[group_status("web", TAG, OFFICE_HOURS)])
+    group_api.calls.clear()
+    handler(at("08:52"), LambdaContext())
+    assert ERROR not in fleet.group("web")[1]
+    assert group_tag_calls(group_api) == [
+        ("DeleteTags", [{"ResourceId": "web", "ResourceType": "auto-scaling-group", "Key": ERROR}])
+    ]
+
+
+def test_a_groups_status_tag_that_cannot_be_written_is_counted_and_harms_nothing(
+    fleet: Fleet, group_api: ApiRecorder, status_tags: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet.launch_group("web", '{"stop": "0 8 * * *"}')
+    fleet.launch_group("api", '{"stop": "0 8 * * *"}')
+    group_api.inject(
+        lambda action, form: (
+            (403, "AccessDenied", "no") if action == "CreateOrUpdateTags" and LAST_ACTION in str(form) else None
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="ec2_powercycle"):
+        summary = handler(at("08:07"), LambdaContext())
+    assert (len(summary["groups_stopped"]), summary["errors"], summary["status_tag_errors"]) == (2, [], 2)
+    assert fleet.group("web")[0] == fleet.group("api")[0] == (0, 4, 0)
+    [warning] = [r.getMessage() for r in caplog.records if "status tag" in r.getMessage()]
+    assert LAST_ACTION in warning and "on 2 groups" in warning and "AccessDenied" in warning
+
+
+def test_a_dry_run_writes_no_status_tag_on_a_group(
+    fleet: Fleet, group_api: ApiRecorder, status_tags: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ec2_powercycle.DRY_RUN_SETTING, "true")
+    fleet.launch_group("web", '{"stop": "0 8 * * *"}')
+    fleet.launch_group("bad", BAD_TAG)
+    summary = handler(at("08:07"), LambdaContext())
+    assert len(summary["groups_stopped"]) == len(summary["errors"]) == 1
+    assert group_api.operations() == ["DescribeAutoScalingGroups"]
+    assert LAST_ACTION not in fleet.group("web")[1] and ERROR not in fleet.group("bad")[1]
+
+
+def test_guarded_groups_status_tags_are_never_touched(fleet: Fleet, group_api: ApiRecorder, status_tags: None) -> None:
+    stale = {ERROR: "2026-11-20T09:00:00Z old"}
+    fleet.launch_group("prod", '{"stop": "0 8 * * *"}', tags={"environment": "p", **stale})
+    fleet.launch_group("eks", '{"stop": "0 8 * * *"}', tags={"eks:nodegroup-name": "workers", **stale})
+    summary = handler(at("08:07"), LambdaContext())
+    assert len(summary["skipped"]) == 2 and summary["groups_stopped"] == []
+    assert group_api.operations() == ["DescribeAutoScalingGroups"]
+    assert fleet.group("prod")[1][ERROR] == fleet.group("eks")[1][ERROR] == stale[ERROR]
+
+
 # --- Hours kept stopped -------------------------------------------------------------------
 
 
@@ -185,6 +295,37 @@ def test_stopped_instance_hours_count_scheduled_instances_stopped_once_the_actio
     }
     assert {tuple(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) for d in by_type} == {
         ("FunctionName", "InstanceType")
+    }
+
+
+def test_stopped_instance_hours_count_a_groups_saved_desired_capacity_while_it_is_at_zero(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def saved(desired: int) -> dict[str, str]:
+        return {SIZE_TAG: json.dumps({"min": 1, "max": 4, "desired": desired})}
+
+    at_nine = '{"start": "0 9 * * *"}'  # nothing due at 08:07
+    fleet.launch_group("web", '{"stop": "0 8 * * *"}', sizes=(1, 4, 2))  # stopped by this run: its desired 2
+    fleet.launch_group("idle", at_nine, sizes=(0, 4, 0), tags=saved(3))  # at zero: its saved 3
+    fleet.launch_group("up", at_nine, sizes=(1, 4, 1))  # running: nothing
+    fleet.launch_group("prod", at_nine, sizes=(0, 4, 0), tags={**saved(5), "environment": "p"})  # guarded
+    fleet.client(service="autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName="mixed",
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateName": "groups"},
+                "Overrides": [{"InstanceType": "m5.large"}],
+            }
+        },
+        MinSize=0, MaxSize=4, DesiredCapacity=0, AvailabilityZones=[f"{REGION}a"],
+        Tags=[group_status("mixed", key, value) for key, value in {TAG: at_nine, **saved(1)}.items()],
+    )  # fmt: skip
+    summary = handler(at("08:07"), LambdaContext())  # a 15-minute window: a quarter of an hour each
+    assert summary["stopped_instance_hours"] == {ec2_powercycle.GROUP_INSTANCE_TYPE: 1.25, "m5.large": 0.25}
+    by_type = [json.loads(line) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert {d["InstanceType"]: emf_metrics(d)["StoppedInstanceHours"] for d in by_type} == {
+        "auto-scaling-group": 1.25,
+        "m5.large": 0.25,
     }
 
 
@@ -358,3 +499,17 @@ def test_plan_text_prints_instance_hours_and_the_status_tags(
         "42 stopped" in lines
     assert lines[-1] == "Fleet, instance-hours over 24 h: m5.large 10 running, 14 stopped; t3.micro 20 running, " \
         "28 stopped; in all 30 running, 42 stopped"
+
+
+def test_plan_shows_a_groups_status_tags(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    status = {LAST_ACTION: "stopped 2026-11-20T18:07:00Z schedule", ERROR: "2026-11-21T08:07:00Z start failed: X"}
+    fleet.launch_group("web", OFFICE_HOURS, sizes=(0, 4, 0), tags=status)
+    fleet.launch_group("api", OFFICE_HOURS)
+    groups = {group["group"]: group["status"] for group in json.loads(plan(capsys, "--json"))["groups"]}
+    assert groups == {
+        "web": {"last_action": status[LAST_ACTION], "error": status[ERROR]},
+        "api": {"last_action": None, "error": None},
+    }
+    lines = [line.strip() for line in plan(capsys).splitlines()]
+    web = next(index for index, line in enumerate(lines) if line.startswith("web "))
+    assert lines[web + 1 : web + 3] == [f"last action: {status[LAST_ACTION]}", f"last error: {status[ERROR]}"]

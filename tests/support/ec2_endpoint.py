@@ -53,11 +53,14 @@ It counts the calls it serves. Its own admin paths (JSON):
 
 * ``POST /_bench/seed`` ``{"instances": [{"name", "tags": {}, "state",
   "instance_type", "disable_api_stop", "reservation"}], "groups": [{"name",
-  "tags": {}, "min", "max", "desired", "activity"}]}``: replace the fleet
-  (instances with the same ``reservation`` label in a row share a
+  "tags": {}, "min", "max", "desired", "activity"}], "xml": "full"}``: replace
+  the fleet (instances with the same ``reservation`` label in a row share a
   reservation; ``groups`` is optional); answers ``{"ids": [...]}`` in the
   same order. IDs are derived from the position, so the same fleet always
-  gets the same IDs.
+  gets the same IDs. ``"xml": "lean"`` answers DescribeInstances with only the
+  fields the scheduler reads (ID, state, type, launch time, state reason,
+  tags) instead of a real response's (about 4 KB an instance), so that a
+  benchmark sees the scheduler's own work rather than botocore's parsing.
 * ``GET /_bench/groups``: ``{name: {"min", "max", "desired", "tags"}}``.
 * ``POST /_bench/reset``: put every instance back in its seeded state and zero
   the counts.
@@ -190,6 +193,22 @@ _STATE_XML = {
 }
 
 
+XML_SIZES = ("full", "lean")
+
+
+def _render_lean(instance_id: str, spec: dict[str, Any], instance_type: str) -> tuple[bytes, bytes]:
+    """An instance's XML around its state with only what the scheduler reads (``"xml": "lean"``)."""
+    tags = "".join(
+        f"<item><key>{escape(key)}</key><value>{escape(value)}</value></item>" for key, value in spec["tags"].items()
+    )
+    head = f"<item><instanceId>{instance_id}</instanceId>"
+    tail = (
+        f"<reason/><instanceType>{escape(instance_type)}</instanceType><launchTime>{LAUNCH_TIME}</launchTime>"
+        f"<tagSet>{tags}</tagSet></item>"
+    )
+    return head.encode(), tail.encode()
+
+
 def _render(position: int, instance_id: str, spec: dict[str, Any], instance_type: str) -> tuple[bytes, bytes]:
     """An instance's XML around its state, modelled field by field on a real EC2 response."""
     ip = ipaddress.IPv4Address(0x0A000000 + 256 + position)
@@ -267,7 +286,11 @@ class Fleet:
 
     # --- admin ---
 
-    def seed(self, specs: list[dict[str, Any]], group_specs: list[dict[str, Any]] | None = None) -> list[str]:
+    def seed(
+        self, specs: list[dict[str, Any]], group_specs: list[dict[str, Any]] | None = None, xml: str = "full"
+    ) -> list[str]:
+        if xml not in XML_SIZES:
+            raise ValueError(f"unknown xml {xml!r}; expected one of {', '.join(XML_SIZES)}")
         groups = {}
         for spec in group_specs or ():
             sizes = (int(spec.get("min", 1)), int(spec.get("max", 4)), int(spec.get("desired", 2)))
@@ -290,7 +313,10 @@ class Fleet:
             tags = {str(k): str(v) for k, v in spec.get("tags", {}).items()}
             if "name" in spec:
                 tags = {"Name": str(spec["name"]), **tags}
-            head, tail = _render(position, instance_id, {"tags": tags}, instance_type)
+            if xml == "lean":
+                head, tail = _render_lean(instance_id, {"tags": tags}, instance_type)
+            else:
+                head, tail = _render(position, instance_id, {"tags": tags}, instance_type)
             instances.append(
                 Instance(
                     instance_id,
@@ -915,7 +941,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_bench/seed":
             try:
                 seed = json.loads(body)
-                ids = self.fleet.seed(seed["instances"], seed.get("groups"))
+                ids = self.fleet.seed(seed["instances"], seed.get("groups"), seed.get("xml", "full"))
             except (ValueError, KeyError, TypeError) as err:
                 self._json(400, {"error": str(err)})
                 return

@@ -8,6 +8,7 @@ have sent. No boto3 API is mocked.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -92,22 +93,26 @@ class ApiRecorder:
         """injector(action, form) -> (http status, error code, message) to fail that request, or None."""
         self._injectors.append(injector)
 
-    def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-parameter-build.ec2.*", self._record)
-        client.meta.events.register("before-send.ec2.*", self._send)
+    def attach(self, client: Any, service: str = "ec2") -> Any:
+        """Record `client`'s calls (an EC2 client's, or another Query-API service's such as "autoscaling")."""
+        client.meta.events.register(f"before-parameter-build.{service}.*", self._record)
+        respond = ec2_error_response if service == "ec2" else query_error_response
+        client.meta.events.register(f"before-send.{service}.*", functools.partial(self._send, respond=respond))
         return client
 
     def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.calls.append((model.name, json.loads(json.dumps(params, default=str))))
 
-    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+    def _send(
+        self, request: Any, respond: Callable[..., AWSResponse] = ec2_error_response, **_: Any
+    ) -> AWSResponse | None:
         form = request_form(request)
         action = form.get("Action", ["?"])[0]
         self.http_attempts.append(action)
         for injector in self._injectors:
             failure = injector(action, form)
             if failure:
-                return ec2_error_response(request, *failure)
+                return respond(request, *failure)
         return None
 
 
