@@ -1151,7 +1151,7 @@ def test_spoke_role_has_the_ec2_and_ssm_statements_of_the_lambda_policy():
         for s in _policy("lambda-policy.json")["Statement"]
         if _as_list(s["Action"])[0].startswith(("ec2:", "autoscaling:", "ssm:"))
     ]
-    assert len(files) == 12
+    assert len(files) == 13
 
     def normal(statement: dict[str, Any]) -> dict[str, Any]:
         return {**statement, "Action": sorted(_as_list(statement["Action"]))}
