@@ -123,3 +123,19 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", record)
     return delays
+
+
+@pytest.fixture
+def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
+    import ec2_powercycle_cli
+
+    level = ec2_powercycle.logger.level
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = ec2_powercycle_cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    ec2_powercycle.logger.setLevel(level)

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import ec2_powercycle
-import ec2_powercycle_cli
 from ec2_powercycle import RunError, handler
 from tests.support.ec2_endpoint import serve_in_thread
 from tests.support.faults import ApiRecorder, on_every_client, query_error_response
@@ -305,20 +304,6 @@ def test_groups_are_paged_100_a_call_and_their_activities_read_only_when_out_of_
 
 
 # --- The command line: plan, check and run show groups ------------------------------------
-
-
-@pytest.fixture
-def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
-    level = ec2_powercycle.logger.level
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = ec2_powercycle_cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield call
-    ec2_powercycle.logger.setLevel(level)
 
 
 def test_plan_shows_each_group_its_sizes_and_what_a_run_now_does(fleet: Fleet, cli: Any) -> None:

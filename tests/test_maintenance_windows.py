@@ -16,7 +16,6 @@ from moto.ec2.models import ec2_backends
 from moto.ssm.models import FakeMaintenanceWindow
 
 import ec2_powercycle
-import ec2_powercycle_cli
 from ec2_powercycle import (
     MAINTENANCE_KEY,
     ConfigError,
@@ -437,20 +436,6 @@ def test_a_missed_lead_time_run_is_caught_up(fleet: Fleet) -> None:
 
 
 # --- The command line: plan and check ------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Any:
-    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
-    level = ec2_powercycle.logger.level
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = ec2_powercycle_cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield call
-    ec2_powercycle.logger.setLevel(level)
 
 
 def test_plan_shows_each_windows_next_occurrences_and_shades_them(fleet: Fleet, cli: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 import ec2_powercycle
-import ec2_powercycle_cli
 from ec2_powercycle import (
     DEFAULT_TAG,
     Action,
@@ -227,20 +225,6 @@ def test_a_run_starts_holds_and_reports_overridden_instances(fleet: Fleet, api: 
 
 
 # --- The command line: override, and plan showing it ---------------------------------
-
-
-@pytest.fixture
-def cli(aws: None, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """ec2_powercycle_cli.main in this process against moto: returns (exit code, stdout, stderr)."""
-    level = ec2_powercycle.logger.level
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = ec2_powercycle_cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield call
-    ec2_powercycle.logger.setLevel(level)
 
 
 def tags_of(fleet: Fleet, instance_id: str) -> dict[str, str]:
