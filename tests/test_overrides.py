@@ -319,18 +319,23 @@ def test_plan_shows_overrides_and_holds_them_in_the_timeline(fleet: Fleet, cli: 
 # --- The IAM policy for people who write overrides ----------------------------------
 
 
-def test_the_override_policy_allows_only_the_override_tag_on_scheduled_instances() -> None:
+def test_the_override_policy_allows_only_the_override_tag_on_scheduled_instances_and_groups() -> None:
     policy = json.loads((ROOT / "iam" / "override-policy.json").read_text())
-    describe, write = policy["Statement"]
+    describe, write, write_groups = policy["Statement"]
     assert (describe["Action"], describe["Effect"]) == ("ec2:DescribeInstances", "Allow")
-    assert sorted(write["Action"]) == ["ec2:CreateTags", "ec2:DeleteTags"]
-    assert write["Resource"] == "arn:aws:ec2:*:*:instance/*"
-    assert write["Condition"] == {
-        # Only on instances carrying the schedule tag, only with tag keys named (DeleteTags without any
-        # would delete every tag), and every key named must be the override key.
+    # Only on resources carrying the schedule tag, only with tag keys named (DeleteTags without any
+    # would delete every tag), and every key named must be the override key.
+    only_the_override_key = {
         "Null": {f"aws:ResourceTag/{DEFAULT_TAG}": "false", "aws:TagKeys": "false"},
         "ForAllValues:StringEquals": {"aws:TagKeys": [KEY]},
     }
+    assert write["Effect"] == write_groups["Effect"] == "Allow"
+    assert sorted(write["Action"]) == ["ec2:CreateTags", "ec2:DeleteTags"]
+    assert write["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    assert write["Condition"] == only_the_override_key
+    assert sorted(write_groups["Action"]) == ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"]
+    assert write_groups["Resource"] == "arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/*"
+    assert write_groups["Condition"] == only_the_override_key
     page = (ROOT / "docs" / "security.md").read_text()
     section = page[page.index("## The override policy") :]
     block = section[section.index("```json") + 7 : section.index("```", section.index("```json") + 7)]
