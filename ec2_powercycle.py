@@ -1998,7 +1998,13 @@ def _window_instant(value: object, tz: str, shown: str, what: str) -> datetime |
         moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
     except ValueError as err:
         raise ScheduleError(f"{shown}: {what} {str(value)[:60]!r} is not an ISO-8601 time") from err
-    return (moment if moment.tzinfo else wall_to_instant(moment, zone(tz))).astimezone(UTC)
+    try:
+        instant = (moment if moment.tzinfo else wall_to_instant(moment, zone(tz))).astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:30:00 behind UTC is past the last instant datetime holds
+        raise ScheduleError(f"{shown}: {what} {str(value)[:60]!r} is out of range") from err
+    if not INSTANT_YEARS[0] <= instant.year <= INSTANT_YEARS[1]:
+        raise ScheduleError(f"{shown}: {what} {str(value)[:60]!r} is out of range")
+    return instant
 
 
 def window_starts(window: MaintenanceWindow, after: datetime, until: datetime) -> Iterator[datetime]:
@@ -3092,10 +3098,14 @@ def _stop_group(autoscaling: Any, size_tag: str, group: Resource) -> tuple[bool,
     if size is None or size.desired == 0:  # never save a zero size over the one a start must restore
         return False, "stop refused: the group is already at zero; nothing changed"
     tag = {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": size_tag, "PropagateAtLaunch": False}
-    try:
-        autoscaling.create_or_update_tags(Tags=[{**tag, "Value": size.tag_value()}])
-    except (ClientError, BotoCoreError) as err:
-        return False, f"stop failed: cannot save its sizes in tag {size_tag!r}: {_describe_error(err)}; nothing changed"
+    # A saved size still there means no scheduled start has run since the last stop: the group was scaled
+    # up by hand in between (from min 0), and the sizes saved then are still the ones to restore.
+    if group.saved is None:
+        try:
+            autoscaling.create_or_update_tags(Tags=[{**tag, "Value": size.tag_value()}])
+        except (ClientError, BotoCoreError) as err:
+            problem = f"cannot save its sizes in tag {size_tag!r}: {_describe_error(err)}; nothing changed"
+            return False, f"stop failed: {problem}"
     try:
         autoscaling.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0)
     except (ClientError, BotoCoreError) as err:
@@ -3762,7 +3772,8 @@ def _scheduled_verdict(resource: Resource, context: RunContext, target: Target |
     if override is not None:  # one resource's: decided apart from the decision its schedule's others share
         overridden = override_verdict(override, verdict, state, context)
         if overridden is not verdict:  # held, ended this run, or malformed: the override decides, not catch-up
-            return _held_start_failure(overridden, resource, context)
+            ended = _override_ended_in_window(override, overridden, resource, context, target)
+            return ended or _held_start_failure(overridden, resource, context)
     schedule = verdict.schedule
     if schedule is not None and schedule.maintenance_windows and verdict.decision.outcome is not Outcome.ERROR:
         patched = maintenance_verdict(resource, verdict, context, target)
@@ -3787,16 +3798,18 @@ def maintenance_verdict(
     """What the schedule's maintenance windows make of the instance this run, or None when they have no say.
 
     A window that cannot be had (unknown, ambiguous, unreadable, not evaluable) is the instance's
-    error, and it is left alone. While a window holds it, a missed lead-time start is caught up like
-    any start (`follow_up`), and no stop is.
+    error, reported while the schedule alone decides. While a window holds it, a missed lead-time start
+    is caught up like any start (`follow_up`), and no stop is.
     """
     schedule = verdict.schedule
     assert schedule is not None
     windows = context.named_windows(target, schedule.maintenance_windows)
     patching = context.patching(windows) if not isinstance(windows, str) else ScheduleError(windows)
     if isinstance(patching, ScheduleError):
-        problem = f"{MAINTENANCE_KEY} in tag {context.settings.tag!r}: {patching}"
-        return Verdict(None, Decision(Outcome.ERROR, None, problem))
+        # Reported every run, and the schedule's own times still act: a renamed or unreadable window
+        # must not cost the instance its start and stop as well.
+        problem = f"{MAINTENANCE_KEY} in tag {context.settings.tag!r}: {patching}; the schedule alone decides"
+        return Verdict(schedule, replace(verdict.decision, problem=problem))
     settings, now = context.settings, context.now
     due = context.memo.due.get(schedule, lambda: _due(schedule, context, settings.window))
     decision = maintenance_decision(schedule, due, patching, resource.state, now, settings.window)
@@ -3815,6 +3828,38 @@ def maintenance_verdict(
     if decision.outcome is Outcome.ACT:
         decision = replace(decision, maintenance_window=str(occurrence.window))
     return Verdict(schedule, decision)
+
+
+def _override_ended_in_window(
+    value: str, overridden: Verdict, resource: Resource, context: RunContext, target: Target | None
+) -> Verdict | None:
+    """An override that ends this run while a maintenance window holds the instance: the window's say.
+
+    The override won while it held; once it ends, an open window keeps the instance running (it is
+    started if the override held it stopped) instead of the schedule's state at `until`.
+    """
+    schedule = overridden.schedule
+    if schedule is None or not schedule.maintenance_windows or overridden.decision.outcome is Outcome.ERROR:
+        return None
+    if parse_override(value).until > context.now:
+        return None  # still holding
+    windows = context.named_windows(target, schedule.maintenance_windows)
+    patching = context.patching(windows) if not isinstance(windows, str) else None
+    if patching is None or isinstance(patching, ScheduleError) or patching.held is None:
+        return None
+    held = patching.held
+    if resource.state in SETTLED_STARTED:
+        return Verdict(schedule, Decision(Outcome.IDLE, None, f"override ended: running for {held.words()}"))
+    decision = decide(Due(Action.START, context.now), resource.state)
+    return Verdict(
+        schedule,
+        replace(
+            decision,
+            reason=f"override ended: {decision.reason} for {held.words()}",
+            cause=Cause.MAINTENANCE,
+            maintenance_window=str(held.window) if decision.outcome is Outcome.ACT else None,
+        ),
+    )
 
 
 def group_schedule_error(schedule: Schedule | None, tag: str) -> str | None:

@@ -85,6 +85,18 @@ def test_a_group_at_zero_with_no_saved_size_is_its_error_and_left_as_it_is(
     assert f"- group web in own/{REGION}: nothing to restore: the group is at zero" in message["Message"]
 
 
+def test_a_stop_keeps_the_saved_sizes_of_a_group_scaled_up_by_hand_from_zero(
+    fleet: Fleet, calls: ApiRecorder
+) -> None:
+    # Stopped by a run (sizes saved), then someone set desired 1 by hand: min is still the stop's 0.
+    fleet.launch_group("web", STOP_AT_EIGHT, sizes=(0, 4, 1), tags={SIZE_TAG: SAVED})
+    summary = handler(MONDAY_0807)
+    sizes, tags = fleet.group("web")
+    assert sizes == (0, 4, 0) and tags[SIZE_TAG] == SAVED  # what the next start restores: 1/4/2, not 0/4/1
+    assert calls.operations() == ["DescribeAutoScalingGroups", "UpdateAutoScalingGroup"]
+    assert summary["groups_stopped"] == [entry("web")]
+
+
 def test_enforce_scales_down_again_a_group_scaled_up_by_hand(fleet: Fleet) -> None:
     # The stop at 18:00 was yesterday; someone scaled the group up since: enforce holds it at zero.
     fleet.launch_group("web", '{"start": "0 8 * * 1-5", "stop": "0 18 * * *", "enforce": true}', sizes=(1, 5, 3))

@@ -166,6 +166,9 @@ RECORD = {"WindowId": "mw-0123456789abcdef0", "Name": PATCH, "Schedule": "rate(1
         ({"Duration": 25}, "Duration must be 1 to 24 hours, got '25'"),
         ({"ScheduleOffset": 9}, "ScheduleOffset must be 0 to 6 days, got '9'"),
         ({"StartDate": "yesterday"}, "StartDate 'yesterday' is not an ISO-8601 time"),
+        # Past the last instant a datetime holds once moved to UTC: a bad value, not an OverflowError.
+        ({"EndDate": "9999-12-31T23:30:00", "ScheduleTimezone": "America/New_York"}, "is out of range"),
+        ({"EndDate": "9999-12-31T23:00:00-05:00"}, "EndDate '9999-12-31T23:00:00-05:00' is out of range"),
     ],
 )
 def test_a_windows_record(fields: dict[str, Any], expected: str) -> None:
@@ -394,17 +397,20 @@ def test_a_disabled_or_expired_window_keeps_nothing_running(fleet: Fleet, monkey
 
 
 def test_an_unknown_or_ambiguous_name_is_an_error_of_the_instances_naming_it(fleet: Fleet) -> None:
+    """Reported every run, while the schedule's own times still act (a renamed window costs no start)."""
     create_window("twice")
     create_window("twice")
-    (unknown,) = fleet.launch(schedule("nowhere"), state="stopped")
+    (unknown,) = fleet.launch(schedule("nowhere", start="0 1 * * *"), state="stopped")
     (ambiguous,) = fleet.launch(schedule("twice"), state="stopped")
     (plain,) = fleet.launch('{"start": "0 1 * * *"}', state="stopped")
     summary = run_at(TUESDAY.replace(hour=1, minute=5))
     errors = {entry["instance_id"]: entry["error"] for entry in summary["errors"]}
     prefix = f"maintenance_windows in tag {TAG!r}: "
-    assert errors[unknown] == f"{prefix}no maintenance window 'nowhere' in this account and region"
+    alone = "; the schedule alone decides"
+    assert errors[unknown] == f"{prefix}no maintenance window 'nowhere' in this account and region{alone}"
     assert errors[ambiguous].startswith(f"{prefix}2 maintenance windows are named 'twice' (mw-")
-    assert summary["started"] == [plain]
+    assert errors[ambiguous].endswith(alone)
+    assert sorted(summary["started"]) == sorted([plain, unknown])
 
 
 def test_a_window_is_kept_on_a_skip_day_and_an_override_wins_over_it(fleet: Fleet) -> None:
@@ -415,6 +421,19 @@ def test_a_window_is_kept_on_a_skip_day_and_an_override_wins_over_it(fleet: Flee
     summary = run_at(TUESDAY.replace(hour=1, minute=45))
     assert summary["started"] == [skipping]
     assert fleet.state(overridden) == "stopped"
+
+
+@pytest.mark.parametrize(("held", "state"), [("running", "running"), ("stopped", "stopped")])
+def test_an_override_that_ends_while_a_window_is_open_hands_the_instance_to_the_window(
+    fleet: Fleet, held: str, state: str
+) -> None:
+    """The window (02:00-04:00) is open when the override ends at 02:30: it keeps the instance running."""
+    create_window()
+    until = json.dumps({"state": held, "until": "2026-12-08T02:30:00Z"})
+    (instance,) = fleet.launch(schedule(PATCH), state=state, tags={override_key(TAG): until})
+    summary = run_at(TUESDAY.replace(hour=2, minute=40))
+    assert fleet.state(instance) == "running" and summary["stopped"] == [] and summary["errors"] == []
+    assert summary["started"] == ([instance] if state == "stopped" else [])
 
 
 def test_a_missed_lead_time_run_is_caught_up(fleet: Fleet) -> None:
@@ -520,7 +539,7 @@ def test_windows_that_cannot_be_read_are_the_errors_of_the_instances_naming_them
     assert error["instance_id"] == patched
     assert error["error"] == (
         f"maintenance_windows in tag {TAG!r}: cannot read the maintenance windows of own/{REGION}: "
-        "AccessDeniedException: not allowed"
+        "AccessDeniedException: not allowed; the schedule alone decides"
     )
 
 
