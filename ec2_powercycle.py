@@ -1817,12 +1817,14 @@ class Patching:
     """What a schedule's maintenance windows ask of a run at `now` (`patching_at`).
 
     `held`: the occurrence whose lead time to end holds `now` (the one ending last), or None;
-    `ended`: with none held, an occurrence that ended in the run's window (now - W, now].
+    `ended`: with none held, an occurrence that ended in the run's window (now - W, now];
+    `missed`: with neither, the latest that ended before that window but within the catch-up horizon.
     """
 
     held: Occurrence | None = None
     lead_at: datetime | None = None  # held.start - lead: when the instance is wanted running
     ended: Occurrence | None = None
+    missed: Occurrence | None = None
 
 
 def parse_window_rule(expression: str) -> WindowRule:
@@ -2082,25 +2084,34 @@ def next_occurrences(window: MaintenanceWindow, after: datetime, count: int) -> 
 
 
 def patching_at(
-    windows: Sequence[MaintenanceWindow], now: datetime, window: timedelta, lead: timedelta
+    windows: Sequence[MaintenanceWindow],
+    now: datetime,
+    window: timedelta,
+    lead: timedelta,
+    horizon: timedelta = timedelta(0),
 ) -> Patching:
-    """What the windows ask of a run at `now` with run window W = `window` and lead time `lead`.
+    """What the windows ask of a run at `now` with run window W = `window`, lead time `lead` and catch-up
+    horizon H = `horizon`.
 
     An occurrence holds `now` from start - lead until its end; with several holding, the one ending
-    last is kept. With none holding, the latest that ended in (now - W, now] is `ended`.
+    last is kept. With none holding, the latest that ended in (now - W, now] is `ended`, and with none
+    either, the latest that ended in (now - H, now - W] is `missed` (its end's run did not come).
     """
     held: Occurrence | None = None
     ended: Occurrence | None = None
+    missed: Occurrence | None = None
     for each in windows:
-        for occurrence in occurrences(each, now - window - each.duration, now + lead):
+        for occurrence in occurrences(each, now - max(window, horizon) - each.duration, now + lead):
             if occurrence.start - lead <= now < occurrence.end:
                 if held is None or occurrence.end > held.end:
                     held = occurrence
             elif now - window < occurrence.end <= now and (ended is None or occurrence.end > ended.end):
                 ended = occurrence
+            elif now - horizon < occurrence.end <= now and (missed is None or occurrence.end > missed.end):
+                missed = occurrence
     if held is not None:
         return Patching(held=held, lead_at=held.start - lead)
-    return Patching(ended=ended)
+    return Patching(ended=ended) if ended is not None else Patching(missed=missed)
 
 
 def maintenance_decision(
@@ -3668,7 +3679,7 @@ class RunContext:
         def compute() -> Patching | ScheduleError:
             settings = self.settings
             try:
-                return patching_at(windows, self.now, settings.window, settings.maintenance_lead)
+                return patching_at(windows, self.now, settings.window, settings.maintenance_lead, settings.catch_up)
             except ScheduleError as err:
                 return err
             except (ValueError, OverflowError) as err:  # croniter's own errors are ValueErrors
@@ -3814,7 +3825,7 @@ def maintenance_verdict(
     due = context.memo.due.get(schedule, lambda: _due(schedule, context, settings.window))
     decision = maintenance_decision(schedule, due, patching, resource.state, now, settings.window)
     if decision is None:
-        return None
+        return _missed_window_end(resource, verdict, patching, context)
     occurrence = patching.held or patching.ended
     assert occurrence is not None
     held, lead_at = patching.held, patching.lead_at
@@ -3828,6 +3839,36 @@ def maintenance_verdict(
     if decision.outcome is Outcome.ACT:
         decision = replace(decision, maintenance_window=str(occurrence.window))
     return Verdict(schedule, decision)
+
+
+def _missed_window_end(resource: Resource, verdict: Verdict, patching: Patching, context: RunContext) -> Verdict | None:
+    """The run at a window's end did not come: the schedule's state then is caught up as a missed scheduled
+    time is (`follow_up`: only if nothing has changed the instance since, within the horizon), unless a
+    time of the schedule's own after the end decides."""
+    schedule, missed, settings = verdict.schedule, patching.missed, context.settings
+    assert schedule is not None
+    if missed is None or schedule.enforce or verdict.decision.outcome is not Outcome.IDLE:
+        return None
+    recent = _recent(schedule, context)
+    if recent is not None and recent.at is not None and recent.at > missed.end:
+        return None
+    then = due_action(replace(schedule, enforce=True), missed.end, timedelta(0))
+    if then.conflict or then.action is None:
+        return None
+    decision = follow_up(
+        verdict.decision, schedule, Due(then.action, missed.end), resource.record(), context.now, settings.catch_up
+    )
+    if decision.outcome is not Outcome.ACT:
+        return None  # in the state wanted, or changed by a person since: the usual path decides
+    return Verdict(
+        schedule,
+        replace(
+            decision,
+            reason=f"{decision.reason} at the end of {missed.words()}",
+            cause=Cause.CATCH_UP,
+            maintenance_window=str(missed.window),
+        ),
+    )
 
 
 def _override_ended_in_window(

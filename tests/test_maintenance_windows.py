@@ -454,6 +454,23 @@ def test_a_missed_lead_time_run_is_caught_up(fleet: Fleet) -> None:
     ]
 
 
+@pytest.mark.parametrize(("started_by_hand", "stopped"), [(None, True), ("2026-12-08T04:05:00+00:00", False)])
+def test_a_missed_run_at_a_windows_end_is_caught_up_unless_someone_started_it_since(
+    fleet: Fleet, started_by_hand: str | None, stopped: bool
+) -> None:
+    """Window Tue 02:00-04:00, office hours: the 04:00 run never came; the 04:15 run makes up its stop."""
+    window_id = create_window()
+    (instance,) = fleet.launch(schedule(PATCH))  # running since the window's lead time (its LaunchTime is before)
+    if started_by_hand:
+        ec2_backends["123456789012"][REGION].get_instance(instance).launch_time = started_by_hand
+    summary = run_at(TUESDAY.replace(hour=4, minute=15))
+    assert (summary["stopped"] == [instance]) is stopped and (fleet.state(instance) == "stopped") is stopped
+    if stopped:
+        [entry] = summary["caught_up"]
+        assert (entry["action"], entry["due"]) == ("stop", "2026-12-08T04:00:00Z")
+        assert entry["maintenance_window"] == f"'{PATCH}' ({window_id})"
+
+
 # --- The command line: plan and check ------------------------------------------------------------
 
 
