@@ -4040,24 +4040,21 @@ def _override_ended(override: Override, verdict: Verdict, state: str, context: R
     return replace(decision, reason=f"override ended: {decision.reason}", cause=Cause.OVERRIDE)
 
 
-def decide_isolated(resource: Resource | Mapping[str, Any], context: RunContext, target: Target) -> Verdict:
-    """`decide_resource` (an instance may come as DescribeInstances describes it), whatever its tags hold:
-    anything it raises is this instance's or group's error, not its target's.
+def decide_isolated(resource: Resource, context: RunContext, target: Target) -> Verdict:
+    """`decide_resource`, whatever the resource's tags hold: anything it raises is this instance's or
+    group's error, not its target's.
 
     Untrusted values are parsed into ScheduleErrors at the edge; this is the net
     under that rule (a value nobody foresaw, a bug), so that one resource's tags
     never cost the other instances and groups of its account and region their run.
     """
-    kind = resource.kind if isinstance(resource, Resource) else Kind.INSTANCE
     try:
-        described = resource if isinstance(resource, Resource) else instance_resource(resource)
-        return decide_resource(described, context, target)
+        return decide_resource(resource, context, target)
     except Exception as err:  # the resource's error, reported; its neighbours still run
-        problem = PowercycleError(f"cannot decide this {kind.value}: {type(err).__name__}: {err}")
+        problem = PowercycleError(f"cannot decide this {resource.kind.value}: {type(err).__name__}: {err}")
         # The frames, not the message: the message may quote a tag at length (it is cut in `problem`).
         frames = "".join(traceback.format_tb(err.__traceback__))[-4000:]
-        name = resource.resource_id if isinstance(resource, Resource) else resource.get("InstanceId")
-        logger.error("%s: %s: %s\n%s", target, name, problem, frames)
+        logger.error("%s: %s: %s\n%s", target, resource.resource_id, problem, frames)
         return Verdict(None, Decision(Outcome.ERROR, None, str(problem)))
 
 
@@ -4175,9 +4172,7 @@ def run_target(target: Target, context: RunContext) -> TargetResult:
     except TargetError as err:
         return result.fail(str(err))
     if reading.groups_problem:
-        result.failed = True
-        result.error(None, f"{target}: {reading.groups_problem}")
-        logger.error("%s: %s", target, reading.groups_problem)
+        result.fail(reading.groups_problem)
     for group, count in members.items():
         group_notes[group].append(
             f"{_counted(count, 'instance')} of the group carry the tag {settings.tag!r} (propagated at launch): "

@@ -42,6 +42,7 @@ from ec2_powercycle import (
     decide_isolated,
     due_action,
     handler,
+    instance_resource,
     is_url,
     log_summary,
     notification,
@@ -167,12 +168,12 @@ def test_a_start_that_did_not_take_is_reported_while_an_override_holds_the_insta
 ) -> None:
     context = RunContext(Settings(), datetime(2026, 11, 23, 20, 7, tzinfo=UTC), aws=None)  # type: ignore[arg-type]
     held = _held_instance((code, "it fell back"), "2026-11-23T19:52:00Z")
-    decision = decide_isolated(held, context, Target("own", REGION)).decision
+    decision = decide_isolated(instance_resource(held), context, Target("own", REGION)).decision
     assert (decision.outcome, decision.action) == (outcome, action)
     assert "did not take" in (decision.problem or decision.reason) and code in (decision.problem or decision.reason)
     # A failure from before the catch-up horizon is not this override's start: held as before.
     old = _held_instance((code, "it fell back"), "2026-11-23T12:00:00Z")
-    decision = decide_isolated(old, context, Target("own", REGION)).decision
+    decision = decide_isolated(instance_resource(old), context, Target("own", REGION)).decision
     assert (decision.outcome, decision.action, decision.problem) == (Outcome.ACT, Action.START, None)
 
 
@@ -399,7 +400,8 @@ def test_fuzz_every_mutated_tag_is_decided_or_its_instances_error(
     value: str, override: str | None, state: str, now: datetime
 ) -> None:
     context = RunContext(Settings(), now, aws=None, memo=RunMemo())  # type: ignore[arg-type]
-    decision = decide_isolated(_instance(value, override, state), context, Target("own", REGION)).decision
+    resource = instance_resource(_instance(value, override, state))
+    decision = decide_isolated(resource, context, Target("own", REGION)).decision
     # Parsed at the edge: the net in decide_isolated is for bugs, and no fuzzed tag reaches it.
     assert not decision.reason.startswith("cannot decide this instance"), decision.reason
     assert len(decision.reason) <= 2 * ERROR_MAX_CHARS
