@@ -672,44 +672,44 @@ def _parse_window(value: str | None) -> int:
 
 
 def _parse_catch_up(value: str | None, window: int) -> int:
-    if value is None or not value.strip():
-        return max(DEFAULT_CATCH_UP_MINUTES, window)
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()) or 0 < int(text) < window:
-        raise ConfigError(
-            f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least "
-            f"{WINDOW_SETTING} ({window}), got {value!r}"
-        )
-    return int(text)
+    return _whole_number(
+        value,
+        max(DEFAULT_CATCH_UP_MINUTES, window),
+        lambda minutes: minutes == 0 or minutes >= window,
+        f"{CATCH_UP_SETTING} must be 0 (off) or a whole number of minutes of at least {WINDOW_SETTING} ({window})",
+    )
 
 
 def _parse_maintenance_lead(value: str | None) -> int:
-    if value is None or not value.strip():
-        return DEFAULT_MAINTENANCE_LEAD_MINUTES
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) > MAINTENANCE_MAX_LEAD_MINUTES:
-        raise ConfigError(
-            f"{MAINTENANCE_LEAD_SETTING} must be a whole number of minutes from 0 to {MAINTENANCE_MAX_LEAD_MINUTES}, "
-            f"got {value!r}"
-        )
-    return int(text)
+    return _whole_number(
+        value,
+        DEFAULT_MAINTENANCE_LEAD_MINUTES,
+        lambda minutes: minutes <= MAINTENANCE_MAX_LEAD_MINUTES,
+        f"{MAINTENANCE_LEAD_SETTING} must be a whole number of minutes from 0 to {MAINTENANCE_MAX_LEAD_MINUTES}",
+    )
 
 
 def _parse_event_age(value: str | None, window: int) -> int:
-    if value is None or not value.strip():
-        return window + EVENT_AGE_MARGIN_MINUTES
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ConfigError(f"{MAX_EVENT_AGE_SETTING} must be 0 (off) or a whole number of minutes, got {value!r}")
-    return int(text)
+    return _whole_number(
+        value,
+        window + EVENT_AGE_MARGIN_MINUTES,
+        lambda _: True,
+        f"{MAX_EVENT_AGE_SETTING} must be 0 (off) or a whole number of minutes",
+    )
 
 
 def _parse_positive(value: str | None, default: int, name: str, unit: str) -> int:
+    return _whole_number(value, default, lambda number: number > 0, f"{name} must be a positive whole number of {unit}")
+
+
+def _whole_number(value: str | None, default: int, valid: Callable[[int], bool], expected: str) -> int:
+    """A setting that is a whole number (ASCII digits: int() reads other scripts' too): `default` when unset or
+    blank; ConfigError "<expected>, got <value>" when not a number or not `valid`."""
     if value is None or not value.strip():
         return default
     text = value.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-        raise ConfigError(f"{name} must be a positive whole number of {unit}, got {value!r}")
+    if not (text.isascii() and text.isdigit()) or not valid(int(text)):
+        raise ConfigError(f"{expected}, got {value!r}")
     return int(text)
 
 
